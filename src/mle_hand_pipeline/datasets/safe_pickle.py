@@ -1,0 +1,83 @@
+"""Load dataset annotation pickles without running code from them.
+
+``pickle.load`` calls whatever callable the file names, so a tampered ``anno_*.pickle`` could run
+``os.system`` on load. :func:`load_annotation_pickle` admits only the handful of globals that
+pickled numpy arrays need and refuses everything else before it is called.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# (module, name) pairs that numpy arrays and scalars pickle through, in NumPy 1.x and 2.x, plus
+# `_codecs.encode`, which Python 2 pickles (the original RHD release) use for byte strings.
+ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
+
+
+class UnsafePickleError(ValueError):
+    """The pickle asks for something other than plain containers and numpy arrays."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="latin1")  # latin1 reads Python 2 numpy pickles
+        self._path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise UnsafePickleError(
+            f"{self._path}: refusing to unpickle global '{module}.{name}'; annotation files may "
+            "hold only dicts, lists, numbers, strings and numpy arrays"
+        )
+
+
+def _check_plain(value: Any, path: Path, where: str) -> None:
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise UnsafePickleError(f"{path}: {where} is an array of dtype {value.dtype}, expected numbers")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain(key, path, f"{where} key")
+            _check_plain(item, path, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_plain(item, path, f"{where}[{index}]")
+    elif not isinstance(value, int | float | str | bytes | bool | np.generic | None):
+        raise UnsafePickleError(f"{path}: {where} has unexpected type {type(value).__name__}")
+
+
+def load_annotation_pickle(path: str | Path) -> Any:
+    """Unpickle ``path`` admitting only plain containers, numbers, strings and numpy arrays.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UnsafePickleError: the file names any other global (its code never runs) or holds other types.
+        ValueError: the file is truncated or not a pickle.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    with path.open("rb") as file:
+        try:
+            data = _RestrictedUnpickler(file, path).load()
+        except UnsafePickleError:
+            raise
+        except Exception as error:  # truncated or corrupt pickles raise many different types
+            raise ValueError(f"{path}: not a readable pickle ({type(error).__name__}: {error})") from error
+    _check_plain(data, path, "content")
+    return data

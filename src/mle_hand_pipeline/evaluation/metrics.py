@@ -1,0 +1,530 @@
+"""Keypoint accuracy and uncertainty metrics (pure numpy; no Kedro, no torch).
+
+Shapes: ``N`` test crops, ``K`` (= 21) keypoints, ``T`` stages. Every function takes a ``visible``
+mask of shape ``(N, K)`` (bool, or anything ``astype(bool)`` accepts): only labelled keypoints count,
+the coordinates of the others are never looked at (they may be NaN).
+
+Normalisation (the paper's): the error of keypoint ``k`` of crop ``n`` is
+
+    e[n, k] = ||pred[n, k] - gt[n, k]||_2 / norm_size[n],
+    norm_size[n] = max(w_n, h_n),
+
+where ``(w_n, h_n)`` is the size of the tight bounding box of crop ``n``'s *visible ground-truth*
+keypoints, in the same pixel units as ``pred`` and ``gt`` (see :func:`hand_box_size`). Because the
+box is measured on the same image as the error, ``e`` does not depend on the units (crop or source
+pixels), as long as both use the same ones.
+
+Metric names returned by :func:`evaluate` contain no ``@`` (MLflow metric names allow only
+alphanumerics, ``_ - . /`` and spaces): PCK at 0.2 is ``"pck_0.2"``, see :func:`metric_key`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mle_hand_pipeline.keypoints import KEYPOINT_NAMES
+
+DEFAULT_THRESHOLDS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2)
+# The PCK curve whose area is reported as ``auc_0.2``: 41 thresholds, 0 to 0.2 in steps of 0.005.
+PCK_CURVE_THRESHOLDS = np.linspace(0.0, 0.2, 41)
+
+# Share of |error| <= m * scale per coordinate for an ideal 1-D density with that scale.
+GAUSSIAN_WITHIN = {1: 0.6826894921370859, 2: 0.9544997361036416}  # erf(m / sqrt(2))
+LAPLACE_WITHIN = {1: 0.6321205588285577, 2: 0.8646647167633873}  # 1 - exp(-m)
+
+
+def metric_key(name: str, threshold: float) -> str:
+    """MLflow-safe metric name for a thresholded metric: ``metric_key("pck", 0.2) == "pck_0.2"``."""
+    return f"{name}_{float(threshold):g}"
+
+
+def _mask(visible: np.ndarray) -> np.ndarray:
+    return np.asarray(visible).astype(bool)
+
+
+def hand_box_size(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """The paper's normaliser: ``max(w, h)`` of the tight box around each crop's visible keypoints.
+
+    Args:
+        keypoints: ``(N, K, 2)`` ground-truth ``(x, y)``.
+        visible: ``(N, K)`` bool.
+
+    Returns:
+        ``(N,)`` float; NaN for a crop with no visible keypoint.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    vis = _mask(visible)
+    x = np.where(vis, kp[..., 0], np.nan)
+    y = np.where(vis, kp[..., 1], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows -> NaN
+        w = np.nanmax(x, axis=1) - np.nanmin(x, axis=1)
+        h = np.nanmax(y, axis=1) - np.nanmin(y, axis=1)
+    return np.maximum(w, h)
+
+
+def normalised_errors(pred: np.ndarray, gt: np.ndarray, norm_size: np.ndarray) -> np.ndarray:
+    """``e[n, k] = ||pred[n, k] - gt[n, k]|| / norm_size[n]``.
+
+    Args:
+        pred: ``(N, K, 2)`` predicted ``(x, y)``.
+        gt: ``(N, K, 2)`` ground truth, same units as ``pred``.
+        norm_size: ``(N,)`` ``max(w, h)`` of the ground-truth hand box, same units.
+
+    Returns:
+        ``(N, K)`` normalised Euclidean errors (values at invisible keypoints are meaningless).
+    """
+    diff = np.asarray(pred, dtype=np.float64) - np.asarray(gt, dtype=np.float64)
+    dist = np.linalg.norm(diff, axis=-1)
+    return dist / np.asarray(norm_size, dtype=np.float64)[:, None]
+
+
+def sample_nme(errors: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Per-crop NME: mean of ``errors[n]`` over the crop's visible keypoints.
+
+    Args:
+        errors: ``(N, K)``.
+        visible: ``(N, K)``.
+
+    Returns:
+        ``(N,)``; NaN for a crop with no visible keypoint.
+    """
+    vis = _mask(visible)
+    err = np.where(vis, np.asarray(errors, dtype=np.float64), 0.0)
+    count = vis.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, err.sum(axis=1) / count, np.nan)
+
+
+def nme(errors: np.ndarray, visible: np.ndarray, per_sample: bool = False) -> float:
+    """Normalised mean error.
+
+    ``per_sample=False`` (default), pooled over every labelled keypoint of every crop:
+
+        NME = sum_{n,k} v[n,k] e[n,k] / sum_{n,k} v[n,k]
+
+    ``per_sample=True``, the paper's eq. (9): the mean over each crop's keypoints, then the mean over
+    crops (crops with no labelled keypoint are dropped):
+
+        NME = 1/D sum_n ( sum_k v[n,k] e[n,k] / sum_k v[n,k] )
+
+    The two agree when every crop has the same number of labelled keypoints (e.g. all visible, as
+    in FreiHAND); with missing keypoints the per-sample form gives more weight to each keypoint of a
+    crop with few labelled keypoints.
+
+    Args:
+        errors: ``(N, K)`` normalised errors.
+        visible: ``(N, K)``.
+
+    Returns:
+        float (NaN if nothing is visible).
+    """
+    vis = _mask(visible)
+    if not vis.any():
+        return float("nan")
+    if per_sample:
+        return float(np.nanmean(sample_nme(errors, vis)))
+    return float(np.asarray(errors, dtype=np.float64)[vis].mean())
+
+
+def pck(errors: np.ndarray, visible: np.ndarray, threshold: float) -> float:
+    """Percentage of correct keypoints, pooled over all labelled keypoints (paper eq. (8)).
+
+        PCK@s = #{(n, k) : v[n,k] and e[n,k] <= s} / #{(n, k) : v[n,k]}
+
+    The comparison is inclusive (``e <= s``), as in the paper. (MMPose uses ``e < s``.)
+
+    Args:
+        errors: ``(N, K)`` normalised errors.
+        visible: ``(N, K)``.
+        threshold: ``s``.
+
+    Returns:
+        float in ``[0, 1]`` (NaN if nothing is visible).
+    """
+    vis = _mask(visible)
+    if not vis.any():
+        return float("nan")
+    return float((np.asarray(errors, dtype=np.float64)[vis] <= threshold).mean())
+
+
+def pck_curve(
+    errors: np.ndarray, visible: np.ndarray, thresholds: Sequence[float] | np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """PCK at each threshold (default 41 thresholds from 0 to 0.2: :data:`PCK_CURVE_THRESHOLDS`).
+
+    Returns:
+        ``(thresholds (S,), values (S,))``.
+    """
+    thr = PCK_CURVE_THRESHOLDS if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    vis = _mask(visible)
+    e = np.asarray(errors, dtype=np.float64)[vis]
+    if e.size == 0:
+        return thr.copy(), np.full(thr.shape, np.nan)
+    values = (e[None, :] <= thr[:, None]).mean(axis=1)
+    return thr.copy(), values
+
+
+def auc(thresholds: np.ndarray, values: np.ndarray) -> float:
+    """Area under a PCK curve, normalised to 1: trapezoid area / (thresholds[-1] - thresholds[0]).
+
+    A curve equal to 1 everywhere gives 1.
+    """
+    t = np.asarray(thresholds, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    span = t[-1] - t[0]
+    if span <= 0:
+        raise ValueError("thresholds must be increasing and span a non-empty range")
+    return float(np.trapezoid(v, t) / span)
+
+
+def epe(pred_px: np.ndarray, gt_px: np.ndarray, visible: np.ndarray) -> float:
+    """End-point error: mean Euclidean pixel distance over all labelled keypoints (MMPose's EPE).
+
+    Pass SOURCE-image pixels to compare with MMPose's tables.
+
+    Args:
+        pred_px, gt_px: ``(N, K, 2)``.
+        visible: ``(N, K)``.
+    """
+    vis = _mask(visible)
+    if not vis.any():
+        return float("nan")
+    diff = np.asarray(pred_px, dtype=np.float64) - np.asarray(gt_px, dtype=np.float64)
+    return float(np.linalg.norm(diff, axis=-1)[vis].mean())
+
+
+def mmpose_auc(
+    pred_px: np.ndarray,
+    gt_px: np.ndarray,
+    visible: np.ndarray,
+    max_px: float = 30.0,
+    n_thresholds: int = 20,
+) -> float:
+    """MMPose's ``keypoint_auc`` (the ``AUC`` of its RHD/FreiHAND tables, ``norm_factor=30``).
+
+    Reproduces ``mmpose.evaluation.functional.keypoint_auc`` exactly:
+
+    - pixel distances ``d[n, k] = ||pred - gt||`` (no box normalisation; pass source-image pixels);
+    - thresholds ``r_i = i * max_px / n_thresholds`` for ``i = 0 .. n_thresholds - 1``
+      (0, 1.5, ..., 28.5 px by default: the last threshold is NOT ``max_px``);
+    - at each threshold, the accuracy of keypoint ``k`` is ``#{n : v[n,k], d[n,k] < r_i} /
+      #{n : v[n,k]}`` (STRICT ``<``, so ``r_0 = 0`` always gives 0), and PCK_i is the mean of these
+      accuracies over keypoints with at least one labelled instance (a per-keypoint average, not
+      pooled over all keypoints; the two agree when every keypoint is labelled equally often);
+    - ``AUC = (1 / n_thresholds) * sum_i PCK_i`` (a left Riemann sum, not a trapezoid).
+
+    Args:
+        pred_px, gt_px: ``(N, K, 2)`` pixels.
+        visible: ``(N, K)``.
+
+    Returns:
+        float in ``[0, 1)``.
+    """
+    vis = _mask(visible)
+    diff = np.asarray(pred_px, dtype=np.float64) - np.asarray(gt_px, dtype=np.float64)
+    d = np.linalg.norm(diff, axis=-1)
+    counts = vis.sum(axis=0)  # (K,)
+    valid_k = counts > 0
+    if not valid_k.any():
+        return float("nan")
+    thrs = np.array([i * max_px / n_thresholds for i in range(n_thresholds)])
+    pcks = []
+    for r in thrs:
+        hits = ((d < r) & vis).sum(axis=0)
+        pcks.append((hits[valid_k] / counts[valid_k]).mean())
+    return float(np.mean(pcks))
+
+
+def per_keypoint_nme(errors: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """NME of each keypoint over the crops where it is labelled.
+
+    Returns:
+        ``(K,)``; NaN for a keypoint that is never labelled.
+    """
+    vis = _mask(visible)
+    err = np.where(vis, np.asarray(errors, dtype=np.float64), 0.0)
+    count = vis.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, err.sum(axis=0) / count, np.nan)
+
+
+def per_keypoint_pck(errors: np.ndarray, visible: np.ndarray, threshold: float) -> np.ndarray:
+    """PCK (``e <= threshold``) of each keypoint over the crops where it is labelled.
+
+    Returns:
+        ``(K,)``; NaN for a keypoint that is never labelled.
+    """
+    vis = _mask(visible)
+    hit = (np.asarray(errors, dtype=np.float64) <= threshold) & vis
+    count = vis.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, hit.sum(axis=0) / count, np.nan)
+
+
+def per_stage_pck(per_stage_errors: np.ndarray, visible: np.ndarray, threshold: float) -> np.ndarray:
+    """Pooled PCK of each stage.
+
+    Args:
+        per_stage_errors: ``(T, N, K)`` normalised errors of every stage.
+        visible: ``(N, K)``.
+
+    Returns:
+        ``(T,)``.
+    """
+    return np.array([pck(e, visible, threshold) for e in np.asarray(per_stage_errors)])
+
+
+def per_stage_nme(per_stage_errors: np.ndarray, visible: np.ndarray, per_sample: bool = False) -> np.ndarray:
+    """NME of each stage (see :func:`nme`). ``per_stage_errors`` is ``(T, N, K)``; returns ``(T,)``."""
+    return np.array([nme(e, visible, per_sample) for e in np.asarray(per_stage_errors)])
+
+
+# --------------------------------------------------------------------------------------------------
+# Uncertainty
+# --------------------------------------------------------------------------------------------------
+
+
+def _visible_pairs(
+    errors_px: np.ndarray, sigmas_px: np.ndarray, visible: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    vis = _mask(visible)
+    err = np.asarray(errors_px, dtype=np.float64)[vis]  # (M, 2)
+    sig = np.asarray(sigmas_px, dtype=np.float64)[vis]  # (M, 2)
+    return err, sig
+
+
+def uncertainty_stats(errors_px: np.ndarray, sigmas_px: np.ndarray, visible: np.ndarray) -> dict[str, float]:
+    """How well the predicted scales ``sigma`` track the actual errors.
+
+    Args:
+        errors_px: ``(N, K, 2)`` SIGNED per-coordinate errors ``pred - gt``.
+        sigmas_px: ``(N, K, 2)`` predicted per-coordinate scales, same units as ``errors_px``.
+        visible: ``(N, K)``.
+
+    Returns:
+        dict with
+
+        - ``sigma_error_spearman`` / ``sigma_error_pearson``: rank / linear correlation, over the
+          labelled keypoints, between ``||sigma[n,k]||`` and ``||err[n,k]||`` (NaN if either is
+          constant or fewer than 2 keypoints are labelled);
+        - ``within_1sigma`` / ``within_2sigma``: share of labelled COORDINATES with
+          ``|err| <= 1 * sigma`` / ``<= 2 * sigma`` (inclusive), x and y counted separately;
+        - ``mean_sigma_px``: mean predicted per-coordinate scale; ``n_keypoints``: labelled count.
+
+    Interpreting the shares: the MLE/RLE "sigma" is the SCALE of a learned density
+    ``p(err) = f(err / sigma) / sigma`` whose shape ``f`` is the flow (plus ``Q`` in the residual
+    form); it is not a standard deviation. The ideal shares therefore depend on the learned ``f``:
+    a calibrated Gaussian with std ``sigma`` gives 0.683 / 0.954 (:data:`GAUSSIAN_WITHIN`), a
+    Laplace with scale ``b = sigma`` gives 0.632 / 0.865 (:data:`LAPLACE_WITHIN`). Use the
+    correlations (does a larger sigma mean a larger error?) as the shape-free check.
+    """
+    err, sig = _visible_pairs(errors_px, sigmas_px, visible)
+    out: dict[str, float] = {"n_keypoints": float(err.shape[0])}
+    if err.shape[0] == 0:
+        out.update(
+            sigma_error_spearman=float("nan"),
+            sigma_error_pearson=float("nan"),
+            within_1sigma=float("nan"),
+            within_2sigma=float("nan"),
+            mean_sigma_px=float("nan"),
+        )
+        return out
+    abs_err = np.abs(err)
+    out["within_1sigma"] = float((abs_err <= sig).mean())
+    out["within_2sigma"] = float((abs_err <= 2.0 * sig).mean())
+    out["mean_sigma_px"] = float(sig.mean())
+    s_norm = np.linalg.norm(sig, axis=-1)
+    e_norm = np.linalg.norm(err, axis=-1)
+    if err.shape[0] < 2 or np.ptp(s_norm) == 0 or np.ptp(e_norm) == 0:
+        out["sigma_error_spearman"] = float("nan")
+        out["sigma_error_pearson"] = float("nan")
+    else:
+        from scipy import stats
+
+        out["sigma_error_spearman"] = float(stats.spearmanr(s_norm, e_norm).statistic)
+        out["sigma_error_pearson"] = float(np.corrcoef(s_norm, e_norm)[0, 1])
+    return out
+
+
+def calibration_curve(
+    errors_px: np.ndarray, sigmas_px: np.ndarray, visible: np.ndarray, n_bins: int = 10
+) -> dict[str, np.ndarray]:
+    """Reliability curve of the predicted scales, per coordinate.
+
+    Every labelled keypoint contributes two samples, ``(sigma_x, err_x)`` and ``(sigma_y, err_y)``.
+    They are split into ``n_bins`` quantile bins of ``sigma`` (equal counts; fewer bins if sigma
+    has ties), and per bin we report the mean predicted sigma, the RMS of the observed error and the
+    mean of ``|error|``. Ideal lines: a Gaussian with std ``sigma`` has RMS = sigma and
+    mean|err| = sqrt(2/pi) sigma ~= 0.798 sigma; a Laplace with scale ``b = sigma`` has
+    mean|err| = sigma and RMS = sqrt(2) sigma.
+
+    Args:
+        errors_px: ``(N, K, 2)`` signed errors ``pred - gt``.
+        sigmas_px: ``(N, K, 2)`` predicted scales, same units.
+        visible: ``(N, K)``.
+        n_bins: number of quantile bins.
+
+    Returns:
+        dict of ``(B,)`` arrays ``sigma_mean``, ``rms_error``, ``mean_abs_error``, ``count`` and the
+        ``(B + 1,)`` array ``bin_edges`` (``B <= n_bins``; empty bins are dropped).
+    """
+    err, sig = _visible_pairs(errors_px, sigmas_px, visible)
+    e = np.abs(err).ravel()
+    s = sig.ravel()
+    if s.size == 0:
+        empty = np.zeros(0)
+        return {
+            "sigma_mean": empty,
+            "rms_error": empty,
+            "mean_abs_error": empty,
+            "count": np.zeros(0, dtype=int),
+            "bin_edges": empty,
+        }
+    edges = np.unique(np.quantile(s, np.linspace(0.0, 1.0, n_bins + 1)))
+    if edges.size == 1:
+        edges = np.array([edges[0], edges[0]])
+    # Bin i holds edges[i] <= s < edges[i+1]; the top edge is inclusive.
+    idx = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, edges.size - 2)
+    sigma_mean, rms, mae, count, keep = [], [], [], [], []
+    for b in range(edges.size - 1):
+        sel = idx == b
+        if not sel.any():
+            continue
+        keep.append(b)
+        sigma_mean.append(s[sel].mean())
+        rms.append(np.sqrt(np.mean(e[sel] ** 2)))
+        mae.append(e[sel].mean())
+        count.append(int(sel.sum()))
+    return {
+        "sigma_mean": np.array(sigma_mean),
+        "rms_error": np.array(rms),
+        "mean_abs_error": np.array(mae),
+        "count": np.array(count, dtype=int),
+        "bin_edges": edges,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Everything at once
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_stages(pred_stages: np.ndarray) -> np.ndarray:
+    p = np.asarray(pred_stages, dtype=np.float64)
+    if p.ndim == 3:
+        p = p[None]
+    if p.ndim != 4 or p.shape[-1] != 2:
+        raise ValueError(f"pred_stages must be (T, N, K, 2) or (N, K, 2), got {p.shape}")
+    return p
+
+
+def stage_errors(pred_stages: np.ndarray, gt: np.ndarray, norm_size: np.ndarray) -> np.ndarray:
+    """Normalised errors of every stage: ``(T, N, K, 2)`` (or ``(N, K, 2)``) -> ``(T, N, K)``."""
+    return np.stack([normalised_errors(p, gt, norm_size) for p in _as_stages(pred_stages)])
+
+
+def evaluate(
+    pred_stages: np.ndarray,
+    gt: np.ndarray,
+    visible: np.ndarray,
+    norm_size: np.ndarray,
+    pred_src: np.ndarray | None = None,
+    gt_src: np.ndarray | None = None,
+    sigmas: np.ndarray | None = None,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> dict[str, float]:
+    """All scalar metrics, under stable MLflow-safe names.
+
+    Args:
+        pred_stages: ``(T, N, K, 2)`` predictions of every stage in CROP pixels (the last stage is the
+            model's output); ``(N, K, 2)`` is taken as one stage.
+        gt: ``(N, K, 2)`` ground truth in crop pixels.
+        visible: ``(N, K)``.
+        norm_size: ``(N,)`` ``max(w, h)`` of the ground-truth box of the visible keypoints, in crop
+            pixels (:func:`hand_box_size` of ``gt``).
+        pred_src, gt_src: ``(N, K, 2)`` final-stage prediction and ground truth in SOURCE-image
+            pixels, for ``epe_px`` and ``mmpose_auc`` (omitted when either is None).
+        sigmas: ``(N, K, 2)`` final-stage predicted scales in crop pixels, or None.
+        thresholds: PCK thresholds reported as ``pck_{s}``.
+
+    Returns:
+        Flat ``dict[str, float]``:
+
+        - ``nme`` (pooled, final stage), ``nme_per_sample`` (paper eq. (9));
+        - ``pck_0.05``, ``pck_0.1``, ``pck_0.15``, ``pck_0.2`` (one per ``thresholds`` entry);
+        - ``auc_0.2``: normalised area under the PCK curve over ``[0, 0.2]`` (41 thresholds);
+        - ``epe_px``, ``mmpose_auc`` (source pixels; when ``pred_src``/``gt_src`` are given);
+        - ``stage{t}_nme``, ``stage{t}_pck_0.2`` for ``t = 1 .. T``;
+        - when ``sigmas`` is given: ``sigma_error_spearman``, ``sigma_error_pearson``,
+          ``within_1sigma``, ``within_2sigma``, ``mean_sigma_px``.
+    """
+    stages = _as_stages(pred_stages)
+    errs = stage_errors(stages, gt, norm_size)
+    final = errs[-1]
+    out: dict[str, float] = {
+        "nme": nme(final, visible),
+        "nme_per_sample": nme(final, visible, per_sample=True),
+    }
+    for s in thresholds:
+        out[metric_key("pck", s)] = pck(final, visible, s)
+    out["auc_0.2"] = auc(*pck_curve(final, visible, PCK_CURVE_THRESHOLDS))
+    if pred_src is not None and gt_src is not None:
+        out["epe_px"] = epe(pred_src, gt_src, visible)
+        out["mmpose_auc"] = mmpose_auc(pred_src, gt_src, visible)
+    for t, e in enumerate(errs, start=1):
+        out[f"stage{t}_nme"] = nme(e, visible)
+        out[f"stage{t}_pck_0.2"] = pck(e, visible, 0.2)
+    if sigmas is not None:
+        stats = uncertainty_stats(stages[-1] - np.asarray(gt, dtype=np.float64), sigmas, visible)
+        for key in ("sigma_error_spearman", "sigma_error_pearson", "within_1sigma", "within_2sigma"):
+            out[key] = stats[key]
+        out["mean_sigma_px"] = stats["mean_sigma_px"]
+    return out
+
+
+def evaluation_tables(
+    pred_stages: np.ndarray,
+    gt: np.ndarray,
+    visible: np.ndarray,
+    norm_size: np.ndarray,
+    threshold: float = 0.2,
+    keypoint_names: Sequence[str] = KEYPOINT_NAMES,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-keypoint and per-stage tables.
+
+    Returns:
+        ``(per_keypoint, per_stage)``:
+
+        - ``per_keypoint``: one row per keypoint (final stage), columns ``keypoint`` (index),
+          ``name``, ``nme``, ``pck_0.2``, ``n_visible`` (``nme``/``pck`` NaN if never visible);
+        - ``per_stage``: one row per stage, columns ``stage`` (1-based), ``nme``, ``pck_0.2``,
+          ``auc_0.2`` (normalised AUC of the PCK curve over [0, 0.2]).
+
+        The ``pck_0.2`` column name follows ``threshold`` (:func:`metric_key`).
+    """
+    errs = stage_errors(pred_stages, gt, norm_size)
+    vis = _mask(visible)
+    pck_col = metric_key("pck", threshold)
+    per_keypoint = pd.DataFrame(
+        {
+            "keypoint": np.arange(errs.shape[-1]),
+            "name": list(keypoint_names)[: errs.shape[-1]],
+            "nme": per_keypoint_nme(errs[-1], vis),
+            pck_col: per_keypoint_pck(errs[-1], vis, threshold),
+            "n_visible": vis.sum(axis=0).astype(int),
+        }
+    )
+    per_stage = pd.DataFrame(
+        {
+            "stage": np.arange(1, errs.shape[0] + 1),
+            "nme": per_stage_nme(errs, vis),
+            pck_col: per_stage_pck(errs, vis, threshold),
+            "auc_0.2": [auc(*pck_curve(e, vis, PCK_CURVE_THRESHOLDS)) for e in errs],
+        }
+    )
+    return per_keypoint, per_stage

@@ -1,0 +1,448 @@
+"""Figures for the report (matplotlib ``Figure`` objects, no pyplot: thread-safe, never opens a window).
+
+Every ``plot_*`` / ``*_grid`` function returns a :class:`matplotlib.figure.Figure`; save it with
+``fig.savefig(path, dpi=...)``. :func:`draw_skeleton` returns a new image array (Pillow drawing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from PIL import Image, ImageDraw, ImageFont
+
+from mle_hand_pipeline.evaluation.metrics import auc
+from mle_hand_pipeline.keypoints import (
+    FINGER_COLOURS,
+    KEYPOINT_NAMES,
+    PAPER_KEYPOINTS,
+    SKELETON,
+    bone_colour,
+)
+
+WRIST_COLOUR: tuple[int, int, int] = (245, 245, 245)
+# Cyan: distinct from every finger colour (the middle finger is green) and from skin tones.
+GT_COLOUR: tuple[int, int, int] = (0, 255, 255)
+
+# Short axis labels for the paper's 11-joint view (R: root, T: tip, as in its figures 5-7).
+_SHORT_NAMES = {
+    "wrist": "R",
+    "thumb_cmc": "thumb CMC",
+    "thumb_tip": "thumb T",
+    "index_mcp": "index MCP",
+    "index_tip": "index T",
+    "middle_mcp": "middle MCP",
+    "middle_tip": "middle T",
+    "ring_mcp": "ring MCP",
+    "ring_tip": "ring T",
+    "pinky_mcp": "pinky MCP",
+    "pinky_tip": "pinky T",
+}
+
+
+def _rgb(c: Sequence[int]) -> tuple[float, float, float]:
+    return (c[0] / 255.0, c[1] / 255.0, c[2] / 255.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Metric plots
+# --------------------------------------------------------------------------------------------------
+
+
+def plot_pck_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    title: str | None = "PCK",
+    xlabel: str = "normalised distance threshold (max(w, h) of the GT box)",
+) -> Figure:
+    """Several PCK curves on one axes (one line per entry), legend ``label (AUC x.xxx)``.
+
+    Args:
+        curves: ``{label: (thresholds (S,), pck (S,))}``, e.g. from :func:`metrics.pck_curve`.
+    """
+    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for label, (thr, values) in curves.items():
+        thr = np.asarray(thr, dtype=float)
+        values = np.asarray(values, dtype=float)
+        ax.plot(thr, values, marker="o", markersize=3, label=f"{label} (AUC {auc(thr, values):.3f})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("PCK")
+    ax.set_ylim(0, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _per_keypoint_series(
+    table: pd.DataFrame | Mapping[str, np.ndarray | pd.DataFrame],
+) -> dict[str, np.ndarray]:
+    if isinstance(table, pd.DataFrame):
+        if "nme" in table.columns:
+            return {"nme": table["nme"].to_numpy(dtype=float)}
+        return {str(c): table[c].to_numpy(dtype=float) for c in table.columns}
+    out = {}
+    for label, v in table.items():
+        if isinstance(v, pd.DataFrame):
+            v = v["nme"]
+        out[str(label)] = np.asarray(v, dtype=float)
+    return out
+
+
+def plot_per_keypoint_nme(
+    table: pd.DataFrame | Mapping[str, np.ndarray | pd.DataFrame],
+    keypoints: Sequence[int] = PAPER_KEYPOINTS,
+    title: str | None = "NME per keypoint",
+) -> Figure:
+    """Grouped bars: one group per keypoint in ``keypoints``, one bar per method (paper fig. 5a).
+
+    Args:
+        table: ``{label: (K,) per-keypoint NME}`` (values may also be the per-keypoint DataFrame of
+            :func:`metrics.evaluation_tables`); or a DataFrame whose rows are the K keypoints and
+            whose columns are methods; or a single per-keypoint table (with an ``nme`` column).
+        keypoints: indices (common order) to show; default the paper's 11 joints.
+
+    The legend shows, in parentheses, each method's mean of its per-keypoint NME over all K
+    keypoints (ignoring never-visible ones).
+    """
+    series = _per_keypoint_series(table)
+    kps = list(keypoints)
+    n = max(len(series), 1)
+    width = 0.8 / n
+    x = np.arange(len(kps))
+    fig = Figure(figsize=(max(7.0, 0.7 * len(kps) * max(1, n / 2)), 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (label, values) in enumerate(series.items()):
+        overall = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        ax.bar(x + (i - (n - 1) / 2) * width, values[kps], width, label=f"{label} ({overall:.4f})")
+    ax.set_xticks(x)
+    ax.set_xticklabels(
+        [_SHORT_NAMES.get(KEYPOINT_NAMES[k], KEYPOINT_NAMES[k]) for k in kps], rotation=45, ha="right"
+    )
+    ax.set_ylabel("NME")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(title="method (mean NME)", fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_per_stage_pck(
+    per_stage: Mapping[str, np.ndarray], ylabel: str = "PCK@0.2", title: str | None = "PCK per stage"
+) -> Figure:
+    """One line per method over stages 1..T (paper fig. 4).
+
+    Args:
+        per_stage: ``{label: (T,) values}`` e.g. from :func:`metrics.per_stage_pck`.
+    """
+    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    max_t = 1
+    for label, values in per_stage.items():
+        v = np.asarray(values, dtype=float)
+        stages = np.arange(1, v.size + 1)
+        max_t = max(max_t, v.size)
+        ax.plot(stages, v, marker="o", label=label)
+        for s, y in zip(stages, v, strict=True):
+            ax.annotate(
+                f"{y:.3f}", (s, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
+            )
+    ax.set_xticks(np.arange(1, max_t + 1))
+    ax.set_xlabel("stage")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_calibration(
+    curve: Mapping[str, np.ndarray], title: str | None = "Uncertainty calibration"
+) -> Figure:
+    """Observed error vs predicted sigma per quantile bin (from :func:`metrics.calibration_curve`).
+
+    Draws 4 lines: observed RMS |error| and mean |error| per bin, and two ideal references,
+    ``y = x`` (Gaussian: RMS = sigma; also Laplace: mean|e| = scale) and ``y = sqrt(2/pi) x``
+    (Gaussian: mean|e|). Points above the lines: over-confident; below: under-confident.
+    """
+    s = np.asarray(curve["sigma_mean"], dtype=float)
+    fig = Figure(figsize=(5.5, 5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(s, curve["rms_error"], marker="o", label="observed RMS |error|")
+    ax.plot(s, curve["mean_abs_error"], marker="s", label="observed mean |error|")
+    top = float(
+        np.nanmax(np.concatenate([s, np.asarray(curve["rms_error"]), np.asarray(curve["mean_abs_error"])]))
+        if s.size
+        else 1.0
+    )
+    ref = np.array([0.0, top * 1.05])
+    ax.plot(ref, ref, "k--", lw=1, label="y = x: Gaussian RMS = σ; Laplace mean|e| = b")
+    ax.plot(ref, np.sqrt(2 / np.pi) * ref, "k:", lw=1, label="y = 0.80x: Gaussian mean|e| = √(2/π)σ")
+    ax.set_xlim(0, ref[1])
+    ax.set_ylim(0, ref[1])
+    ax.set_aspect("equal")
+    ax.set_xlabel("predicted σ per coordinate (bin mean, px)")
+    ax.set_ylabel("observed |error| per coordinate (px)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_training_curves(history: pd.DataFrame, title: str | None = None) -> Figure:
+    """A 2x2 panel: losses, validation NME, validation PCK@0.2, learning rate, against ``epoch``.
+
+    Args:
+        history: DataFrame with column ``epoch`` and any of ``train_loss``, ``val_loss``,
+            ``loss_stage1`` .. ``loss_stageT`` (drawn thin on the loss panel), ``val_nme``,
+            ``val_pck_0.2``, ``lr`` (log scale). A missing column leaves its panel marked "n/a".
+    """
+    fig = Figure(figsize=(10, 7), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True)
+    ep = history["epoch"].to_numpy()
+
+    ax = axes[0, 0]
+    drew = False
+    for col in ("train_loss", "val_loss"):
+        if col in history:
+            ax.plot(ep, history[col], lw=2, label=col)
+            drew = True
+    stage_cols = sorted(
+        (c for c in history.columns if str(c).startswith("loss_stage")), key=lambda c: int(c[10:] or 0)
+    )
+    for col in stage_cols:
+        ax.plot(ep, history[col], lw=0.8, alpha=0.8, ls="--", label=col)
+        drew = True
+    ax.set_title("loss")
+    if drew:
+        ax.legend(fontsize="small")
+
+    panels = (
+        (axes[0, 1], "val_nme", "validation NME", False),
+        (axes[1, 0], "val_pck_0.2", "validation PCK@0.2", False),
+        (axes[1, 1], "lr", "learning rate", True),
+    )
+    for ax, col, name, log in panels:
+        ax.set_title(name)
+        if col in history:
+            ax.plot(ep, history[col], marker="o", markersize=2)
+            if log and (history[col] > 0).all():
+                ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="grey")
+    if not drew:
+        axes[0, 0].text(0.5, 0.5, "n/a", ha="center", va="center", transform=axes[0, 0].transAxes)
+    for ax in axes.ravel():
+        ax.grid(True, alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------------
+
+
+def _kp_colour(k: int) -> tuple[int, int, int]:
+    return WRIST_COLOUR if k == 0 else bone_colour(k)
+
+
+def draw_skeleton(
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    visible: np.ndarray | None = None,
+    colour_mode: str | tuple[int, int, int] = "fingers",
+    radius: float = 3,
+    line_width: int = 2,
+    show_invisible: bool = False,
+    annotate: bool = False,
+) -> np.ndarray:
+    """Draw a hand skeleton on a copy of ``image`` with Pillow.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB (a greyscale ``(H, W)`` image is converted).
+        keypoints: ``(K, 2)`` ``(x, y)`` pixel coordinates in ``image``.
+        visible: ``(K,)`` bool, or None for all visible. A bone is drawn only when both of its ends
+            are visible; an invisible keypoint is skipped, or drawn as a hollow circle when
+            ``show_invisible``. Non-finite coordinates are always skipped.
+        colour_mode: ``"fingers"`` (each bone and joint in its finger's colour from
+            :data:`FINGER_COLOURS`, the wrist near-white) or one fixed RGB colour.
+        radius: joint radius in pixels (filled discs with a dark outline; 0 draws bones only).
+        line_width: bone width in pixels.
+        annotate: write each keypoint's index next to it (checks the keypoint order).
+
+    Returns:
+        A new ``(H, W, 3)`` uint8 array.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    pil = Image.fromarray(np.ascontiguousarray(arr[..., :3]).astype(np.uint8), mode="RGB")
+    draw = ImageDraw.Draw(pil)
+    kp = np.asarray(keypoints, dtype=float)
+    finite = np.isfinite(kp).all(axis=-1)
+    vis = finite if visible is None else (np.asarray(visible).astype(bool) & finite)
+
+    def colour(k: int) -> tuple[int, int, int]:
+        return _kp_colour(k) if colour_mode == "fingers" else tuple(int(c) for c in colour_mode)
+
+    for parent, child in SKELETON:
+        if child < len(kp) and vis[parent] and vis[child]:
+            draw.line([tuple(kp[parent]), tuple(kp[child])], fill=colour(child), width=line_width)
+    font = ImageFont.load_default() if annotate else None
+    for k in range(len(kp)):
+        if not finite[k] or (not vis[k] and not show_invisible):
+            continue
+        x, y = kp[k]
+        box = [x - radius, y - radius, x + radius, y + radius]
+        if radius > 0:
+            if vis[k]:
+                draw.ellipse(box, fill=colour(k), outline=(20, 20, 20), width=1)
+            else:
+                draw.ellipse(box, outline=colour(k), width=max(1, line_width // 2 + 1))
+        if annotate:
+            draw.text((x + radius + 1, y - radius - 1), str(k), fill=(255, 255, 255), font=font)
+    return np.asarray(pil)
+
+
+def _grid(n: int, ncols: int | None, panel_in: float = 2.6) -> tuple[Figure, np.ndarray]:
+    ncols = max(1, min(n, ncols or min(n, 4)))
+    nrows = max(1, -(-n // ncols))
+    fig = Figure(figsize=(panel_in * ncols, panel_in * nrows + 0.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    return fig, axes
+
+
+def _scale(image: np.ndarray) -> int:
+    return max(1, round(min(image.shape[:2]) / 128))
+
+
+def qualitative_grid(
+    images: Sequence[np.ndarray],
+    gt: np.ndarray,
+    pred: np.ndarray | None = None,
+    visible: np.ndarray | None = None,
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+) -> Figure:
+    """Ground truth (thin cyan skeleton, drawn on top) and prediction (finger colours) on each image.
+
+    Args:
+        images: N ``(H, W, 3)`` uint8 images (e.g. the 256x256 crops).
+        gt: ``(N, K, 2)`` in each image's pixels.
+        pred: ``(N, K, 2)`` or None (ground truth only).
+        visible: ``(N, K)`` or None; applies to the ground truth (predictions are all drawn).
+        titles: N panel titles, e.g. ``"worst 1: NME 0.083"``.
+        ncols: panels per row (default up to 4).
+    """
+    n = len(images)
+    fig, axes = _grid(n, ncols)
+    for i in range(n):
+        img = np.asarray(images[i])
+        s = _scale(img)
+        vis_i = None if visible is None else np.asarray(visible)[i]
+        out = img
+        if pred is not None:  # thick prediction first, the thin ground truth stays visible on top
+            out = draw_skeleton(out, pred[i], None, colour_mode="fingers", radius=1.5 * s, line_width=2 * s)
+        out = draw_skeleton(out, gt[i], vis_i, colour_mode=GT_COLOUR, radius=s, line_width=s)
+        axes[i].imshow(out)
+        if titles is not None:
+            axes[i].set_title(titles[i], fontsize=9)
+    handles = [Line2D([], [], color=_rgb(GT_COLOUR), lw=1, label="ground truth")]
+    if pred is not None:
+        handles += [
+            Line2D([], [], color=_rgb(c), lw=2.5, label=f"pred. {name}") for name, c in FINGER_COLOURS.items()
+        ]
+    fig.legend(
+        handles=handles, loc="outside lower center", ncol=len(handles), fontsize="small", frameon=False
+    )
+    return fig
+
+
+def keypoint_grid(
+    images: Sequence[np.ndarray],
+    keypoints: np.ndarray,
+    visible: np.ndarray | None = None,
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+    annotate: bool = False,
+) -> Figure:
+    """Labels drawn on crops, for the preprocessing visual check (finger colours, hollow = invisible).
+
+    Args:
+        images: N ``(H, W, 3)`` uint8 images.
+        keypoints: ``(N, K, 2)`` in each image's pixels.
+        visible: ``(N, K)`` or None.
+        titles: N panel titles.
+        ncols: panels per row.
+        annotate: write keypoint indices next to the joints.
+    """
+    n = len(images)
+    fig, axes = _grid(n, ncols)
+    for i in range(n):
+        img = np.asarray(images[i])
+        s = _scale(img)
+        vis_i = None if visible is None else np.asarray(visible)[i]
+        out = draw_skeleton(
+            img, keypoints[i], vis_i, radius=1.5 * s, line_width=s, show_invisible=True, annotate=annotate
+        )
+        axes[i].imshow(out)
+        if titles is not None:
+            axes[i].set_title(titles[i], fontsize=9)
+    handles = [Line2D([], [], color=_rgb(WRIST_COLOUR), marker="o", ls="", mec="k", label="wrist")]
+    handles += [Line2D([], [], color=_rgb(c), lw=2.5, label=name) for name, c in FINGER_COLOURS.items()]
+    fig.legend(
+        handles=handles, loc="outside lower center", ncol=len(handles), fontsize="small", frameon=False
+    )
+    return fig
+
+
+def select_qualitative(errors_per_sample: np.ndarray, n: int = 4) -> dict[str, np.ndarray]:
+    """Indices of the ``n`` best, ``n`` median and ``n`` worst samples by a per-sample error.
+
+    NaN errors (no labelled keypoint) are ignored. ``best`` is ascending, ``worst`` descending
+    (worst first), ``median`` the ``n`` samples closest in rank to the median, ascending. Groups may
+    overlap when fewer than ``3 n`` samples exist.
+
+    Args:
+        errors_per_sample: ``(N,)``, e.g. :func:`metrics.sample_nme`.
+
+    Returns:
+        ``{"best": (<=n,), "median": (<=n,), "worst": (<=n,)}`` int arrays.
+    """
+    e = np.asarray(errors_per_sample, dtype=float)
+    valid = np.flatnonzero(np.isfinite(e))
+    order = valid[np.argsort(e[valid], kind="stable")]
+    m = order.size
+    k = min(n, m)
+    start = (m - k) // 2
+    return {
+        "best": order[:k],
+        "median": order[start : start + k],
+        "worst": order[::-1][:k],
+    }
+
+
+__all__ = [
+    "GT_COLOUR",
+    "draw_skeleton",
+    "keypoint_grid",
+    "plot_calibration",
+    "plot_pck_curves",
+    "plot_per_keypoint_nme",
+    "plot_per_stage_pck",
+    "plot_training_curves",
+    "qualitative_grid",
+    "select_qualitative",
+]

@@ -1,0 +1,127 @@
+r"""The paper's MLE loss (Section III-B, Eqs. 3-6), with one RealNVP per stage.
+
+Exact formula. For stage t = 1..T, keypoint k of sample b, with predicted normalised coordinates
+``mu_hat[b,t,k] in R^2``, sigmas ``sigma[b,t,k] = (sigma_x, sigma_y) > 0`` and label ``mu_g[b,k]``::
+
+    eps[b,t,k]  = (mu_g[b,k] - mu_hat[b,t,k]) / sigma[b,t,k]                 (2-D, per coordinate)
+    l[b,t,k]    = -log P_t(eps[b,t,k]) + log sigma_x[b,t,k] + log sigma_y[b,t,k]
+                  - [residual] (log Q(eps_x) + log Q(eps_y))
+    L_t         = sum_{b,k visible} l[b,t,k] / max(1, #visible keypoints in the batch)
+    L           = sum_t L_t
+
+where ``log P_t`` is the log-density of stage t's 2-D RealNVP (``RealNVP.log_prob``: ``z = f_t^-1(eps)``,
+``log N(z; 0, I_2) + log|det dz/deps|``), and the optional residual term uses a standard density per
+coordinate:
+
+- ``residual="none"`` (default): no Q term, the paper's Eq. 5.
+- ``residual="laplace"``: ``-log Q(e) = |e| + log 2`` (standard Laplace, density ``exp(-|e|) / 2``).
+- ``residual="gaussian"``: ``-log Q(e) = e^2 / 2 + log(2 pi) / 2`` (standard normal).
+
+The residual form is RLE's "residual log-likelihood": ``P(eps) proportional to G_phi(eps) Q(eps)``,
+so the flow only learns the correction to Q (the normaliser of ``G_phi Q`` is dropped, as in RLE).
+The value is a negative log-likelihood in normalised units and can be negative. The flows are part of
+this module (training only): give ``loss.parameters()`` to the optimiser together with the model's.
+
+Differences from the RLE reference code (Jeff-sjtu/res-loglikelihood-regression, ``regression_nf.py``
+and ``criterion.py``; MMPose's ``RLELoss`` copies it):
+
+- RLE computes ``nf_loss = log(sigma) - log_phi`` with ``sigma`` (B, K, 2) and ``log_phi`` (B, K, 1):
+  the broadcast counts the 2-D flow log-density twice per keypoint (once per coordinate). Its
+  ``logQ = log(sigma * sqrt(2 pi)) + |e| / sqrt(2)`` then adds ``log sigma`` a second time, with a
+  Laplace of scale sqrt(2) under a Gaussian normaliser. Per keypoint RLE's value is
+  ``2 (log sigma_x + log sigma_y - log phi(e)) + (|e_x| + |e_y|) / sqrt(2) + log(2 pi)``.
+- RLE divides the sum over keypoints by the batch size only, so the loss grows with K and with the
+  fraction of labelled keypoints; its ``eps`` is ``(mu_hat - mu_g) / sigma`` (the opposite sign; the
+  flow can learn either).
+
+We count each keypoint's 2-D density once (the likelihood of one 2-D label), with ``log sigma`` once per
+coordinate (the Jacobian of ``mu -> eps``), and average over visible keypoints, so the loss scale is
+independent of batch size, K and visibility, and all T stages weigh the same.
+
+Numerics: computed in float32 with autocast disabled; sigmas are floored at ``sigma_eps`` (a no-op
+for this library's models, which already add the same eps to their sigmoid); invisible keypoints get
+``eps = 0`` before the flow, so garbage labels cannot produce NaN. Clip gradients in the trainer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..models.flow import RealNVP
+from ..models.heads import DEFAULT_SIGMA_EPS
+from ..models.outputs import PoseOutput
+from .common import LossResult, check_inputs, float32_region, masked_stage_mean, safe_target
+
+RESIDUALS = ("none", "laplace", "gaussian")
+
+
+class MLELoss(nn.Module):
+    """Sum over stages of the flow negative log-likelihood of the normalised residual.
+
+    Args:
+        stages: T, one RealNVP per stage (must equal the model's number of stages).
+        residual: "none" (paper, default), "laplace" or "gaussian" (RLE's residual form).
+        sigma_eps: floor for sigmas (normalised units).
+        flow_init: "identity" (default, MMPose) or "default" (PyTorch init, RLE's own code).
+        flow_layers: coupling layers per flow (6).
+
+    Call: ``loss(output, target (B, K, 2), visible (B, K) bool) -> LossResult`` with
+    ``output.sigmas`` not None and ``output.coords.shape[1] == stages``.
+    """
+
+    def __init__(
+        self,
+        stages: int = 5,
+        residual: str = "none",
+        sigma_eps: float = DEFAULT_SIGMA_EPS,
+        flow_init: str = "identity",
+        flow_layers: int = 6,
+    ) -> None:
+        super().__init__()
+        if residual not in RESIDUALS:
+            raise ValueError(f"unknown residual {residual!r}; valid: {', '.join(RESIDUALS)}")
+        if stages < 1:
+            raise ValueError(f"stages must be >= 1, got {stages}")
+        self.flows = nn.ModuleList(RealNVP(flow_layers, flow_init) for _ in range(stages))
+        self.residual = residual
+        self.sigma_eps = sigma_eps
+
+    def neg_log_likelihood(self, coords: Tensor, sigmas: Tensor, target: Tensor, visible: Tensor) -> Tensor:
+        """Per-keypoint loss ``l`` (B, T, K), float32 (invisible entries are finite but meaningless).
+
+        coords, sigmas (B, T, K, 2); target (B, K, 2); visible (B, K) bool.
+        """
+        b, t, k, _ = coords.shape
+        mu_hat = coords.float()
+        sigma = sigmas.float().clamp_min(self.sigma_eps)
+        mu_g = safe_target(target[:, None], visible[:, None], mu_hat.detach())
+        eps = (mu_g - mu_hat) / sigma
+        log_p = torch.stack(
+            [flow.log_prob(eps[:, i].reshape(-1, 2)).reshape(b, k) for i, flow in enumerate(self.flows)],
+            dim=1,
+        )
+        nll = -log_p + sigma.log().sum(dim=-1)
+        if self.residual == "laplace":
+            nll = nll + (eps.abs() + math.log(2.0)).sum(dim=-1)
+        elif self.residual == "gaussian":
+            nll = nll + (0.5 * eps.square() + 0.5 * math.log(2 * math.pi)).sum(dim=-1)
+        return nll
+
+    def forward(self, output: PoseOutput, target: Tensor, visible: Tensor) -> LossResult:
+        """output (coords, sigmas (B, T, K, 2)), target (B, K, 2), visible (B, K) -> LossResult."""
+        if output.sigmas is None:
+            raise ValueError("the MLE loss needs a model that predicts sigmas (method 'mle' or 'rle')")
+        if output.coords.shape[1] != len(self.flows):
+            raise ValueError(
+                f"model has {output.coords.shape[1]} stages but the loss has {len(self.flows)} flows"
+            )
+        check_inputs(output.coords, target, visible)
+        visible = visible.bool()
+        with float32_region(output.coords.device):
+            nll = self.neg_log_likelihood(output.coords, output.sigmas, target, visible)
+            per_stage = masked_stage_mean(nll, visible)
+            total = per_stage.sum()
+        return LossResult(total, per_stage.detach())

@@ -1,0 +1,40 @@
+"""Plain-PyTorch hand pose models (no Kedro): the paper's sequential heatmap network and baselines.
+
+Coordinates are normalised crop coordinates ``u = x / S - 0.5``; every model returns a
+:class:`PoseOutput`. Build one with :func:`build_model` and its loss with :func:`build_loss`.
+"""
+
+from .backbone import BACKBONES, ResNetBackbone, load_imagenet_state_dict, weights_checkpoint_path
+from .cpm import CPM, CPMFeatures
+from .factory import METHODS, build_loss, build_model
+from .flow import RealNVP
+from .heads import DEFAULT_SIGMA_EPS, HeatmapHead, PoseStage, VarianceHead
+from .integral import argmax_decode, cell_centres, soft_argmax
+from .outputs import PoseOutput
+from .pose_net import InferenceWrapper, SequentialHeatmapNet, predict
+from .rle_net import RLENet
+
+__all__ = [
+    "BACKBONES",
+    "CPM",
+    "DEFAULT_SIGMA_EPS",
+    "METHODS",
+    "CPMFeatures",
+    "HeatmapHead",
+    "InferenceWrapper",
+    "PoseOutput",
+    "PoseStage",
+    "RLENet",
+    "RealNVP",
+    "ResNetBackbone",
+    "SequentialHeatmapNet",
+    "VarianceHead",
+    "argmax_decode",
+    "build_loss",
+    "build_model",
+    "cell_centres",
+    "load_imagenet_state_dict",
+    "predict",
+    "soft_argmax",
+    "weights_checkpoint_path",
+]

@@ -1,0 +1,83 @@
+"""ResNet feature extractor: torchvision ResNet-18/34/50 without its average pool and classifier.
+
+``ResNetBackbone("resnet50")`` maps an image (B, 3, S, S) to features (B, 2048, S/32, S/32)
+(512 channels for resnet18/34). ImageNet weights are loaded only when ``pretrained=True``; nothing is
+ever downloaded by default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from urllib.parse import urlparse
+
+import torch
+from torch import Tensor, nn
+from torchvision import models as tvm
+
+# name -> (constructor, ImageNet weights enum member, output channels)
+_RESNETS = {
+    "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, 512),
+    "resnet34": (tvm.resnet34, tvm.ResNet34_Weights.IMAGENET1K_V1, 512),
+    "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2, 2048),
+}
+
+BACKBONES: tuple[str, ...] = tuple(_RESNETS)
+
+
+def weights_checkpoint_path(name: str) -> str:
+    """Where torch hub looks for the ImageNet checkpoint of backbone ``name`` before downloading it."""
+    _, weights, _ = _RESNETS[name]
+    filename = os.path.basename(urlparse(weights.url).path)
+    return os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+
+
+def load_imagenet_state_dict(name: str) -> dict[str, Tensor]:
+    """The torchvision ImageNet state dict of ``name`` (from the torch hub cache, else downloaded).
+
+    Raises:
+        RuntimeError: if the weights can be neither found in the cache nor fetched, with a message
+            saying how to turn pretraining off or where to put the file by hand.
+    """
+    _, weights, _ = _RESNETS[name]
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as exc:  # no network, proxy, corrupt file ...: all need the same advice
+        raise RuntimeError(
+            f"Could not load the ImageNet weights {weights} for backbone {name!r} ({type(exc).__name__}: "
+            f"{exc}). Either train from scratch (set `model.pretrained: false`) or download "
+            f"{weights.url} on a machine with internet access and place it at "
+            f"{weights_checkpoint_path(name)} (torch.hub.get_dir()/checkpoints/)."
+        ) from exc
+
+
+class ResNetBackbone(nn.Module):
+    """A torchvision ResNet up to ``layer4``: (B, 3, S, S) -> (B, C, S/32, S/32).
+
+    Args:
+        name: "resnet18", "resnet34" or "resnet50".
+        pretrained: load torchvision's ImageNet weights (IMAGENET1K_V1 for 18/34, IMAGENET1K_V2 for 50).
+
+    Attributes:
+        out_channels: C (512 for resnet18/34, 2048 for resnet50).
+        stride: 32.
+    """
+
+    stride = 32
+
+    def __init__(self, name: str = "resnet50", pretrained: bool = False) -> None:
+        super().__init__()
+        if name not in _RESNETS:
+            raise ValueError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
+        constructor, _, channels = _RESNETS[name]
+        net = constructor(weights=None)
+        if pretrained:
+            net.load_state_dict(load_imagenet_state_dict(name))
+        layers = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+        self.body = nn.Sequential(OrderedDict((layer, getattr(net, layer)) for layer in layers))
+        self.name = name
+        self.out_channels = channels
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, 3, S, S) normalised images -> (B, C, S/32, S/32) features."""
+        return self.body(images)

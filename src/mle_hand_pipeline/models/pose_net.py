@@ -1,0 +1,135 @@
+"""The paper's sequential heatmap model, and the inference wrapper shared by every method.
+
+``SequentialHeatmapNet`` (Section III-A): a ResNet backbone computes global features once; T stages
+(:class:`~mle_hand_pipeline.models.heads.PoseStage`) all read those same features, stage t > 1 also the
+heatmaps of stage t - 1. Each stage yields K heatmaps at S/4 and, for the MLE method, K (sigma_x,
+sigma_y) pairs; coordinates come from soft-argmax (integral regression) of each stage's maps.
+
+The same network serves two baselines: ``with_variance=False`` for integral regression (soft-argmax,
+L1 loss) and ``with_variance=False, decode="argmax"`` for heatmap L2 (argmax + quarter-cell shift).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .backbone import ResNetBackbone
+from .heads import DEFAULT_SIGMA_EPS, PoseStage
+from .integral import argmax_decode, soft_argmax
+from .outputs import PoseOutput
+
+DECODERS = ("soft_argmax", "argmax")
+
+
+class SequentialHeatmapNet(nn.Module):
+    """Shared backbone + T refinement stages.
+
+    Args:
+        backbone: a name ("resnet18", "resnet34", "resnet50") or a module mapping (B, 3, S, S) to
+            (B, C, S/32, S/32) with an ``out_channels`` attribute.
+        stages: T (5 in the paper).
+        input_size: S, the crop size (divisible by 32). Only recorded (``self.input_size``) and checked;
+            the network itself runs at any multiple of 32.
+        head_channels: c, the width of every stage (256 in the paper).
+        num_keypoints: K.
+        with_variance: predict sigmas (the MLE method); otherwise ``sigmas`` is None.
+        decode: "soft_argmax" (differentiable, the paper's Eq. 1) or "argmax" (heatmap-L2 decoding,
+            computed without gradient).
+        pretrained: ImageNet weights for a backbone given by name.
+        sigma_eps: added to the variance head's sigmoid.
+
+    Shapes: images (B, 3, S, S) -> PoseOutput(coords (B, T, K, 2), sigmas (B, T, K, 2) | None,
+    heatmaps (B, T, K, S/4, S/4)).
+    """
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "resnet50",
+        stages: int = 5,
+        input_size: int = 256,
+        head_channels: int = 256,
+        num_keypoints: int = 21,
+        with_variance: bool = True,
+        decode: str = "soft_argmax",
+        pretrained: bool = False,
+        sigma_eps: float = DEFAULT_SIGMA_EPS,
+    ) -> None:
+        super().__init__()
+        if stages < 1:
+            raise ValueError(f"stages must be >= 1, got {stages}")
+        if input_size % 32:
+            raise ValueError(f"input_size must be divisible by 32, got {input_size}")
+        if decode not in DECODERS:
+            raise ValueError(f"unknown decode {decode!r}; valid: {', '.join(DECODERS)}")
+        self.backbone = ResNetBackbone(backbone, pretrained) if isinstance(backbone, str) else backbone
+        self.stages = nn.ModuleList(
+            PoseStage(
+                self.backbone.out_channels,
+                head_channels,
+                num_keypoints,
+                first=t == 0,
+                with_variance=with_variance,
+                sigma_eps=sigma_eps,
+            )
+            for t in range(stages)
+        )
+        self.input_size = input_size
+        self.num_keypoints = num_keypoints
+        self.with_variance = with_variance
+        self.decode = decode
+
+    def forward(self, images: Tensor) -> PoseOutput:
+        """(B, 3, S, S) ImageNet-normalised images -> PoseOutput with T stages."""
+        features = self.backbone(images)
+        heatmaps: list[Tensor] = []
+        sigmas: list[Tensor] = []
+        prev = None
+        for stage in self.stages:
+            prev, sigma = stage(features, prev)
+            heatmaps.append(prev)
+            if sigma is not None:
+                sigmas.append(sigma)
+        maps = torch.stack(heatmaps, dim=1)
+        if self.decode == "soft_argmax":
+            coords = soft_argmax(maps)
+        else:
+            with torch.no_grad():
+                coords = argmax_decode(maps)
+        return PoseOutput(coords, torch.stack(sigmas, dim=1) if sigmas else None, maps)
+
+
+class InferenceWrapper(nn.Module):
+    """Last-stage prediction in crop pixels, for any model returning :class:`PoseOutput`.
+
+    Used for ONNX export and MLflow model logging: ``forward(images)`` returns plain tensors
+    ``(coords_px (B, K, 2), sigmas_px (B, K, 2))`` of stage T only, where
+    ``x_px = (u + 0.5) * W`` and ``sigma_px = sigma * W`` (``y`` with ``H``), W and H the input's
+    width and height. ``sigmas_px`` is zeros for methods without uncertainty (heatmap_l2, integral,
+    cpm). Put the model in ``eval()`` mode first.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 3, H, W) -> coords_px (B, K, 2), sigmas_px (B, K, 2), float32."""
+        out: PoseOutput = self.model(images)
+        height, width = images.shape[-2:]
+        scale = torch.tensor([width, height], dtype=torch.float32, device=images.device)
+        coords = (out.coords[:, -1].float() + 0.5) * scale
+        if out.sigmas is None:
+            sigmas = torch.zeros_like(coords)
+        else:
+            sigmas = out.sigmas[:, -1].float() * scale
+        return coords, sigmas
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
+    """Stage-T coordinates and sigmas in crop pixels: (B, 3, S, S) -> ((B, K, 2), (B, K, 2)).
+
+    Runs without gradient and does not change ``model``'s train/eval mode (call ``model.eval()``).
+    """
+    return InferenceWrapper(model)(images)

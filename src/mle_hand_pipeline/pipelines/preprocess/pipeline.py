@@ -1,0 +1,57 @@
+"""``freihand_preprocess`` and ``rhd_preprocess``: one template, namespaced per dataset.
+
+Only the reader differs between the datasets; filtering, cropping, the summary and the visual check
+are the same nodes under the ``freihand`` or ``rhd`` namespace.
+"""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from mle_hand_pipeline.pipelines.preprocess.nodes import (
+    filter_visible,
+    make_crops,
+    plot_crop_grid,
+    read_freihand_annotations,
+    read_rhd_annotations,
+    summarise,
+)
+
+READERS = {"freihand": read_freihand_annotations, "rhd": read_rhd_annotations}
+
+
+def _template(reader) -> Pipeline:
+    return Pipeline(
+        [
+            Node(reader, ["params:raw_root", "params:preprocess"], ["annotations", "read_rejections"], name="read"),
+            Node(filter_visible, ["annotations", "params:preprocess"], ["visible_annotations", "filter_rejections"],
+                 name="filter_visible"),
+            Node(make_crops, ["visible_annotations", "params:raw_root", "crops_dir", "params:preprocess"],
+                 ["hands", "crop_rejections"], name="make_crops"),
+            Node(summarise, ["hands", "read_rejections", "filter_rejections", "crop_rejections", "params:preprocess"],
+                 ["preprocess_summary", "rejections"], name="summarise"),
+            Node(plot_crop_grid, ["hands", "crops_dir", "params:preprocess"], "crops_grid", name="plot_crop_grid"),
+        ]
+    )  # fmt: skip
+
+
+def create_pipeline(dataset: str) -> Pipeline:
+    """The preprocessing pipeline of ``dataset`` ("freihand" or "rhd").
+
+    Reads ``params:<dataset>_root`` (runtime-overridable: ``--params=rhd_root=PATH``) and writes the
+    catalog entries ``<dataset>_hands``, ``<dataset>_rejections``, ``<dataset>_preprocess_summary``,
+    ``<dataset>_crops_grid`` and the crops under ``<dataset>_crops``.
+    """
+    return Pipeline(
+        _template(READERS[dataset]),
+        namespace=dataset,
+        inputs={"crops_dir": f"{dataset}_crops"},
+        outputs={
+            "hands": f"{dataset}_hands",
+            "rejections": f"{dataset}_rejections",
+            "preprocess_summary": f"{dataset}_preprocess_summary",
+            "crops_grid": f"{dataset}_crops_grid",
+        },
+        parameters={"params:raw_root": f"params:{dataset}_root", "params:preprocess": f"params:{dataset}.preprocess"},
+        tags=["preprocess", dataset],
+    )

@@ -1,0 +1,1 @@
+"""Training: the crop dataset, batched augmentation on the device, the training loop, checkpoints."""

@@ -1,0 +1,378 @@
+"""The training loop: one process per device, PyTorch DDP when there are several.
+
+Determinism: the model is initialised from ``seed``; each epoch's sample order comes from a
+``DistributedSampler`` seeded with ``seed`` and the epoch, and each batch's augmentation from a
+generator seeded with (seed, epoch, step, rank). Nothing depends on global RNG state or on the
+number of loader workers, so a run resumed from a checkpoint repeats an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from mle_hand_pipeline.evaluation.metrics import nme, normalised_errors, pck
+from mle_hand_pipeline.models import build_loss, build_model
+from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
+from mle_hand_pipeline.training.checkpoint import load_checkpoint, save_atomic
+from mle_hand_pipeline.training.data import HandCrops
+from mle_hand_pipeline.training.inference import autocast_context, predict_crops
+
+logger = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model and its loss (the ``model`` parameter block)."""
+
+    method: str = "mle"
+    backbone: str = "resnet50"
+    stages: int = 5
+    input_size: int = 256
+    pretrained: bool = False
+    head_channels: int = 256
+    loss: dict[str, Any] = field(default_factory=dict)
+
+    def build_model(self, pretrained: bool | None = None) -> nn.Module:
+        return build_model(
+            self.method, backbone=self.backbone, stages=self.stages, input_size=self.input_size,
+            pretrained=self.pretrained if pretrained is None else pretrained, head_channels=self.head_channels,
+        )  # fmt: skip
+
+    def build_loss(self) -> nn.Module:
+        return build_loss(self.method, stages=self.stages, **self.loss)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train`` parameter block; see conf/base/parameters_train.yml for each knob."""
+
+    epochs: int = 120
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_milestones: tuple[int, ...] = (90,)
+    lr_gamma: float = 0.1
+    weight_decay: float = 0.0
+    seed: int = 0
+    devices: str | int = "auto"
+    precision: str = "auto"
+    resume: bool = False
+    num_workers: int = 2
+    grad_clip: float = 5.0
+    max_nonfinite_steps: int = 20
+    eval_batch_size: int = 64
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+
+
+@dataclass
+class FitResult:
+    history: pd.DataFrame
+    best_checkpoint: Path
+    last_checkpoint: Path
+
+
+class TrainingModule(nn.Module):
+    """Model and loss as one module, so one DDP wrapper synchronises the network and the flows."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor):
+        output = self.model(images)
+        return self.loss(output, target, visible)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def resolve_devices(devices: str | int) -> tuple[str, int]:
+    """``"auto"``: every CUDA GPU, else one CPU process; ``"cpu"``: one CPU process; ``"cpu:N"``: N CPU
+    processes (gloo DDP, for tests); an int N: N CUDA GPUs (or N CPU processes without CUDA)."""
+    cuda = torch.cuda.is_available()
+    if devices == "auto":
+        return ("cuda", torch.cuda.device_count()) if cuda else ("cpu", 1)
+    if isinstance(devices, str) and devices.startswith("cpu"):
+        return "cpu", int(devices.partition(":")[2] or 1)
+    if isinstance(devices, int) and devices >= 1:
+        if cuda and devices > torch.cuda.device_count():
+            raise ValueError(f"train.devices={devices} but only {torch.cuda.device_count()} CUDA devices")
+        return ("cuda" if cuda else "cpu"), devices
+    raise ValueError(f"train.devices must be 'auto', 'cpu', 'cpu:N' or a positive int, got {devices!r}")
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    if precision == "auto":
+        return "bf16" if device_type == "cuda" else "fp32"
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"train.precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    return precision
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fit(
+    spec: ModelSpec, config: TrainConfig, train_table: pd.DataFrame, val_table: pd.DataFrame,
+    crops_dir: str | Path, checkpoint_dir: str | Path, on_epoch_end: Callable[[dict], None] | None = None,
+) -> FitResult:  # fmt: skip
+    """Train ``spec``'s model with ``config``; returns the history and the checkpoint paths.
+
+    ``on_epoch_end`` receives each epoch's history row on rank 0 (it must be picklable for DDP).
+    Checkpoints: ``checkpoint_dir/last.pt`` (full training state, every epoch, atomically) and
+    ``checkpoint_dir/best.pt`` (weights of the epoch with the lowest validation NME).
+    """
+    device_type, world_size = resolve_devices(config.devices)
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    args = (world_size, _free_port(), device_type, spec, config, train_table, val_table, str(crops_dir),
+            str(checkpoint_dir), on_epoch_end)  # fmt: skip
+    if world_size == 1:
+        _worker(0, *args)
+    else:
+        mp.spawn(_worker, args=args, nprocs=world_size, join=True)
+    last = load_checkpoint(checkpoint_dir / LAST_CHECKPOINT)
+    return FitResult(pd.DataFrame(last["history"]), checkpoint_dir / BEST_CHECKPOINT, checkpoint_dir / LAST_CHECKPOINT)
+
+
+def _worker(
+    rank: int, world_size: int, port: int, device_type: str, spec: ModelSpec, config: TrainConfig,
+    train_table: pd.DataFrame, val_table: pd.DataFrame, crops_dir: str, checkpoint_dir: str,
+    on_epoch_end: Callable[[dict], None] | None,
+) -> None:  # fmt: skip
+    distributed = world_size > 1
+    if distributed:
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ["MASTER_PORT"] = str(port)
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", rank=rank, world_size=world_size)
+        if device_type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    device = torch.device(f"cuda:{rank}" if device_type == "cuda" else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    try:
+        Trainer(rank, world_size, device, spec, config, train_table, val_table, Path(crops_dir),
+                Path(checkpoint_dir), on_epoch_end).run()  # fmt: skip
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+
+
+class Trainer:
+    """One process's share of a training run (rank 0 validates, logs and writes checkpoints)."""
+
+    def __init__(
+        self, rank: int, world_size: int, device: torch.device, spec: ModelSpec, config: TrainConfig,
+        train_table: pd.DataFrame, val_table: pd.DataFrame, crops_dir: Path, checkpoint_dir: Path,
+        on_epoch_end: Callable[[dict], None] | None,
+    ):  # fmt: skip
+        self.rank, self.world_size, self.device = rank, world_size, device
+        self.spec, self.config = spec, config
+        self.precision = resolve_precision(config.precision, device.type)
+        self.checkpoint_dir, self.on_epoch_end = checkpoint_dir, on_epoch_end
+        self.is_main = rank == 0
+
+        torch.manual_seed(config.seed)
+        self.module = TrainingModule(spec.build_model(), spec.build_loss()).to(device)
+        if device.type == "cuda":
+            self.module = self.module.to(memory_format=torch.channels_last)
+        self.wrapped = DistributedDataParallel(self.module) if world_size > 1 else self.module
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
+        )
+
+        self.train_set = HandCrops(train_table, crops_dir)
+        self.val_set = HandCrops(val_table, crops_dir)
+        per_rank_batch = config.batch_size // world_size
+        if per_rank_batch < 2 or len(self.train_set) < config.batch_size:
+            raise ValueError(
+                f"train.batch_size={config.batch_size} over {world_size} process(es) needs at least 2 images "
+                f"per process and at most {len(self.train_set)} (the training crops)"
+            )
+        self.sampler = DistributedSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True,
+                                          seed=config.seed, drop_last=True)  # fmt: skip
+        self.loader = DataLoader(
+            self.train_set, batch_size=per_rank_batch, sampler=self.sampler, drop_last=True,
+            num_workers=config.num_workers, pin_memory=device.type == "cuda",
+            persistent_workers=config.num_workers > 0,
+        )  # fmt: skip
+
+        self.start_epoch = 0
+        self.history: list[dict] = []
+        self.best_nme = math.inf
+        self.nonfinite_total = 0
+        if config.resume:
+            self._resume()
+
+    def _resume(self) -> None:
+        path = self.checkpoint_dir / LAST_CHECKPOINT
+        if not path.is_file():
+            if self.is_main:
+                logger.info("train.resume: no checkpoint at %s, starting from scratch", path)
+            return
+        state = load_checkpoint(path, map_location=self.device)
+        saved_spec = state["spec"]
+        if saved_spec != _spec_dict(self.spec):
+            raise ValueError(f"{path} was trained with model {saved_spec}, not {_spec_dict(self.spec)}; "
+                             "use another checkpoint folder or train.resume=false")  # fmt: skip
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
+        self.start_epoch = state["epoch"]
+        self.history = list(state["history"])
+        self.best_nme = state["best_nme"]
+        self.nonfinite_total = state["nonfinite_total"]
+        if self.is_main:
+            logger.info("resumed from %s after epoch %d", path, self.start_epoch)
+
+    def run(self) -> None:
+        for epoch in range(self.start_epoch, self.config.epochs):
+            row = self._train_epoch(epoch)
+            if self.is_main:
+                row.update(self._validate())
+                self.history.append(row)
+                self._save(epoch + 1, row)
+                logger.info(
+                    "epoch %d/%d  loss %.4f  val_nme %.4f  val_pck_0.2 %.3f  %.1f img/s  lr %.2g",
+                    epoch + 1, self.config.epochs, row["train_loss"], row["val_nme"], row["val_pck_0.2"],
+                    row["images_per_s"], row["lr"],
+                )  # fmt: skip
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(row)
+            if self.world_size > 1:
+                dist.barrier()
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        self.module.train()
+        self.sampler.set_epoch(epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        totals = None
+        steps = consecutive_nonfinite = skipped = 0
+        started = time.perf_counter()
+        progress = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch",
+                        disable=not self.is_main, leave=False, mininterval=1.0)  # fmt: skip
+        for step, batch in enumerate(progress):
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(((self.config.seed * 1_000_003 + epoch) * 1_000_003 + step) * 64 + self.rank)
+            images, target, visible = prepare_batch(batch, self.spec.input_size, self.device,
+                                                    self.config.augment, generator)  # fmt: skip
+            if self.device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast_context(self.device, self.precision):
+                result = self.wrapped(images, target, visible)
+            finite = torch.isfinite(result.total.detach()).float()
+            if self.world_size > 1:
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            self.optimizer.zero_grad(set_to_none=True)
+            if finite.item() == 1:
+                result.total.backward()
+                norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+                if torch.isfinite(norm):  # identical on every rank: gradients are already all-reduced
+                    self.optimizer.step()
+                    consecutive_nonfinite = 0
+                    per_stage = result.per_stage.detach().float().cpu()
+                    totals = per_stage if totals is None else totals + per_stage
+                    steps += 1
+                    if self.is_main:
+                        elapsed = time.perf_counter() - started
+                        progress.set_postfix(loss=f"{result.total.item():.3f}",
+                                             img_s=f"{(step + 1) * len(images) * self.world_size / elapsed:.1f}")
+                    continue
+            skipped += 1
+            consecutive_nonfinite += 1
+            self.nonfinite_total += 1
+            if consecutive_nonfinite >= self.config.max_nonfinite_steps:
+                raise NonFiniteLossError(
+                    f"{consecutive_nonfinite} training steps in a row had a non-finite loss or gradient "
+                    f"(epoch {epoch + 1}, step {step}); lower train.lr, raise model.loss.sigma_eps or check the labels"
+                )
+        elapsed = time.perf_counter() - started
+        self.scheduler.step()
+        per_stage = (totals / max(steps, 1)).tolist() if totals is not None else [math.nan]
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(sum(per_stage)),
+            "lr": lr,
+            "images_per_s": len(self.loader) * self.loader.batch_size * self.world_size / elapsed,
+            "nonfinite_steps": skipped,
+        }
+        row.update({f"loss_stage{t + 1}": value for t, value in enumerate(per_stage)})
+        return row
+
+    def _validate(self) -> dict[str, float]:
+        predictions = predict_crops(
+            self.module.model, self.val_set, self.spec.input_size, self.device, self.precision,
+            batch_size=self.config.eval_batch_size, progress=False,
+        )  # fmt: skip
+        errors = normalised_errors(predictions.coords[:, -1], self.val_set.keypoints.numpy(),
+                                   self.val_set.hand_size.numpy())  # fmt: skip
+        visible = self.val_set.visible.numpy()
+        return {"val_nme": float(nme(errors, visible)), "val_pck_0.2": float(pck(errors, visible, 0.2))}
+
+    def _save(self, epochs_done: int, row: dict) -> None:
+        state = {
+            "epoch": epochs_done,
+            "spec": _spec_dict(self.spec),
+            "module": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            },
+            "history": self.history,
+            "best_nme": min(self.best_nme, row["val_nme"]),
+            "nonfinite_total": self.nonfinite_total,
+        }
+        if row["val_nme"] < self.best_nme or not (self.checkpoint_dir / BEST_CHECKPOINT).exists():
+            self.best_nme = min(self.best_nme, row["val_nme"])
+            save_atomic({"spec": state["spec"], "model": self.module.model.state_dict(), "epoch": epochs_done,
+                         "val": {k: v for k, v in row.items() if k.startswith("val_")}},
+                        self.checkpoint_dir / BEST_CHECKPOINT)  # fmt: skip
+        save_atomic(state, self.checkpoint_dir / LAST_CHECKPOINT)
+
+
+def _spec_dict(spec: ModelSpec) -> dict[str, Any]:
+    # `pretrained` only matters at initialisation; a resumed or loaded model has its own weights.
+    return {k: v for k, v in asdict(spec).items() if k != "pretrained"}
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
+    """A model in eval mode from ``best.pt`` or ``last.pt``, and its spec (no ImageNet download)."""
+    state = load_checkpoint(path, map_location=device)
+    spec = ModelSpec(**state["spec"])
+    model = spec.build_model(pretrained=False)
+    weights = state["model"] if "model" in state else {
+        k.removeprefix("model."): v for k, v in state["module"].items() if k.startswith("model.")
+    }  # fmt: skip
+    model.load_state_dict(weights)
+    return model.to(device).eval(), spec
+

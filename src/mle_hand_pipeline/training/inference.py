@@ -1,0 +1,59 @@
+"""Batched prediction over a :class:`~.data.HandCrops` dataset (evaluation, validation)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from mle_hand_pipeline.training.augment import prepare_batch
+from mle_hand_pipeline.training.data import HandCrops
+
+
+@dataclass
+class Predictions:
+    """Model outputs for every crop of a dataset, in crop pixels of the stored crops.
+
+    coords: (N, T, K, 2) per-stage keypoints.
+    sigmas: (N, T, K, 2) per-stage scales, or None for methods without uncertainty.
+    """
+
+    coords: np.ndarray
+    sigmas: np.ndarray | None
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16 autocast when ``precision == "bf16"``, else nothing."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def predict_crops(
+    model: nn.Module, dataset: HandCrops, input_size: int, device: torch.device, precision: str = "fp32",
+    batch_size: int = 64, num_workers: int = 0, progress: bool = True,
+) -> Predictions:  # fmt: skip
+    """Run ``model`` (in eval mode) over ``dataset`` and return all stages' outputs in crop pixels."""
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    coords, sigmas = [], []
+    for batch in tqdm(loader, desc="predicting", unit="batch", leave=False, disable=not progress):
+        images, _, _ = prepare_batch(batch, input_size, device, settings=None, generator=None)
+        with autocast_context(device, precision):
+            output = model(images)
+        coords.append(output.coords.float().cpu())
+        if output.sigmas is not None:
+            sigmas.append(output.sigmas.float().cpu())
+    model.train(was_training)
+    scale = dataset.crop_size
+    return Predictions(
+        coords=((torch.cat(coords) + 0.5) * scale).numpy().astype(np.float64),
+        sigmas=(torch.cat(sigmas) * scale).numpy().astype(np.float64) if sigmas else None,
+    )

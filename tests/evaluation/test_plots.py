@@ -1,0 +1,156 @@
+"""Each figure builds, has the expected artists and saves to PNG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from mle_hand_pipeline.evaluation import metrics as M
+from mle_hand_pipeline.evaluation import plots as P
+from mle_hand_pipeline.keypoints import NUM_KEYPOINTS, PAPER_KEYPOINTS
+
+
+def _hand(cx=32.0, cy=40.0, s=1.0):
+    """A plausible open right hand in a 64x64 image: wrist below, fingers fanning upwards."""
+    kp = np.zeros((NUM_KEYPOINTS, 2))
+    kp[0] = (cx, cy + 14 * s)
+    for f, angle in enumerate(np.deg2rad([-150, -110, -90, -70, -50])):
+        d = np.array([np.cos(angle), np.sin(angle)])
+        for j in range(4):
+            kp[1 + 4 * f + j] = kp[0] + d * (8 + 5 * j) * s
+    return kp
+
+
+def _save(fig, tmp_path, name):
+    assert isinstance(fig, Figure)
+    path = tmp_path / f"{name}.png"
+    fig.savefig(path, dpi=60)
+    assert path.stat().st_size > 1000
+
+
+def test_plot_pck_curves(tmp_path):
+    e = np.random.default_rng(0).uniform(0, 0.3, (5, 21))
+    vis = np.ones_like(e, bool)
+    curves = {"a": M.pck_curve(e, vis), "b": M.pck_curve(e / 2, vis), "c": M.pck_curve(e * 2, vis)}
+    fig = P.plot_pck_curves(curves)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 3
+    assert "AUC" in ax.get_legend().get_texts()[0].get_text()
+    _save(fig, tmp_path, "pck")
+
+
+def test_plot_per_keypoint_nme(tmp_path):
+    rng = np.random.default_rng(0)
+    table = {"mle": rng.uniform(0, 0.05, 21), "l2": rng.uniform(0, 0.05, 21)}
+    fig = P.plot_per_keypoint_nme(table)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 2 * len(PAPER_KEYPOINTS)
+    assert ax.get_xticklabels()[0].get_text() == "R"
+    _save(fig, tmp_path, "per_kp")
+    # a single per-keypoint table from evaluation_tables, all 21 joints
+    df = pd.DataFrame({"name": list(range(21)), "nme": table["mle"]})
+    fig = P.plot_per_keypoint_nme(df, keypoints=range(21))
+    assert len(fig.axes[0].patches) == 21
+
+
+def test_plot_per_stage_pck(tmp_path):
+    fig = P.plot_per_stage_pck(
+        {"mle": np.array([0.9, 0.95, 0.96, 0.97, 0.97]), "l2": np.linspace(0.8, 0.9, 5)}
+    )
+    assert len(fig.axes[0].lines) == 2
+    _save(fig, tmp_path, "stages")
+
+
+def test_plot_calibration(tmp_path):
+    rng = np.random.default_rng(0)
+    sig = rng.uniform(0.5, 4, (50, 21, 2))
+    err = rng.normal(0, sig)
+    curve = M.calibration_curve(err, sig, np.ones((50, 21), bool), n_bins=8)
+    fig = P.plot_calibration(curve)
+    assert len(fig.axes[0].lines) == 4  # observed RMS, observed mean|e|, two references
+    assert len(fig.axes[0].lines[0].get_xdata()) == 8
+    _save(fig, tmp_path, "calibration")
+
+
+@pytest.mark.parametrize("with_stages", [True, False])
+def test_plot_training_curves(tmp_path, with_stages):
+    ep = np.arange(1, 11)
+    h = pd.DataFrame(
+        {"epoch": ep, "train_loss": 5 / ep, "val_nme": 0.1 / ep, "val_pck_0.2": 1 - 0.5 / ep, "lr": 1e-3}
+    )
+    if with_stages:
+        for t in range(1, 4):
+            h[f"loss_stage{t}"] = 2 / ep / t
+    fig = P.plot_training_curves(h)
+    assert len(fig.axes) == 4
+    assert len(fig.axes[0].lines) == 1 + (3 if with_stages else 0)
+    assert all(len(ax.lines) == 1 for ax in fig.axes[1:])
+    _save(fig, tmp_path, f"training_{with_stages}")
+
+
+def test_plot_training_curves_missing_columns(tmp_path):
+    fig = P.plot_training_curves(pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5]}))
+    assert len(fig.axes[1].lines) == 0
+    _save(fig, tmp_path, "training_min")
+
+
+def test_draw_skeleton_changes_pixels_at_keypoints():
+    img = np.zeros((64, 64, 3), np.uint8)
+    kp = _hand()
+    vis = np.ones(NUM_KEYPOINTS, bool)
+    vis[20] = False
+    out = P.draw_skeleton(img, kp, vis, radius=2)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert not np.shares_memory(out, img) and img.sum() == 0
+    for k in range(NUM_KEYPOINTS - 1):
+        x, y = np.round(kp[k]).astype(int)
+        assert out[y, x].any(), k
+    x, y = np.round(kp[20]).astype(int)
+    assert not out[y, x].any()  # unlabelled keypoint skipped, and so are its bones
+    # thumb tip (keypoint 4) gets the thumb colour
+    x, y = np.round(kp[4]).astype(int)
+    assert tuple(out[y, x]) == P.FINGER_COLOURS["thumb"]
+    # fixed colour mode
+    out2 = P.draw_skeleton(img, kp, None, colour_mode=(0, 0, 255), radius=2)
+    x, y = np.round(kp[8]).astype(int)
+    assert tuple(out2[y, x]) == (0, 0, 255)
+
+
+def test_draw_skeleton_hollow_invisible():
+    img = np.zeros((64, 64, 3), np.uint8)
+    kp = _hand()
+    vis = np.zeros(NUM_KEYPOINTS, bool)
+    out = P.draw_skeleton(img, kp, vis, radius=4, show_invisible=True)
+    x, y = np.round(kp[12]).astype(int)
+    assert not out[y, x].any()  # hollow: the centre stays untouched
+    assert out[y - 4 : y + 5, x - 4 : x + 5].any()
+
+
+def test_qualitative_and_keypoint_grids(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 80, (64, 64, 3), dtype=np.uint8) for _ in range(5)]
+    gt = np.stack([_hand() for _ in range(5)])
+    pred = gt + rng.normal(0, 1.5, gt.shape)
+    vis = np.ones((5, NUM_KEYPOINTS), bool)
+    fig = P.qualitative_grid(images, gt, pred, vis, titles=[f"s{i}" for i in range(5)], ncols=3)
+    assert len(fig.axes) == 6 and len(fig.axes[0].images) == 1
+    assert fig.axes[4].get_title() == "s4"
+    _save(fig, tmp_path, "qual")
+    fig = P.qualitative_grid(images[:2], gt[:2], None, None)
+    assert len(fig.axes) == 2
+    fig = P.keypoint_grid(images, gt, vis, titles=list("abcde"), ncols=4, annotate=True)
+    assert len(fig.axes) == 8
+    _save(fig, tmp_path, "kpgrid")
+
+
+def test_select_qualitative():
+    e = np.array([0.5, 0.1, np.nan, 0.3, 0.9, 0.2])
+    sel = P.select_qualitative(e, n=2)
+    # sorted valid: 1 (0.1), 5 (0.2), 3 (0.3), 0 (0.5), 4 (0.9)
+    np.testing.assert_array_equal(sel["best"], [1, 5])
+    np.testing.assert_array_equal(sel["worst"], [4, 0])
+    np.testing.assert_array_equal(sel["median"], [5, 3])
+    sel = P.select_qualitative(e, n=10)
+    assert len(sel["best"]) == 5 and 2 not in sel["median"]

@@ -1,0 +1,132 @@
+"""Every method's output shapes, the inference wrapper, the factory's errors and the backbone."""
+
+import re
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+
+import mle_hand_pipeline.models as models_pkg
+from mle_hand_pipeline.models import (
+    METHODS,
+    InferenceWrapper,
+    PoseOutput,
+    ResNetBackbone,
+    build_loss,
+    build_model,
+    predict,
+)
+
+K = 21
+STAGES = 2
+SMALL = {"backbone": "resnet18", "stages": STAGES, "head_channels": 16}
+HAS_SIGMA = {"mle", "rle"}
+
+
+def expected_stages(method: str) -> int:
+    return 1 if method == "rle" else STAGES
+
+
+def expected_map_size(method: str, size: int) -> int | None:
+    return {"rle": None, "cpm": size // 8}.get(method, size // 4)
+
+
+@pytest.mark.parametrize("size", [128, 256])
+@pytest.mark.parametrize("method", METHODS)
+def test_output_shapes(method, size):
+    torch.manual_seed(0)
+    model = build_model(method, input_size=size, **SMALL)
+    t = expected_stages(method)
+    for batch in (1, 3):
+        model.train(batch > 1)  # BatchNorm needs eval mode for a batch of one
+        out = model(torch.randn(batch, 3, size, size))
+        assert isinstance(out, PoseOutput)
+        assert out.coords.shape == (batch, t, K, 2)
+        assert out.num_stages == t
+        assert torch.isfinite(out.coords).all()
+        if method in HAS_SIGMA:
+            assert out.sigmas.shape == (batch, t, K, 2)
+            assert (out.sigmas > 0).all()
+        else:
+            assert out.sigmas is None
+        hm = expected_map_size(method, size)
+        if hm is None:
+            assert out.heatmaps is None
+        else:
+            assert out.heatmaps.shape == (batch, t, K, hm, hm)
+            assert (out.coords.abs() <= 0.5).all()  # decoded from the map: inside the crop
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_inference_wrapper_last_stage_in_pixels(method):
+    size = 128
+    torch.manual_seed(0)
+    model = build_model(method, input_size=size, **SMALL).eval()
+    images = torch.randn(2, 3, size, size)
+    coords_px, sigmas_px = InferenceWrapper(model)(images)
+    assert coords_px.shape == sigmas_px.shape == (2, K, 2)
+    assert coords_px.dtype == sigmas_px.dtype == torch.float32
+    out = model(images)
+    torch.testing.assert_close(coords_px, (out.coords[:, -1] + 0.5) * size)
+    if method in HAS_SIGMA:
+        torch.testing.assert_close(sigmas_px, out.sigmas[:, -1] * size)
+    else:
+        assert (sigmas_px == 0).all()
+    coords2, _ = predict(model, images)
+    assert not coords2.requires_grad
+    torch.testing.assert_close(coords2, coords_px)
+
+
+def test_paper_model_defaults_structure():
+    model = build_model("mle", backbone="resnet18", stages=3, head_channels=8)
+    assert len(model.stages) == 3
+    assert model.stages[0].heatmap_proj is None and model.stages[1].heatmap_proj is not None
+    deconvs = [m for m in model.stages[0].heatmap_head.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(deconvs) == 3 and all(d.kernel_size == (4, 4) and d.stride == (2, 2) for d in deconvs)
+
+
+def test_unknown_names_raise():
+    with pytest.raises(ValueError, match=re.escape(", ".join(METHODS))):
+        build_model("hrnet")
+    with pytest.raises(ValueError, match="mle"):
+        build_loss("hrnet", stages=1)
+    with pytest.raises(ValueError, match="resnet50"):
+        ResNetBackbone("vgg16")
+
+
+@pytest.mark.parametrize(("name", "channels"), [("resnet18", 512), ("resnet50", 2048)])
+def test_backbone_channels_and_stride(name, channels):
+    backbone = ResNetBackbone(name).eval()
+    with torch.no_grad():
+        feats = backbone(torch.randn(1, 3, 64, 96))
+    assert backbone.out_channels == channels
+    assert feats.shape == (1, channels, 2, 3)
+
+
+def test_pretrained_without_network_gives_clear_error(monkeypatch, tmp_path):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(RuntimeError) as info:
+        build_model("mle", backbone="resnet18", stages=1, head_channels=8, pretrained=True)
+    message = str(info.value)
+    assert "model.pretrained: false" in message
+    assert str(tmp_path / "checkpoints" / "resnet18-f37072fd.pth") in message
+
+
+def test_pretrained_loads_cached_weights(monkeypatch):
+    reference = ResNetBackbone("resnet18")
+    full = {f"{k.removeprefix('body.')}": v.clone() + 1 for k, v in reference.state_dict().items()}
+    full |= {"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", lambda *a, **k: full)
+    loaded = ResNetBackbone("resnet18", pretrained=True)
+    torch.testing.assert_close(loaded.body.conv1.weight, full["conv1.weight"])
+
+
+def test_no_kedro_in_model_library():
+    for package in (Path(models_pkg.__file__).parent, Path(models_pkg.__file__).parent.parent / "losses"):
+        for source in package.glob("*.py"):
+            assert not re.search(r"^\s*(import|from)\s+kedro", source.read_text(), re.M), source
