@@ -1,7 +1,7 @@
 """Integral-regression loss (Sun et al., ECCV 2018): L1 on soft-argmax coordinates, every stage.
 
-    L_t = sum_{b,k visible} (|x_hat - x_g| + |y_hat - y_g|) / max(1, #visible)    (normalised units)
-    L   = sum_t L_t
+L_t = sum_{b,k visible} (|x_hat - x_g| + |y_hat - y_g|) / max(1, #visible)    (normalised units)
+L   = sum_t L_t
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ class MLELoss(nn.Module):
 
         coords, sigmas (B, T, K, 2); target (B, K, 2); visible (B, K) bool.
         """
-        b, t, k, _ = coords.shape
+        b, _, k, _ = coords.shape
         mu_hat = coords.float()
         sigma = sigmas.float().clamp_min(self.sigma_eps)
         mu_g = safe_target(target[:, None], visible[:, None], mu_hat.detach())

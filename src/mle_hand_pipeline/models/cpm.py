@@ -96,16 +96,18 @@ class CPM(nn.Module):
             conv_bn_relu(f, c, 3), conv_bn_relu(c, c, 3), conv_bn_relu(c, c, 3),
             conv_bn_relu(c, 4 * c, 1), _final_conv(4 * c, k),
         )  # fmt: skip
-        later = [
-            nn.Sequential(
-                conv_bn_relu(f + k, c, 7), conv_bn_relu(c, c, 7), conv_bn_relu(c, c, 7),
-                conv_bn_relu(c, c, 1), _final_conv(c, k),
-            )  # fmt: skip
-            for _ in range(stages - 1)
-        ]
-        self.stages = nn.ModuleList([first, *later])
+        self.stages = nn.ModuleList([first, *(self._later_stage(f, c, k) for _ in range(stages - 1))])
         self.input_size = input_size
         self.num_keypoints = num_keypoints
+
+    @staticmethod
+    def _later_stage(features: int, channels: int, num_keypoints: int) -> nn.Sequential:
+        """(B, features + K, h, w) -> (B, K, h, w): three 7x7 convs, a 1x1 conv, the 1x1 output conv."""
+        c = channels
+        return nn.Sequential(
+            conv_bn_relu(features + num_keypoints, c, 7), conv_bn_relu(c, c, 7), conv_bn_relu(c, c, 7),
+            conv_bn_relu(c, c, 1), _final_conv(c, num_keypoints),
+        )  # fmt: skip
 
     def forward(self, images: Tensor) -> PoseOutput:
         """(B, 3, S, S) -> PoseOutput with T stages of belief maps at S/8."""

@@ -4,7 +4,8 @@ Per stage, with backbone features F (B, C, f, f) (f = S/32) and, for t > 1, the 
 heatmaps H_{t-1} (B, K, 8f, 8f):
 
 - stage input X = ReLU(BN(conv1x1_{C->c}(F)))                                   (B, c, f, f)    t = 1
-  X = concat(ReLU(BN(conv1x1_{C->c}(F))), ReLU(BN(conv1x1_{K->c}(avgpool_f(H_{t-1})))))  (B, 2c, f, f)
+  X = concat(ReLU(BN(conv1x1_{C->c}(F))), ReLU(BN(conv1x1_{K->c}(avgpool_8x8(H_{t-1})))))  (B, 2c, f, f)
+  (avgpool_8x8, kernel = stride = 8, is exactly adaptive avg pooling of the 8f maps to f x f)
 - heatmap head: 3 x [ConvTranspose2d(k4, s2, p1) -> BN -> ReLU] (f -> 8f = S/4, c channels),
   then conv1x1_{c->K} (no BN/ReLU)                                              (B, K, S/4, S/4)
 - variance head: global avg pool of X -> Linear -> BN1d -> ReLU -> Linear -> 2K,
@@ -113,6 +114,7 @@ class PoseStage(nn.Module):
     ) -> None:
         super().__init__()
         self.feature_proj = conv1x1_bn_relu(in_channels, head_channels)
+        self.heatmap_pool = None if first else nn.AvgPool2d(kernel_size=8, stride=8)
         self.heatmap_proj = None if first else conv1x1_bn_relu(num_keypoints, head_channels)
         fused = head_channels if first else 2 * head_channels
         self.heatmap_head = HeatmapHead(fused, head_channels, num_keypoints)
@@ -129,9 +131,10 @@ class PoseStage(nn.Module):
         if self.heatmap_proj is not None:
             if prev_heatmaps is None:
                 raise ValueError("a stage after the first needs the previous stage's heatmaps")
-            pooled = nn.functional.adaptive_avg_pool2d(prev_heatmaps, features.shape[-2:])
+            # The maps are exactly 8x the feature size, so this equals adaptive avg pooling to the
+            # feature size; a fixed kernel also exports to ONNX with a dynamic batch.
+            pooled = self.heatmap_pool(prev_heatmaps)
             x = torch.cat((x, self.heatmap_proj(pooled)), dim=1)
         heatmaps = self.heatmap_head(x)
         sigmas = self.variance_head(x) if self.variance_head is not None else None
         return heatmaps, sigmas
-

@@ -25,32 +25,32 @@ from mle_hand_pipeline.keypoints import FINGER_KEYPOINTS, FINGERS, NUM_KEYPOINTS
 # Knuckle (MCP) positions of the four fingers and the thumb's CMC, hand-local, metres, for an
 # average adult right hand. The slight palmar z of the outer fingers is the palm's transverse arch.
 _BASE_JOINTS: dict[str, tuple[float, float, float]] = {
-    "thumb": (0.021, 0.024, 0.011),
-    "index": (0.024, 0.083, 0.000),
-    "middle": (0.003, 0.087, 0.000),
-    "ring": (-0.016, 0.081, 0.003),
-    "pinky": (-0.033, 0.072, 0.007),
+    "thumb": (0.024, 0.026, 0.012),
+    "index": (0.025, 0.087, 0.000),
+    "middle": (0.003, 0.090, 0.000),
+    "ring": (-0.016, 0.085, 0.003),
+    "pinky": (-0.032, 0.077, 0.007),
 }
 
 # Per-finger segment lengths (metres), palm to tip. For the thumb: metacarpal, proximal phalanx,
 # distal phalanx to the tip; for the others: proximal, middle, distal phalanx to the tip. Values are
-# typical adult anthropometry (e.g. Alexander & Viktor 2010, Buryanov & Kotiuk 2010).
+# typical adult anthropometry, cross-checked against joint distances of real RHD labels.
 BONE_LENGTHS: dict[str, tuple[float, float, float]] = {
-    "thumb": (0.044, 0.032, 0.028),
-    "index": (0.041, 0.024, 0.021),
-    "middle": (0.045, 0.028, 0.023),
-    "ring": (0.042, 0.027, 0.023),
-    "pinky": (0.033, 0.020, 0.020),
+    "thumb": (0.042, 0.033, 0.027),
+    "index": (0.038, 0.025, 0.023),
+    "middle": (0.042, 0.028, 0.025),
+    "ring": (0.039, 0.027, 0.024),
+    "pinky": (0.031, 0.020, 0.021),
 }
 
 # Capsule radii (metres) at each finger's four keypoints, palm to tip; the renderer tapers between
-# them. Fingers are ~17-20 mm thick at the knuckle and ~13 mm at the tip.
+# them. Fingers are ~20 mm thick at the knuckle and ~15 mm at the tip.
 JOINT_RADII: dict[str, tuple[float, float, float, float]] = {
-    "thumb": (0.0125, 0.0105, 0.0095, 0.0085),
-    "index": (0.0095, 0.0085, 0.0076, 0.0068),
-    "middle": (0.0098, 0.0088, 0.0078, 0.0070),
-    "ring": (0.0092, 0.0082, 0.0073, 0.0066),
-    "pinky": (0.0082, 0.0072, 0.0065, 0.0058),
+    "thumb": (0.0135, 0.0115, 0.0102, 0.0090),
+    "index": (0.0105, 0.0095, 0.0085, 0.0076),
+    "middle": (0.0108, 0.0098, 0.0088, 0.0078),
+    "ring": (0.0102, 0.0092, 0.0082, 0.0074),
+    "pinky": (0.0092, 0.0082, 0.0073, 0.0066),
 }
 
 # Plausible range of a hand's overall scale around the average hand above (child-ish to large).
@@ -71,6 +71,8 @@ class HandPose:
         radii: (21,) float64, capsule radius at each keypoint (metres); the wrist entry is the
             forearm's half width at the wrist.
         outline: (M, 3) float64, palm outline polygon in the local frame, in order around the palm.
+        outline_radii: (M,) float64, half thickness of the palm's rounded rim at each outline point
+            (metres); it gives the palm its thickness in side views.
         is_left: whether ``joints`` were mirrored into a left hand.
         scale: overall size relative to the average hand (1.0), for sizing attached parts (arm).
     """
@@ -78,6 +80,7 @@ class HandPose:
     joints: np.ndarray
     radii: np.ndarray
     outline: np.ndarray
+    outline_radii: np.ndarray
     is_left: bool
     scale: float = 1.0
 
@@ -101,8 +104,10 @@ def _sample_curls(rng: np.random.Generator) -> dict[str, float]:
     Independent per-finger uniforms would almost never produce the fists, pointing and pinching
     hands real data is full of, so a shared "grip" is drawn first and fingers deviate from it.
     """
-    kind = rng.choice(["open", "relaxed", "fist", "point", "pinch", "random"], p=[0.2, 0.25, 0.15, 0.12, 0.1, 0.18])
-    base = {"open": 0.05, "relaxed": 0.35, "fist": 0.9, "point": 0.85, "pinch": 0.45, "random": 0.5}[kind]
+    kind = rng.choice(
+        ["open", "relaxed", "fist", "point", "pinch", "random"], p=[0.25, 0.3, 0.1, 0.1, 0.1, 0.15]
+    )
+    base = {"open": 0.05, "relaxed": 0.25, "fist": 0.9, "point": 0.85, "pinch": 0.4, "random": 0.4}[kind]
     spread = 0.35 if kind == "random" else 0.12
     curls = {f: float(np.clip(base + rng.normal(0.0, spread), 0.0, 1.0)) for f in FINGERS}
     if kind == "point":
@@ -184,7 +189,19 @@ def sample_pose(rng: np.random.Generator, *, is_left: bool = False) -> HandPose:
         mirror = np.array([-1.0, 1.0, 1.0])
         joints = joints * mirror
         outline = outline * mirror
-    return HandPose(joints=joints, radii=radii, outline=outline, is_left=is_left, scale=float(scale))
+    return HandPose(
+        joints=joints,
+        radii=radii,
+        outline=outline,
+        outline_radii=_PALM_RIM * scale,
+        is_left=is_left,
+        scale=float(scale),
+    )
+
+
+# Rim half-thickness (metres) at each point of :func:`_palm_outline`: thick at the heel of the hand and
+# the thenar, thin at the web between thumb and index finger.
+_PALM_RIM = np.array([0.014, 0.014, 0.013, 0.007, 0.010, 0.009, 0.009, 0.009, 0.009, 0.012, 0.013])
 
 
 def _palm_outline(joints: np.ndarray, scale: float) -> np.ndarray:
@@ -209,16 +226,19 @@ def _palm_outline(joints: np.ndarray, scale: float) -> np.ndarray:
     )
 
 
-def random_rotation(rng: np.random.Generator, *, max_pitch_deg: float = 70.0) -> np.ndarray:
+def random_rotation(
+    rng: np.random.Generator, *, max_pitch_deg: float = 60.0, yaw_spread_deg: float = 50.0
+) -> np.ndarray:
     """(3, 3) rotation taking hand-local coordinates to camera coordinates.
 
     The base view shows a right hand's palm to the camera with the fingers pointing up. On top of it
-    come a yaw about the finger axis (palm, side or back view, uniform), a pitch towards/away from
-    the camera (limited, because fingers pointing straight at the lens are rare and degenerate) and
-    a uniform in-plane roll.
+    come a yaw about the finger axis, a pitch towards/away from the camera and a uniform in-plane
+    roll. The yaw is centred on a palm or a back view (equally likely) with a normal spread, so side
+    views occur but do not dominate: seen edge-on, fingers hide each other and most keypoints.
+    Pitch is limited because fingers pointing straight at the lens are rare and degenerate.
     """
     base = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
-    yaw = rng.uniform(-np.pi, np.pi)
+    yaw = rng.choice([0.0, np.pi]) + np.radians(rng.normal(0.0, yaw_spread_deg))
     pitch = np.radians(rng.uniform(-max_pitch_deg, max_pitch_deg))
     roll = rng.uniform(-np.pi, np.pi)
     return (

@@ -125,13 +125,13 @@ class Canvas:
 
     def _shade(self, base: np.ndarray, nx, ny, nz, gloss: float) -> np.ndarray:
         """Lambert + Blinn-Phong on per-pixel normals (camera frame, facing the camera: nz < 0)."""
-        lx, ly, lz = self.light
-        lambert = np.clip(nx * lx + ny * ly + nz * lz, 0.0, 1.0)
-        half = np.array([lx, ly, lz - 1.0])
-        half /= np.linalg.norm(half)
-        spec = np.clip(nx * half[0] + ny * half[1] + nz * half[2], 0.0, 1.0) ** 24 * gloss
+        lx, ly, lz = (float(v) for v in self.light)
+        lambert = np.maximum(nx * lx + ny * ly + nz * lz, 0.0)
+        hx, hy, hz = lx, ly, lz - 1.0  # Blinn half vector between the light and the view (0, 0, -1)
+        norm = (hx * hx + hy * hy + hz * hz) ** 0.5
+        spec = np.maximum((nx * hx + ny * hy + nz * hz) / norm, 0.0) ** 24 * (255.0 * gloss)
         intensity = self.ambient + (1.0 - self.ambient) * lambert
-        return base[None, :] * intensity[:, None] + 255.0 * spec[:, None]
+        return base[None, :].astype(np.float32) * intensity[:, None] + spec[:, None]
 
     def _commit(self, win, inside, depth, colour, label: int) -> np.ndarray:
         """Write the pixels of ``inside`` that are nearer than what is there; return that mask."""
@@ -175,22 +175,24 @@ class Canvas:
         if win is None:
             return
         x0, y0, x1, y1 = win
-        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        d = uv[1] - uv[0]
-        length2 = float(d @ d)
+        # Broadcast a row and a column instead of building full coordinate grids: this runs ~60
+        # times per image, so per-call overhead matters more than pixel count.
+        xs = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(uv[0, 0])
+        ys = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(uv[0, 1])
+        dx, dy = np.float32(uv[1, 0] - uv[0, 0]), np.float32(uv[1, 1] - uv[0, 1])
         # A tube seen end-on projects to a disc: guard the axis parameter against a zero length.
-        t = ((xs - uv[0, 0]) * d[0] + (ys - uv[0, 1]) * d[1]) / max(length2, 1e-6)
-        t = np.clip(t, 0.0, 1.0)
-        ox = xs - (uv[0, 0] + t * d[0])
-        oy = ys - (uv[0, 1] + t * d[1])
-        dist = np.sqrt(ox * ox + oy * oy)
-        rad = r0 + t * (r1 - r0)
-        inside = dist < rad
+        inv_len2 = np.float32(1.0 / max(float(dx * dx + dy * dy), 1e-6))
+        t = (xs * dx + ys * dy) * inv_len2
+        np.clip(t, 0.0, 1.0, out=t)
+        ox = xs - t * dx
+        oy = ys - t * dy
+        rad = np.float32(r0) + t * np.float32(r1 - r0)
+        inside = ox * ox + oy * oy < rad * rad
         if not inside.any():
             return
         rad_in = rad[inside]
         nx, ny = ox[inside] / rad_in, oy[inside] / rad_in
-        nz = -np.sqrt(np.clip(1.0 - nx * nx - ny * ny, 0.0, 1.0))
+        nz = -np.sqrt(np.maximum(1.0 - nx * nx - ny * ny, 0.0))
         t_in = t[inside]
         # The visible surface bulges towards the camera by the local tube radius.
         depth = z0 + t_in * (z1 - z0) + (radius0 + t_in * (radius1 - radius0)) * nz + depth_bias
@@ -258,7 +260,9 @@ class Canvas:
         nz = normal[2] - 0.2 * bulge * (ox * ox + oy * oy)
         length = np.sqrt(nx * nx + ny * ny + nz * nz)
         nx, ny, nz = nx / length, ny / length, nz / length
-        depth = 1.0 / inv_depth[inside] - thickness
+        # ``thickness`` is measured along the face normal; along the viewing ray it grows as the
+        # face tilts away (capped where the face is seen edge-on and the rim tubes take over).
+        depth = 1.0 / inv_depth[inside] - thickness / max(abs(float(normal[2])), 0.33)
         shaded = self._shade(np.asarray(colour, dtype=np.float64), nx, ny, nz, gloss)
         self._commit(win, inside, depth.astype(np.float32), shaded.astype(np.float32), label)
 
@@ -285,6 +289,7 @@ class Hand3D:
         joints: (21, 3) camera-frame keypoints (metres), common order.
         radii: (21,) capsule radii at the keypoints (metres).
         outline: (M, 3) palm polygon, camera frame.
+        outline_radii: (M,) half thickness of the palm rim at the outline points (metres).
         is_left: left or right hand (selects the label range).
         skin: (3,) RGB 0..255.
         arm: (P, 3) camera-frame polyline of the arm starting next to the wrist (empty: no arm).
@@ -295,11 +300,29 @@ class Hand3D:
     joints: np.ndarray
     radii: np.ndarray
     outline: np.ndarray
+    outline_radii: np.ndarray
     is_left: bool
     skin: np.ndarray
     arm: np.ndarray
     arm_radii: np.ndarray
     arm_colour: np.ndarray
+
+
+# The fingertip keypoint marks the end of the finger, so the round cap of the last segment is centred
+# this many tip radii before it; the finger then overshoots the keypoint by only 0.4 of a radius.
+TIP_INSET = 0.6
+
+
+def _probe_points(hand: Hand3D) -> np.ndarray:
+    """(21, 3) points that are drawn for each keypoint: the joints, with tips moved to the cap centre."""
+    points = hand.joints.copy()
+    for finger in FINGERS:
+        dip, tip = FINGER_KEYPOINTS[finger][2:]
+        direction = hand.joints[tip] - hand.joints[dip]
+        length = float(np.linalg.norm(direction))
+        inset = min(TIP_INSET * hand.radii[tip], 0.5 * length)
+        points[tip] = hand.joints[tip] - inset * direction / max(length, 1e-9)
+    return points
 
 
 def draw_hand(canvas: Canvas, hand: Hand3D) -> None:
@@ -317,7 +340,25 @@ def draw_hand(canvas: Canvas, hand: Hand3D) -> None:
             depth_bias=0.012,
             gloss=0.02,
         )
-    canvas.surface(hand.outline, hand.skin * 0.97, palm_label, thickness=0.009)
+    palm_colour = hand.skin * 0.97
+    canvas.surface(hand.outline, palm_colour, palm_label, thickness=0.009)
+    # A flat polygon vanishes edge-on and looks cut out of paper; tubes along the rim and the
+    # metacarpals give the palm its thickness and rounded, shaded edges.
+    m = len(hand.outline)
+    for k in range(m):
+        canvas.capsule(
+            hand.outline[k],
+            hand.outline[(k + 1) % m],
+            hand.outline_radii[k],
+            hand.outline_radii[(k + 1) % m],
+            palm_colour,
+            palm_label,
+        )
+    for finger in FINGERS[1:]:
+        mcp = FINGER_KEYPOINTS[finger][0]
+        # Thinner than the palm face is thick: hidden in face views, body of the palm edge-on.
+        canvas.capsule(hand.joints[0], hand.joints[mcp], 0.008, 0.0085, palm_colour, palm_label)
+    points = _probe_points(hand)
     for fi, finger in enumerate(FINGERS):
         idx = FINGER_KEYPOINTS[finger]
         for seg in range(3):
@@ -325,8 +366,8 @@ def draw_hand(canvas: Canvas, hand: Hand3D) -> None:
             # Finger tips are a touch pinker/lighter than the base, as in real hands.
             tint = hand.skin * (1.0 + 0.02 * seg) + np.array([4.0, 0.0, 0.0]) * seg
             canvas.capsule(
-                hand.joints[a],
-                hand.joints[b],
+                points[a],
+                points[b],
                 hand.radii[a],
                 hand.radii[b],
                 np.clip(tint, 0, 255),
@@ -334,24 +375,26 @@ def draw_hand(canvas: Canvas, hand: Hand3D) -> None:
             )
 
 
-def visibility(canvas: Canvas, hand: Hand3D, *, tolerance: float = 0.01) -> np.ndarray:
+def visibility(canvas: Canvas, hand: Hand3D, *, tolerance: float = 0.015) -> np.ndarray:
     """(21,) bool: which keypoints of ``hand`` are seen in the drawn canvas.
 
     A keypoint is visible when it projects inside the image, the nearest surface at its pixel
     belongs to the same hand, and that surface is no nearer than the keypoint's own flesh (its radius
     plus ``tolerance`` metres) - so parts of the same hand in front of it (a fist seen from the back)
-    hide it as well as occluders and the other hand do.
+    hide it as well as occluders and the other hand do. Fingertips are probed at the centre of the
+    drawn tip cap, just inside the finger end.
     """
-    uv = canvas.to_pixels(hand.joints)
+    probes = _probe_points(hand)
+    uv = canvas.to_pixels(probes)
     n = canvas.size * canvas.supersample
     px = np.round(uv).astype(np.int64)
-    inside = (px[:, 0] >= 0) & (px[:, 0] < n) & (px[:, 1] >= 0) & (px[:, 1] < n) & (hand.joints[:, 2] > 0)
+    inside = (px[:, 0] >= 0) & (px[:, 0] < n) & (px[:, 1] >= 0) & (px[:, 1] < n) & (probes[:, 2] > 0)
     vis = np.zeros(len(uv), dtype=bool)
     lo, hi = hand_labels(hand.is_left)
     for j in np.flatnonzero(inside):
         x, y = px[j]
         label = canvas.label[y, x]
-        near_enough = canvas.depth[y, x] >= hand.joints[j, 2] - hand.radii[j] - tolerance
+        near_enough = canvas.depth[y, x] >= probes[j, 2] - hand.radii[j] - tolerance
         vis[j] = bool(lo <= label <= hi and near_enough)
     return vis
 
@@ -363,12 +406,21 @@ def downsample(canvas: Canvas) -> tuple[np.ndarray, np.ndarray]:
         premultiplied: (size, size, 3) float32 colour times coverage, 0..255.
         alpha: (size, size) float32 coverage in 0..1.
     """
-    s, n = canvas.supersample, canvas.size
+    s = canvas.supersample
+    # Colour stays 0 wherever nothing was drawn, so it is already premultiplied by coverage.
+    colour = canvas.colour
     cover = canvas.coverage().astype(np.float32)
-    colour = canvas.colour * cover[..., None]
-    premultiplied = colour.reshape(n, s, n, s, 3).mean(axis=(1, 3))
-    alpha = cover.reshape(n, s, n, s).mean(axis=(1, 3))
-    return premultiplied, alpha
+    return _box(colour, s), _box(cover, s)
+
+
+def _box(a: np.ndarray, s: int) -> np.ndarray:
+    """Mean over s x s blocks of the first two axes (float32).
+
+    Summing strided sub-grids, columns first then rows, is several times faster than a mean over a
+    reshaped 4D/5D view.
+    """
+    cols = sum(a[:, j::s] for j in range(s))
+    return (sum(cols[i::s] for i in range(s)) * np.float32(1.0 / (s * s))).astype(np.float32)
 
 
 def sample_buffers(canvas: Canvas) -> tuple[np.ndarray, np.ndarray]:
@@ -424,30 +476,47 @@ def _palette_map(rng: np.random.Generator, values: np.ndarray, n_colours: int) -
     stops = np.sort(rng.uniform(0.0, 1.0, size=n_colours))
     stops[0], stops[-1] = 0.0, 1.0
     colours = np.stack([random_colour(rng) for _ in range(n_colours)])
-    return np.stack([np.interp(values, stops, colours[:, c]) for c in range(3)], axis=-1).astype(np.float32)
+    # A 256-entry lookup table replaces three full-image interpolations.
+    lut = np.stack([np.interp(np.linspace(0.0, 1.0, 256), stops, colours[:, c]) for c in range(3)], axis=-1)
+    return lut.astype(np.float32)[np.rint(values * 255.0).astype(np.intp)]
+
+
+def _ramp(size: int, angle: float) -> np.ndarray:
+    """(size, size) float32 coordinate along direction ``angle``, centred, in image widths."""
+    u = (np.arange(size, dtype=np.float32) / size - 0.5)
+    return u[None, :] * np.float32(np.cos(angle)) + u[:, None] * np.float32(np.sin(angle))
+
+
+def _blend(t: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float32 mix of colours ``a`` and ``b`` by ``t`` (H, W) in 0..1."""
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    return a32 + t[..., None] * (b32 - a32)
 
 
 def _gradient(rng: np.random.Generator, size: int) -> np.ndarray:
     """(size, size, 3) float32 linear two-colour gradient at a random angle."""
-    angle = rng.uniform(0.0, 2.0 * np.pi)
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    t = (xs - 0.5) * np.cos(angle) + (ys - 0.5) * np.sin(angle) + 0.5
-    t = np.clip(t, 0.0, 1.0)[..., None]
-    return ((1.0 - t) * random_colour(rng) + t * random_colour(rng)).astype(np.float32)
+    t = np.clip(_ramp(size, rng.uniform(0.0, 2.0 * np.pi)) + 0.5, 0.0, 1.0)
+    return _blend(t, random_colour(rng), random_colour(rng))
 
 
 def _stripes(rng: np.random.Generator, size: int) -> np.ndarray:
     """(size, size, 3) float32 soft stripes or checkerboard (tiles, fabric, blinds)."""
     angle = rng.uniform(0.0, np.pi)
-    period = rng.uniform(6.0, 40.0)
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    u = xs * np.cos(angle) + ys * np.sin(angle)
-    wave = np.sin(2.0 * np.pi * u / period)
+    period = rng.uniform(6.0, 40.0) / size
+    wave = np.sin(np.float32(2.0 * np.pi / period) * _ramp(size, angle))
     if rng.uniform() < 0.4:
-        v = -xs * np.sin(angle) + ys * np.cos(angle)
-        wave = wave * np.sin(2.0 * np.pi * v / period)
-    t = np.clip(0.5 + rng.uniform(0.5, 3.0) * wave, 0.0, 1.0)[..., None]
-    return ((1.0 - t) * random_colour(rng) + t * random_colour(rng)).astype(np.float32)
+        wave = wave * np.sin(np.float32(2.0 * np.pi / period) * _ramp(size, angle + np.pi / 2.0))
+    t = np.clip(0.5 + np.float32(rng.uniform(0.5, 3.0)) * wave, 0.0, 1.0)
+    return _blend(t, random_colour(rng), random_colour(rng))
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return np.clip(img + np.float32(0.5), 0, 255).astype(np.uint8)
+
+
+def _sensor_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    """Zero-mean float32 noise of standard deviation ``sigma``; uniform, as cheap as normal is not."""
+    return (rng.random(shape, dtype=np.float32) - np.float32(0.5)) * np.float32(sigma * np.sqrt(12.0))
 
 
 def _clutter(rng: np.random.Generator, base: np.ndarray, n_shapes: int) -> np.ndarray:
@@ -499,25 +568,27 @@ def green_screen(rng: np.random.Generator, size: int) -> np.ndarray:
     Real green-screen shots show a fold between wall and floor and uneven lighting; a random fold
     line with two shades of green and a broad light falloff imitate that.
     """
-    green = np.array([rng.uniform(40, 110), rng.uniform(150, 215), rng.uniform(20, 80)])
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    angle = rng.uniform(0.0, 2.0 * np.pi)
-    offset = rng.uniform(-0.4, 0.4)
-    side = ((xs - 0.5) * np.cos(angle) + (ys - 0.5) * np.sin(angle)) > offset
-    shade = np.where(side, rng.uniform(0.7, 0.95), 1.0)
+    green = np.array([rng.uniform(40, 110), rng.uniform(150, 215), rng.uniform(20, 80)], dtype=np.float32)
+    side = _ramp(size, rng.uniform(0.0, 2.0 * np.pi)) > rng.uniform(-0.4, 0.4)
+    shade = np.where(side, np.float32(rng.uniform(0.7, 0.95)), np.float32(1.0))
     lx, ly = rng.uniform(0.0, 1.0, size=2)
-    falloff = 1.0 - rng.uniform(0.1, 0.45) * ((xs - lx) ** 2 + (ys - ly) ** 2)
+    u = np.arange(size, dtype=np.float32) / size
+    falloff = 1.0 - np.float32(rng.uniform(0.1, 0.45)) * ((u[None, :] - lx) ** 2 + (u[:, None] - ly) ** 2)
     img = green[None, None, :] * (shade * falloff)[..., None]
-    img += (value_noise(rng, size, octaves=3, base_cells=4)[..., None] - 0.5) * 20.0
-    img += rng.normal(0.0, 2.0, size=img.shape)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    img += (value_noise(rng, size, octaves=3, base_cells=4)[..., None] - 0.5) * np.float32(20.0)
+    img += _sensor_noise(rng, img.shape, 2.0)
+    return _to_uint8(img)
 
 
-def random_background(rng: np.random.Generator, size: int, *, kind: str | None = None) -> np.ndarray:
+def random_background(
+    rng: np.random.Generator, size: int, *, kind: str | None = None, sensor_noise: bool = True
+) -> np.ndarray:
     """(size, size, 3) uint8 background: noise texture, gradient, stripes or a cluttered scene.
 
     Args:
         kind: one of ``"texture"``, ``"gradient"``, ``"stripes"``, ``"clutter"``; random if None.
+        sensor_noise: add faint per-pixel camera noise (photographs, i.e. FreiHAND). Off for
+            rendered datasets like RHD, whose PNGs it would also make 3x larger and slower to write.
     """
     if kind is None:
         kind = str(rng.choice(["texture", "gradient", "stripes", "clutter"], p=[0.3, 0.15, 0.15, 0.4]))
@@ -525,7 +596,7 @@ def random_background(rng: np.random.Generator, size: int, *, kind: str | None =
         img = _palette_map(rng, value_noise(rng, size, base_cells=int(rng.integers(2, 6))), 3)
     elif kind == "gradient":
         img = _gradient(rng, size)
-        img += (value_noise(rng, size, octaves=4)[..., None] - 0.5) * rng.uniform(10, 60)
+        img += (value_noise(rng, size, octaves=4)[..., None] - 0.5) * np.float32(rng.uniform(10, 60))
     elif kind == "stripes":
         img = _stripes(rng, size)
     elif kind == "clutter":
@@ -535,8 +606,9 @@ def random_background(rng: np.random.Generator, size: int, *, kind: str | None =
         img = _clutter(rng, base, int(rng.integers(5, 30)))
     else:
         raise ValueError(f"unknown background kind {kind!r}")
-    img = img + rng.normal(0.0, rng.uniform(0.5, 4.0), size=img.shape)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    if sensor_noise:
+        img = img + _sensor_noise(rng, img.shape, rng.uniform(0.5, 4.0))
+    return _to_uint8(img)
 
 
 def colour_treatment(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
+from PIL import Image
 
 from mle_hand_pipeline.datasets.records import stack_column
 
@@ -47,11 +47,12 @@ class HandCrops(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         path = self.paths[index]
         try:
-            image = decode_image(read_file(path), mode=ImageReadMode.RGB)
-        except (RuntimeError, OSError) as error:
+            with Image.open(path) as file:
+                pixels = np.asarray(file.convert("RGB"))
+        except OSError as error:
             raise RuntimeError(f"cannot read crop {path}: {error} (re-run preprocessing)") from error
         return {
-            "image": image,
+            "image": torch.from_numpy(pixels).permute(2, 0, 1),
             "keypoints": self.keypoints[index],
             "visible": self.visible[index],
             "hand_size": self.hand_size[index],

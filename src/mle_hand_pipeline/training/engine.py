@@ -256,6 +256,11 @@ class Trainer:
     def run(self) -> None:
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self._train_epoch(epoch)
+            if self.world_size > 1:
+                # DDP re-broadcasts rank 0's BatchNorm statistics before every forward, so after the
+                # last step the replicas' buffers differ by one batch; make them rank 0's again.
+                for buffer in self.module.buffers():
+                    dist.broadcast(buffer, src=0)
             if self.is_main:
                 row.update(self._validate())
                 self.history.append(row)
@@ -269,6 +274,23 @@ class Trainer:
                     self.on_epoch_end(row)
             if self.world_size > 1:
                 dist.barrier()
+        if self.world_size > 1:
+            self._check_replicas()
+
+    def _check_replicas(self) -> None:
+        """Fail loudly if DDP replicas drifted apart (they must hold bit-identical weights)."""
+        state = self.module.state_dict()
+        flat = torch.cat([state[k].detach().flatten().double() for k in sorted(state)])
+        reference = flat.clone()
+        dist.broadcast(reference, src=0)
+        difference = (flat - reference).abs().max()
+        dist.all_reduce(difference, op=dist.ReduceOp.MAX)
+        if self.is_main:
+            last = load_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT)
+            last["replica_max_abs_diff"] = float(difference)
+            save_atomic(last, self.checkpoint_dir / LAST_CHECKPOINT)
+        if difference != 0:
+            raise RuntimeError(f"DDP replicas differ after training (max abs difference {float(difference):.3g})")
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.module.train()

@@ -1,0 +1,47 @@
+"""Shared fixtures. Real samples are copied into tests/fixtures so the suite runs anywhere."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REAL_SAMPLES = FIXTURES / "real_samples"
+
+
+@pytest.fixture
+def real_rhd(tmp_path: Path) -> Path:
+    """A writable copy of the 3 real RHD evaluation samples (RHD_published_v2 layout)."""
+    return Path(shutil.copytree(REAL_SAMPLES / "RHD_published_v2", tmp_path / "RHD_published_v2"))
+
+
+@pytest.fixture
+def real_freihand(tmp_path: Path) -> Path:
+    """A writable copy of the 8 real FreiHAND images (2 samples x 4 versions)."""
+    return Path(shutil.copytree(REAL_SAMPLES / "FreiHAND_pub_v2", tmp_path / "FreiHAND_pub_v2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_rhd(tmp_path_factory) -> dict:
+    """A small synthetic RHD set, preprocessed into 64 px crops: {"root", "crops", "hands"}.
+
+    Rendered once per test session (a few seconds) and shared read-only by the training tests.
+    """
+    from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
+    from mle_hand_pipeline.datasets.rhd import read_rhd
+    from mle_hand_pipeline.pipelines.preprocess.nodes import filter_visible
+    from mle_hand_pipeline.synthetic.writers import RHDConfig, generate_rhd
+
+    base = tmp_path_factory.mktemp("tiny_rhd")
+    root = base / "RHD_published_v2"
+    generate_rhd(RHDConfig(root=str(root), n_training=36, n_evaluation=10), seed=7, workers=1, progress=False)
+    hands, _ = read_rhd(root, ["training", "evaluation"], val_ratio=0.25, seed=0, on_bad_sample="raise")
+    kept, _ = filter_visible(hands, {"min_visible": 10})
+    table, _ = crop_hands(kept, root, base / "crops", CropSettings(size=64), workers=1, on_bad_sample="raise")
+    return {"root": root, "crops": base / "crops", "hands": table}

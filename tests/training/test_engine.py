@@ -1,0 +1,77 @@
+"""Training loop: learning, exact resume after a kill, DDP replicas, non-finite handling."""
+
+import multiprocessing
+import os
+
+import pytest
+import torch
+
+from mle_hand_pipeline.training.augment import AugmentSettings
+from mle_hand_pipeline.training.checkpoint import load_checkpoint
+from mle_hand_pipeline.training.engine import ModelSpec, NonFiniteLossError, TrainConfig, fit
+
+SPEC = ModelSpec(method="mle", backbone="resnet18", stages=2, input_size=64, head_channels=16)
+
+
+def _config(**overrides) -> TrainConfig:
+    values = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "lr_milestones": (1,), "seed": 3, "devices": "cpu",
+              "num_workers": 0, "eval_batch_size": 16, "augment": AugmentSettings()}  # fmt: skip
+    return TrainConfig(**{**values, **overrides})
+
+
+def _splits(tiny_rhd):
+    hands = tiny_rhd["hands"]
+    return hands[hands["split"] == "train"].reset_index(drop=True), hands[hands["split"] == "val"].reset_index(drop=True)
+
+
+class _KillAfterFirstEpoch:
+    def __call__(self, row):
+        if row["epoch"] == 1:
+            os._exit(3)  # no cleanup, like a killed job: only what was already on disk survives
+
+
+def _fit_in_child(args):
+    fit(*args)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tiny_rhd, tmp_path):
+    train, val = _splits(tiny_rhd)
+    reference = fit(SPEC, _config(), train, val, tiny_rhd["crops"], tmp_path / "reference")
+
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(target=_fit_in_child, args=((SPEC, _config(), train, val, tiny_rhd["crops"],
+                                                         tmp_path / "killed", _KillAfterFirstEpoch()),))  # fmt: skip
+    child.start()
+    child.join()
+    assert child.exitcode == 3
+    assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 1
+
+    resumed = fit(SPEC, _config(resume=True), train, val, tiny_rhd["crops"], tmp_path / "killed")
+    expected = load_checkpoint(reference.last_checkpoint)
+    actual = load_checkpoint(resumed.last_checkpoint)
+    assert actual["epoch"] == expected["epoch"] == 2
+    for key, tensor in expected["module"].items():
+        torch.testing.assert_close(actual["module"][key], tensor, rtol=0, atol=0, msg=key)
+    assert resumed.history.equals(reference.history.assign(images_per_s=resumed.history["images_per_s"]))
+
+
+def test_two_process_gloo_ddp_replicas_identical(tiny_rhd, tmp_path):
+    train, val = _splits(tiny_rhd)
+    result = fit(SPEC, _config(devices="cpu:2", epochs=1), train, val, tiny_rhd["crops"], tmp_path)
+    last = load_checkpoint(result.last_checkpoint)
+    assert last["replica_max_abs_diff"] == 0.0
+    assert len(result.history) == 1 and result.history["train_loss"].notna().all()
+
+
+def test_non_finite_losses_stop_with_a_clear_error(tiny_rhd, tmp_path):
+    train, val = _splits(tiny_rhd)
+    with pytest.raises(NonFiniteLossError, match="3 training steps in a row had a non-finite loss"):
+        fit(SPEC, _config(lr=float("inf"), max_nonfinite_steps=3), train, val, tiny_rhd["crops"], tmp_path)
+
+
+def test_resume_refuses_a_different_model(tiny_rhd, tmp_path):
+    train, val = _splits(tiny_rhd)
+    fit(SPEC, _config(epochs=1), train, val, tiny_rhd["crops"], tmp_path)
+    other = ModelSpec(**{**SPEC.__dict__, "stages": 3})
+    with pytest.raises(ValueError, match="was trained with model"):
+        fit(other, _config(resume=True), train, val, tiny_rhd["crops"], tmp_path)
