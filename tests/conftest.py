@@ -45,3 +45,19 @@ def tiny_rhd(tmp_path_factory) -> dict:
     kept, _ = filter_visible(hands, {"min_visible": 10})
     table, _ = crop_hands(kept, root, base / "crops", CropSettings(size=64), workers=1, on_bad_sample="raise")
     return {"root": root, "crops": base / "crops", "hands": table}
+
+
+PROJECT_ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def kedro_project(tmp_path: Path) -> Path:
+    """A temporary copy of the project's configuration: `kedro run` there writes data, mlflow.db and
+    mlruns/ under tmp_path, never into the repository."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project)
+    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    (project / "src").mkdir()  # kedro wants a source folder; the package itself is installed
+    return project

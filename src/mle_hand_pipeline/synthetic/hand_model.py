@@ -121,9 +121,10 @@ def _sample_curls(rng: np.random.Generator) -> dict[str, float]:
 def sample_pose(rng: np.random.Generator, *, is_left: bool = False) -> HandPose:
     """Draw a random, joint-limited hand pose with randomised bone lengths.
 
-    Joint limits (degrees): finger MCP flexion -15..90 and abduction about ±20, PIP flexion 0..105,
-    DIP flexion 0..80 (coupled to PIP as in real hands, DIP ≈ 2/3 PIP); thumb metacarpal swung
-    between adducted, radially abducted and opposed, thumb MCP flexion -5..55, IP flexion -10..80.
+    Joint limits (degrees): finger MCP flexion -15..90 with a spread of up to ~20 (pinky ~33) from
+    the hand axis, PIP flexion 0..105, DIP flexion 0..80 (coupled to PIP as in real hands,
+    DIP ≈ 2/3 PIP); thumb metacarpal swung between adducted, radially abducted and opposed, thumb
+    MCP flexion -5..55, IP flexion -10..80.
 
     Args:
         rng: source of randomness (consumed in a fixed order, so a seeded generator gives one pose).
@@ -139,7 +140,7 @@ def sample_pose(rng: np.random.Generator, *, is_left: bool = False) -> HandPose:
 
     joints = np.zeros((NUM_KEYPOINTS, 3))
     radii = np.zeros(NUM_KEYPOINTS)
-    radii[0] = 0.024
+    radii[0] = 0.024 * scale  # half the wrist's width: the wrist keypoint's flesh for visibility
     for finger in FINGERS:
         idx = FINGER_KEYPOINTS[finger]
         # Independent ±5 % per bone so that proportions, not only size, vary between hands.

@@ -208,8 +208,9 @@ class Canvas:
         thickness: float = 0.0,
         bulge: float = 0.8,
         gloss: float = 0.04,
+        centre: np.ndarray | None = None,
     ) -> None:
-        """Draw a shaded polygon (triangle fan around its centroid) with per-pixel depth.
+        """Draw a shaded polygon (triangle fan around a centre point) with per-pixel depth.
 
         Args:
             outline: (M, 3) polygon corners in order, camera frame, metres.
@@ -218,8 +219,9 @@ class Canvas:
             thickness: metres by which the visible face lies in front of the polygon (half the
                 palm's thickness: the keypoints sit at the bones, inside the flesh).
             bulge: how strongly normals tilt outwards towards the rim, for a cushion-like look.
+            centre: (3,) apex of the fan; the outline's centroid if None.
         """
-        centre = outline.mean(axis=0)
+        centre = outline.mean(axis=0) if centre is None else np.asarray(centre, dtype=np.float64)
         verts = np.vstack([centre[None], outline])
         uv = self.to_pixels(verts)
         win = self._window(uv.min(axis=0), uv.max(axis=0))
@@ -325,6 +327,15 @@ def _probe_points(hand: Hand3D) -> np.ndarray:
     return points
 
 
+def palmar_direction(hand: Hand3D) -> np.ndarray:
+    """(3,) unit vector out of the palm (camera frame), from the knuckles' handedness."""
+    w = hand.joints[0]
+    normal = np.cross(hand.joints[5] - w, hand.joints[17] - w)
+    # index x pinky points out of the palm of a right hand; mirroring a left hand flips it.
+    normal = normal if not hand.is_left else -normal
+    return normal / np.linalg.norm(normal)
+
+
 def draw_hand(canvas: Canvas, hand: Hand3D) -> None:
     """Draw the arm (label 1), palm and 15 finger segments of ``hand`` into ``canvas``."""
     _, palm_label = hand_labels(hand.is_left)
@@ -341,7 +352,10 @@ def draw_hand(canvas: Canvas, hand: Hand3D) -> None:
             gloss=0.02,
         )
     palm_colour = hand.skin * 0.97
-    canvas.surface(hand.outline, palm_colour, palm_label, thickness=0.009)
+    # Fan apex on the metacarpals' plane: the thumb's outline points would otherwise pull the middle
+    # of the palm towards the palmar side.
+    apex = hand.joints[[0, 5, 9, 13, 17]].mean(axis=0)
+    canvas.surface(hand.outline, palm_colour, palm_label, thickness=0.009, centre=apex)
     # A flat polygon vanishes edge-on and looks cut out of paper; tubes along the rim and the
     # metacarpals give the palm its thickness and rounded, shaded edges.
     m = len(hand.outline)
@@ -354,10 +368,14 @@ def draw_hand(canvas: Canvas, hand: Hand3D) -> None:
             palm_colour,
             palm_label,
         )
+    # Metacarpal tubes, set back towards the back of the hand: hidden under a palm seen from the
+    # front, faint knuckle ridges on a back view, the body of the palm edge-on.
+    dorsal = -palmar_direction(hand) * 0.002
     for finger in FINGERS[1:]:
         mcp = FINGER_KEYPOINTS[finger][0]
-        # Thinner than the palm face is thick: hidden in face views, body of the palm edge-on.
-        canvas.capsule(hand.joints[0], hand.joints[mcp], 0.008, 0.0085, palm_colour, palm_label)
+        canvas.capsule(
+            hand.joints[0] + dorsal, hand.joints[mcp] + dorsal, 0.0075, 0.008, palm_colour, palm_label
+        )
     points = _probe_points(hand)
     for fi, finger in enumerate(FINGERS):
         idx = FINGER_KEYPOINTS[finger]
@@ -483,7 +501,7 @@ def _palette_map(rng: np.random.Generator, values: np.ndarray, n_colours: int) -
 
 def _ramp(size: int, angle: float) -> np.ndarray:
     """(size, size) float32 coordinate along direction ``angle``, centred, in image widths."""
-    u = (np.arange(size, dtype=np.float32) / size - 0.5)
+    u = np.arange(size, dtype=np.float32) / size - 0.5
     return u[None, :] * np.float32(np.cos(angle)) + u[:, None] * np.float32(np.sin(angle))
 
 
@@ -600,9 +618,7 @@ def random_background(
     elif kind == "stripes":
         img = _stripes(rng, size)
     elif kind == "clutter":
-        base = (
-            _palette_map(rng, value_noise(rng, size), 2) if rng.uniform() < 0.5 else _gradient(rng, size)
-        )
+        base = _palette_map(rng, value_noise(rng, size), 2) if rng.uniform() < 0.5 else _gradient(rng, size)
         img = _clutter(rng, base, int(rng.integers(5, 30)))
     else:
         raise ValueError(f"unknown background kind {kind!r}")
@@ -661,7 +677,9 @@ def draw_occluder(
         # A long thin object (pen, spoon handle, cable) crossing the hand.
         angle = rng.uniform(0.0, np.pi)
         dx, dy = np.cos(angle) * 2.5 * r, np.sin(angle) * 2.5 * r
-        draw.line([cx - dx, cy - dy, cx + dx, cy + dy], fill=255, width=max(2, int(r * rng.uniform(0.2, 0.5))))
+        draw.line(
+            [cx - dx, cy - dy, cx + dx, cy + dy], fill=255, width=max(2, int(r * rng.uniform(0.2, 0.5)))
+        )
     mask = np.asarray(img) > 127
     if not mask.any():
         return

@@ -157,7 +157,7 @@ def _arm(
     planar = float(np.hypot(direction[0], direction[1]))
     if planar < 0.6:
         xy = direction[:2] / planar if planar > 1e-6 else np.array([1.0, 0.0])
-        direction = np.array([0.6 * xy[0], 0.6 * xy[1], 0.8 * np.sign(direction[2] or 1.0)])
+        direction = np.array([0.6 * xy[0], 0.6 * xy[1], 0.8])
     direction /= np.linalg.norm(direction)
     start = rotation @ np.array([0.0, -0.035 * s, 0.0]) + translation
     points = [start, start + forearm * s * direction]
@@ -169,7 +169,7 @@ def _arm(
         points.append(points[-1] + 0.27 * s * up / np.linalg.norm(up))
         radii.append(0.045 * s)
     points = np.array(points)
-    # Clamp rather than drop: a point behind the camera would project to nonsense.
+    # Arms only recede from the wrist, so this only guards against projecting points behind the lens.
     points[:, 2] = np.maximum(points[:, 2], 0.08)
     return points, np.array(radii)
 
@@ -214,7 +214,9 @@ def _occlude(canvas: render.Canvas, rng: np.random.Generator, hand: render.Hand3
     j = rng.integers(0, len(uv))
     extent = float(np.max(uv.max(axis=0) - uv.min(axis=0)))
     depth = max(float(hand.joints[:, 2].min()) - rng.uniform(0.02, 0.12), 0.05)
-    render.draw_occluder(canvas, rng, uv[j] + rng.normal(0.0, 0.1 * extent, 2), rng.uniform(0.1, 0.3) * extent, depth)
+    render.draw_occluder(
+        canvas, rng, uv[j] + rng.normal(0.0, 0.1 * extent, 2), rng.uniform(0.1, 0.3) * extent, depth
+    )
 
 
 @dataclass(frozen=True)
@@ -412,6 +414,17 @@ def _run(
     return results
 
 
+def _canonical(entry: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rebuild an annotation entry from this process's own objects.
+
+    Keys and arrays that come back from worker processes are fresh objects, not the interned strings
+    and shared dtypes of an in-process run, which changes the pickle's memo references and so its
+    bytes; rebuilt entries pickle the same whatever the worker count. float32 -> float -> float32 is
+    exact.
+    """
+    return {key: np.array(entry[key].tolist(), dtype=np.float32) for key in ("xyz", "uv_vis", "K")}
+
+
 def _prepare_root(root: Path, subdirs: Iterable[str], settings: dict[str, Any]) -> None:
     """Create ``root`` fresh for writing, refusing to touch a directory we did not create.
 
@@ -434,10 +447,16 @@ def _prepare_root(root: Path, subdirs: Iterable[str], settings: dict[str, Any]) 
 
 def _stats(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
-    return {"min": round(float(a.min()), 2), "median": round(float(np.median(a)), 2), "max": round(float(a.max()), 2)}
+    return {
+        "min": round(float(a.min()), 2),
+        "median": round(float(np.median(a)), 2),
+        "max": round(float(a.max()), 2),
+    }
 
 
-def generate_freihand(cfg: FreiHANDConfig, *, seed: int, workers: int = 2, progress: bool = True) -> dict[str, Any]:
+def generate_freihand(
+    cfg: FreiHANDConfig, *, seed: int, workers: int = 2, progress: bool = True
+) -> dict[str, Any]:
     """Render and write the synthetic FreiHAND training set; return a JSON-able summary."""
     root = Path(cfg.root)
     _prepare_root(root, ["training/rgb", "training/mask"], {"seed": seed, **asdict(cfg)})
@@ -471,7 +490,7 @@ def generate_rhd(cfg: RHDConfig, *, seed: int, workers: int = 2, progress: bool 
     for split, n in zip(RHD_SPLITS, (cfg.n_training, cfg.n_evaluation), strict=True):
         jobs = [(cfg, seed, split, i) for i in range(n)]
         results = _run(_rhd_job, jobs, workers, f"synthetic RHD {split}", progress)
-        anno = {i: r["anno"] for i, r in enumerate(results)}
+        anno = {i: _canonical(r["anno"]) for i, r in enumerate(results)}
         with open(root / split / f"anno_{split}.pickle", "wb") as fh:
             pickle.dump(anno, fh, protocol=4)
         n_visible = np.array([[a["uv_vis"][:21, 2].sum(), a["uv_vis"][21:, 2].sum()] for a in anno.values()])

@@ -23,7 +23,11 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 generate_freihand_dataset,
-                ["params:synthetic_data.freihand", "params:synthetic_data.seed", "params:synthetic_data.workers"],
+                [
+                    "params:synthetic_data.freihand",
+                    "params:synthetic_data.seed",
+                    "params:synthetic_data.workers",
+                ],
                 "synthetic_freihand_summary",
                 name="generate_synthetic_freihand",
             ),

@@ -18,7 +18,7 @@ from mle_hand_pipeline.datasets.crops import CropBox, crop_to_source
 from mle_hand_pipeline.datasets.records import stack_column
 from mle_hand_pipeline.evaluation.metrics import evaluate
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
-from mle_hand_pipeline.models.pose_net import InferenceWrapper
+from mle_hand_pipeline.export import PackedKeypoints, packed_signature
 from mle_hand_pipeline.training.augment import AugmentSettings
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig, fit, load_model
@@ -119,9 +119,14 @@ def _to_source(coords: np.ndarray, table: pd.DataFrame) -> np.ndarray:
 
 
 def log_model(training_report: dict[str, Any], params: dict[str, Any]) -> None:
-    """Log the chosen checkpoint as an MLflow PyTorch model (stage T only, crop pixels out)."""
+    """Log the chosen checkpoint as an MLflow PyTorch model: stage T only, no flows, (B, K, 4) out.
+
+    Saved in MLflow's default ``pt2`` format (``torch.export``, no pickle) with a dynamic batch axis;
+    ``mlflow.pytorch.load_model`` and ``mlflow.pyfunc.load_model`` both load it.
+    """
     if not mlflow.active_run():
         return
     model, spec = load_model(training_report[f"{params['checkpoint']}_checkpoint"])
-    example = np.zeros((1, 3, spec.input_size, spec.input_size), dtype=np.float32)
-    mlflow.pytorch.log_model(InferenceWrapper(model), name="model", input_example=example)
+    example = np.zeros((2, 3, spec.input_size, spec.input_size), dtype=np.float32)
+    mlflow.pytorch.log_model(PackedKeypoints(model), name="model", signature=packed_signature(spec.input_size),
+                             input_example=example)  # fmt: skip

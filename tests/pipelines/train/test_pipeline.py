@@ -1,0 +1,60 @@
+"""`train_rhd` end to end through `kedro run`, with MLflow on a temporary SQLite store."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from helpers import kedro_run
+from mlflow.tracking import MlflowClient
+
+TINY = """
+rhd:
+  model: {backbone: resnet18, stages: 2, input_size: 64, head_channels: 16}
+  train: {epochs: 2, batch_size: 8, lr_milestones: [1], num_workers: 0, eval_batch_size: 16}
+"""
+
+
+def _artifacts(client, run_id, path=""):
+    found = []
+    for item in client.list_artifacts(run_id, path):
+        found += _artifacts(client, run_id, item.path) if item.is_dir else [item.path]
+    return found
+
+
+@pytest.mark.slow
+def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
+    (kedro_project / "conf/local/parameters_tiny.yml").write_text(TINY)
+    # Without preprocessing outputs: a clear error naming the command to run.
+    failed = kedro_run(kedro_project, "--pipeline=train_rhd", check=False)
+    assert "run `kedro run --pipeline=rhd_preprocess` first" in " ".join(failed.split())
+
+    kedro_run(kedro_project, "--pipeline=rhd_preprocess", f"--params=rhd_root={tiny_rhd['root']},rhd.preprocess.crop.size=64")
+    kedro_run(kedro_project, "--pipeline=train_rhd")
+
+    client = MlflowClient(f"sqlite:///{kedro_project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("mle_hand_pipeline")
+    runs = client.search_runs([experiment.experiment_id], "attributes.run_name = 'train_rhd'")
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]  # the refused run is marked failed
+    run = next(r for r in runs if r.info.status == "FINISHED")
+    params = run.data.params
+    assert params["rhd.train.epochs"] == "2" and params["rhd.model.backbone"] == "resnet18"
+    assert params["rhd.train.augment.rotation"] == "180.0" and params["rhd.evaluate.checkpoint"] == "best"
+    for key in ("train_loss", "loss_stage1", "loss_stage2", "lr", "val_nme", "val_pck_0.2", "images_per_s"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == [1, 2], key
+    for key in ("test_nme", "test_pck_0.2", "test_auc_0.2", "test_epe_px", "test_stage2_pck_0.2"):
+        assert np.isfinite(run.data.metrics[key]), key
+    artifacts = _artifacts(client, run.info.run_id)
+    for expected in ("preprocess/summary.json", "checkpoints/best.pt", "training/training_curves.png",
+                     "training/train_history.csv", "evaluation/test_metrics.json"):  # fmt: skip
+        assert expected in artifacts, artifacts
+    report = json.loads((kedro_project / "data/07_model_output/rhd/training_report.json").read_text())
+    assert report["epochs"] == 2
+
+    mlflow.set_tracking_uri(f"sqlite:///{kedro_project / 'mlflow.db'}")
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    out = model(torch.zeros(3, 3, 64, 64))
+    assert out.shape == (3, 21, 4) and torch.isfinite(out).all()
+    assert (out[..., 2:] > 0).all()  # sigmas of the MLE model are positive
