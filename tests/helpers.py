@@ -15,9 +15,13 @@ def kedro_run(project: Path, *args: str, timeout: float = 600, check: bool = Tru
     """
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
     completed = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", *args], cwd=project, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "kedro", "run", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
-    )  # fmt: skip
+    )
     output = completed.stdout + completed.stderr
     assert (completed.returncode == 0) == check, output[-6000:]
     return output

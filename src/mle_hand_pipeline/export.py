@@ -1,14 +1,47 @@
-"""Models packaged for use outside this project (MLflow model, ONNX)."""
+"""Models packaged for use outside this project: the MLflow models and the ONNX graph.
+
+:func:`log_mlflow_model` logs, to the active MLflow run (``name`` = "model" by default):
+
+- ``model``: MLflow PyTorch model (``pt2``, ``torch.export``, no pickle) of :class:`PackedKeypoints`:
+  normalised crops (B, 3, S, S) -> (B, K, 4). ``mlflow.pytorch.load_model`` loads it (needs torch).
+- ``onnx/model.onnx``: the same inference graph (stage T only, no flows) as ONNX with a dynamic
+  batch axis, input ``images`` (B, 3, S, S), outputs ``coords_px`` and ``sigmas_px`` (B, K, 2) in
+  crop pixels; ``onnx/check.json`` holds the max abs difference to PyTorch on a random batch.
+- ``pyfunc_model``: a pyfunc that takes IMAGES (arrays, paths or a DataFrame of paths and boxes) and
+  returns keypoints and sigmas in source-image pixels (:mod:`mle_hand_pipeline.pyfunc_model`). It
+  ships the ONNX graph and needs only mlflow, numpy, pandas, pillow and onnxruntime to load, so
+  ``mlflow.pyfunc.load_model`` and ``mlflow models predict`` work without torch or this project.
+"""
 
 from __future__ import annotations
 
+import io
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow
 import numpy as np
 import torch
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 from torch import nn
 
+from mle_hand_pipeline import pyfunc_model
 from mle_hand_pipeline.models.pose_net import InferenceWrapper
+
+ONNX_ARTIFACT_DIR = "onnx"
+ONNX_FILE = "model.onnx"
+ONNX_INPUT = "images"
+ONNX_OUTPUTS = ("coords_px", "sigmas_px")
+ONNX_OPSET = 17
+ONNX_TOLERANCE_PX = 1e-3  # max abs difference ONNX Runtime vs PyTorch on coordinates, in crop pixels
+
+
+class OnnxMismatchError(RuntimeError):
+    """ONNX Runtime and PyTorch disagree by more than :data:`ONNX_TOLERANCE_PX`."""
 
 
 class PackedKeypoints(nn.Module):
@@ -33,3 +66,129 @@ def packed_signature(input_size: int, num_keypoints: int = 21) -> ModelSignature
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, input_size, input_size))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, num_keypoints, 4))]),
     )
+
+
+def log_mlflow_model(model: nn.Module, input_size: int, name: str = "model") -> None:
+    """Log ``model`` to the active MLflow run: stage T only, no flows, (B, K, 4) out.
+
+    Saved in MLflow's default ``pt2`` format (``torch.export``, no pickle) with a dynamic batch axis;
+    ``mlflow.pytorch.load_model`` and ``mlflow.pyfunc.load_model`` both load it. Also logs the ONNX
+    graph and the image-taking pyfunc ``pyfunc_<name>`` (see the module docstring).
+    """
+    example = np.zeros((2, 3, input_size, input_size), dtype=np.float32)
+    mlflow.pytorch.log_model(
+        PackedKeypoints(model.eval()),
+        name=name,
+        signature=packed_signature(input_size),
+        input_example=example,
+    )
+    log_onnx_and_pyfunc(model, input_size, name=f"pyfunc_{name}")
+
+
+def export_onnx(model: nn.Module, input_size: int, path: str | Path | None = None) -> bytes:
+    """The inference graph of ``model`` (stage T, no flows) as ONNX bytes; also written to ``path``.
+
+    Graph: ``images`` (B, 3, S, S) float32, ImageNet-normalised -> ``coords_px`` (B, K, 2) and
+    ``sigmas_px`` (B, K, 2) float32 in crop pixels; B is dynamic, S fixed to ``input_size``. Uses the
+    TorchScript exporter (``dynamo=False``), which handles every method's graph.
+    """
+    wrapper = InferenceWrapper(model.eval()).eval()
+    device = next(model.parameters()).device
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns that the crop size becomes a constant: intended, S is fixed per graph.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # The TorchScript exporter is deprecated (it warns about itself), but it handles every method's
+        # graph where the dynamo exporter does not yet (the model author's note): the choice is made.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(
+            wrapper,
+            (torch.zeros(1, 3, input_size, input_size, device=device),),
+            buffer,
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[ONNX_INPUT],
+            output_names=list(ONNX_OUTPUTS),
+            dynamic_axes={key: {0: "batch"} for key in (ONNX_INPUT, *ONNX_OUTPUTS)},
+        )
+    data = buffer.getvalue()
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
+
+def check_onnx(
+    onnx_model: bytes | str | Path, model: nn.Module, input_size: int, batch: int = 3, seed: int = 0
+) -> dict[str, float]:
+    """Run the ONNX graph with onnxruntime and ``model`` in PyTorch on one random batch and compare.
+
+    The batch (default 3) differs from the export batch (1), so the dynamic batch axis is exercised.
+    Returns ``{"max_abs_diff_coords_px", "max_abs_diff_sigmas_px", "batch", "input_size"}`` and raises
+    :class:`OnnxMismatchError` if the coordinates differ by :data:`ONNX_TOLERANCE_PX` or more.
+    """
+    import onnxruntime as ort
+
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch, 3, input_size, input_size, generator=generator)
+    source = onnx_model if isinstance(onnx_model, bytes) else str(onnx_model)
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    coords, sigmas = session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: images.numpy()})
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        ref_coords, ref_sigmas = InferenceWrapper(model.eval())(images.to(device))
+    result = {
+        "max_abs_diff_coords_px": float(np.abs(coords - ref_coords.cpu().numpy()).max()),
+        "max_abs_diff_sigmas_px": float(np.abs(sigmas - ref_sigmas.cpu().numpy()).max()),
+        "batch": batch,
+        "input_size": input_size,
+    }
+    if not result["max_abs_diff_coords_px"] < ONNX_TOLERANCE_PX:
+        raise OnnxMismatchError(
+            f"ONNX Runtime differs from PyTorch by {result['max_abs_diff_coords_px']:.3g} px on the "
+            f"coordinates (tolerance {ONNX_TOLERANCE_PX} px)"
+        )
+    return result
+
+
+def pyfunc_requirements() -> list[str]:
+    """What the image pyfunc needs installed: no torch, no Kedro, not this package."""
+    import importlib.metadata as metadata
+
+    def pinned(package: str) -> str:
+        try:
+            return f"{package}=={metadata.version(package)}"
+        except metadata.PackageNotFoundError:
+            return package
+
+    return [pinned(p) for p in ("mlflow", "onnxruntime", "numpy", "pandas", "pillow")]
+
+
+def log_onnx_and_pyfunc(model: nn.Module, input_size: int, name: str = "pyfunc_model") -> dict[str, Any]:
+    """Export and check the ONNX graph, log it under ``onnx/``, and log the image pyfunc ``name``.
+
+    Returns the ONNX check (see :func:`check_onnx`); its coordinate difference is also logged as the
+    metric ``onnx_max_abs_diff_px``.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / ONNX_FILE
+        export_onnx(model, input_size, onnx_path)
+        check = check_onnx(onnx_path, model, input_size)
+        mlflow.log_artifact(str(onnx_path), ONNX_ARTIFACT_DIR)
+        mlflow.log_dict(check, f"{ONNX_ARTIFACT_DIR}/check.json")
+        mlflow.log_metric("onnx_max_abs_diff_px", check["max_abs_diff_coords_px"])
+        config_path = Path(tmp) / "config.json"
+        config = {
+            "input_size": input_size,
+            "num_keypoints": int(getattr(model, "num_keypoints", 21)),
+            "box_scale": pyfunc_model.DEFAULT_BOX_SCALE,
+            "min_side": pyfunc_model.DEFAULT_MIN_SIDE,
+            "batch_size": 16,
+        }
+        config_path.write_text(json.dumps(config, indent=2))
+        mlflow.pyfunc.log_model(
+            name=name,
+            python_model=pyfunc_model.__file__,  # models from code: the file is copied, not pickled
+            artifacts={"onnx": str(onnx_path), "config": str(config_path)},
+            pip_requirements=pyfunc_requirements(),
+        )
+    return check

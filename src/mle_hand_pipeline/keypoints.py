@@ -13,12 +13,27 @@ NUM_KEYPOINTS = 21
 
 KEYPOINT_NAMES: tuple[str, ...] = (
     "wrist",
-    "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip",
-    "index_mcp", "index_pip", "index_dip", "index_tip",
-    "middle_mcp", "middle_pip", "middle_dip", "middle_tip",
-    "ring_mcp", "ring_pip", "ring_dip", "ring_tip",
-    "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip",
-)  # fmt: skip
+    "thumb_cmc",
+    "thumb_mcp",
+    "thumb_ip",
+    "thumb_tip",
+    "index_mcp",
+    "index_pip",
+    "index_dip",
+    "index_tip",
+    "middle_mcp",
+    "middle_pip",
+    "middle_dip",
+    "middle_tip",
+    "ring_mcp",
+    "ring_pip",
+    "ring_dip",
+    "ring_tip",
+    "pinky_mcp",
+    "pinky_pip",
+    "pinky_dip",
+    "pinky_tip",
+)
 
 FINGERS: tuple[str, ...] = ("thumb", "index", "middle", "ring", "pinky")
 
@@ -29,9 +44,7 @@ FINGER_KEYPOINTS: dict[str, tuple[int, int, int, int]] = {
 
 # Bones as (parent, child) pairs: the wrist to each finger's base, then along each finger.
 SKELETON: tuple[tuple[int, int], ...] = tuple(
-    pair
-    for chain in FINGER_KEYPOINTS.values()
-    for pair in zip((0, *chain[:-1]), chain, strict=True)
+    pair for chain in FINGER_KEYPOINTS.values() for pair in zip((0, *chain[:-1]), chain, strict=True)
 )
 
 # Index an RHD hand's 21 keypoints with this to get the common order. It is its own inverse.

@@ -18,9 +18,12 @@ coordinate = st.floats(-500, 1500, allow_nan=False)
 @settings(max_examples=200, deadline=None)
 @given(
     points=st.lists(st.tuples(coordinate, coordinate), min_size=1, max_size=21),
-    x0=coordinate, y0=coordinate, side=st.floats(4, 2000), size=st.sampled_from([64, 128, 256]),
+    x0=coordinate,
+    y0=coordinate,
+    side=st.floats(4, 2000),
+    size=st.sampled_from([64, 128, 256]),
     mirrored=st.booleans(),
-)  # fmt: skip
+)
 def test_crop_to_source_round_trip(points, x0, y0, side, size, mirrored):
     points = np.array(points)
     box = CropBox(x0, y0, side)

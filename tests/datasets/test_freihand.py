@@ -10,7 +10,9 @@ RATIOS = {"train": 0.5, "test": 0.5}
 
 
 def _read(root, on_bad_sample="raise", ratios=RATIOS):
-    return read_freihand(root, split_ratios=ratios, seed=3, use_evaluation_set="auto", on_bad_sample=on_bad_sample)
+    return read_freihand(
+        root, split_ratios=ratios, seed=3, use_evaluation_set="auto", on_bad_sample=on_bad_sample
+    )
 
 
 def _edit_json(root, name, edit):
@@ -41,14 +43,18 @@ def test_real_samples_project_with_k_and_keep_versions_together(real_freihand):
 
 def test_length_mismatch(real_freihand):
     _edit_json(real_freihand, "training_K.json", lambda d: d.pop())
-    with pytest.raises(ValueError, match="training_xyz.json has 2 entries but training_K.json has 1"):
+    with pytest.raises(ValueError, match=r"training_xyz.json has 2 entries but training_K.json has 1"):
         _read(real_freihand, on_bad_sample="skip")
 
 
 @pytest.mark.parametrize(
     ("name", "edit", "message"),
     [
-        ("training_xyz.json", lambda d: d[1][3].__setitem__(0, float("nan")), r"training_xyz.json entry 1 holds NaN"),
+        (
+            "training_xyz.json",
+            lambda d: d[1][3].__setitem__(0, float("nan")),
+            r"training_xyz.json entry 1 holds NaN",
+        ),
         ("training_xyz.json", lambda d: d[1].pop(), r"training_xyz.json entry 1 has shape \(20, 3\)"),
     ],
 )
@@ -69,13 +75,15 @@ def test_infinite_intrinsics(real_freihand):
 
 
 def test_missing_files(real_freihand, tmp_path):
-    with pytest.raises(FileNotFoundError, match="FreiHAND root not found"):
+    with pytest.raises(FileNotFoundError, match=r"FreiHAND root not found"):
         _read(tmp_path / "nope")
     (real_freihand / "training" / "rgb" / "00000005.jpg").unlink()
-    with pytest.raises(BadSampleError, match=r"00000005.jpg: image file missing \(sample 1, version sample\)"):
+    with pytest.raises(
+        BadSampleError, match=r"00000005.jpg: image file missing \(sample 1, version sample\)"
+    ):
         _read(real_freihand)
     hands, rejections = _read(real_freihand, on_bad_sample="skip")
     assert len(hands) == 7 and list(rejections["reason"]) == ["missing_image"]
     (real_freihand / "training_xyz.json").unlink()
-    with pytest.raises(FileNotFoundError, match="training_xyz.json"):
+    with pytest.raises(FileNotFoundError, match=r"training_xyz.json"):
         _read(real_freihand)

@@ -49,24 +49,30 @@ def test_training_split_assigns_both_hands_of_a_sample_together(real_rhd):
 
 
 def test_missing_root_split_and_pickle(real_rhd, tmp_path):
-    with pytest.raises(FileNotFoundError, match="RHD root not found: .*nowhere"):
+    with pytest.raises(FileNotFoundError, match=r"RHD root not found: .*nowhere"):
         _read(tmp_path / "nowhere")
-    with pytest.raises(FileNotFoundError, match="RHD split folder not found: .*training"):
+    with pytest.raises(FileNotFoundError, match=r"RHD split folder not found: .*training"):
         _read(real_rhd, parts=("training", "evaluation"))
     (real_rhd / "evaluation" / "anno_evaluation.pickle").unlink()
-    with pytest.raises(FileNotFoundError, match="anno_evaluation.pickle"):
+    with pytest.raises(FileNotFoundError, match=r"anno_evaluation.pickle"):
         _read(real_rhd)
 
 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d[1].__setitem__("uv_vis", np.ones((21, 3), np.float32)), r"sample 1 'uv_vis' has shape \(21, 3\)"),
+        (
+            lambda d: d[1].__setitem__("uv_vis", np.ones((21, 3), np.float32)),
+            r"sample 1 'uv_vis' has shape \(21, 3\)",
+        ),
         (lambda d: d[1]["uv_vis"].__setitem__((5, 0), np.nan), r"sample 1 'uv_vis' holds NaN or infinite"),
         (lambda d: d[1]["uv_vis"].__setitem__((5, 1), np.inf), r"sample 1 'uv_vis' holds NaN or infinite"),
         (lambda d: d[1]["xyz"].__setitem__((0, 2), np.nan), r"sample 1 'xyz' holds NaN"),
         (lambda d: d[1].__setitem__("K", np.eye(4)), r"sample 1 'K' has shape \(4, 4\)"),
-        (lambda d: d[1]["uv_vis"].__setitem__((0, 2), 0.5), r"sample 1 'uv_vis': visibility flags must be 0 or 1"),
+        (
+            lambda d: d[1]["uv_vis"].__setitem__((0, 2), 0.5),
+            r"sample 1 'uv_vis': visibility flags must be 0 or 1",
+        ),
     ],
 )
 def test_bad_annotations_raise_or_are_counted(real_rhd, edit, message):
@@ -99,6 +105,6 @@ def test_malicious_pickle_is_refused_without_running(real_rhd, tmp_path):
 
     path = real_rhd / "evaluation" / "anno_evaluation.pickle"
     path.write_bytes(pickle.dumps({0: {"uv_vis": Exploit()}}, protocol=4))
-    with pytest.raises(UnsafePickleError, match="anno_evaluation.pickle: refusing to unpickle"):
+    with pytest.raises(UnsafePickleError, match=r"anno_evaluation.pickle: refusing to unpickle"):
         _read(real_rhd, on_bad_sample="skip")
     assert not marker.exists()

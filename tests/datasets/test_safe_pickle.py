@@ -16,7 +16,10 @@ class _Exploit:
 
 
 def test_loads_numpy_dicts_of_both_protocols(tmp_path):
-    data = {0: {"uv_vis": np.ones((42, 3), np.float32), "K": np.eye(3, dtype=np.float32)}, 1: {"x": [1, 2.5, "s"]}}
+    data = {
+        0: {"uv_vis": np.ones((42, 3), np.float32), "K": np.eye(3, dtype=np.float32)},
+        1: {"x": [1, 2.5, "s"]},
+    }
     for protocol in (2, 4):
         path = tmp_path / f"p{protocol}.pickle"
         path.write_bytes(pickle.dumps(data, protocol=protocol))
@@ -37,14 +40,14 @@ def test_malicious_payload_never_runs(tmp_path):
 def test_refuses_arbitrary_classes(tmp_path):
     path = tmp_path / "a.pickle"
     path.write_bytes(pickle.dumps({0: {1, 2}.__class__}, protocol=4))  # the global 'builtins.set'
-    with pytest.raises(UnsafePickleError, match="builtins.set"):
+    with pytest.raises(UnsafePickleError, match=r"builtins.set"):
         load_annotation_pickle(path)
 
 
 def test_refuses_object_arrays(tmp_path):
     path = tmp_path / "a.pickle"
     path.write_bytes(pickle.dumps({0: np.array([1, "a"], dtype=object)}, protocol=4))
-    with pytest.raises(UnsafePickleError, match="dtype object"):
+    with pytest.raises(UnsafePickleError, match=r"dtype object"):
         load_annotation_pickle(path)
 
 
@@ -53,5 +56,5 @@ def test_truncated_and_missing(tmp_path):
     path.write_bytes(pickle.dumps({0: np.ones((42, 3), np.float32)}, protocol=4)[:-20])
     with pytest.raises(ValueError, match=r"a.pickle: not a readable pickle"):
         load_annotation_pickle(path)
-    with pytest.raises(FileNotFoundError, match="missing.pickle"):
+    with pytest.raises(FileNotFoundError, match=r"missing.pickle"):
         load_annotation_pickle(tmp_path / "missing.pickle")

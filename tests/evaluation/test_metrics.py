@@ -190,10 +190,25 @@ def test_evaluate_names_and_values(case):
     sig = np.full((2, 3, 2), 2.0)
     out = M.evaluate(stages, gt, vis, norm, pred_src=pred, gt_src=gt, sigmas=sig)
     expected = {
-        "nme", "nme_per_sample", "pck_0.05", "pck_0.1", "pck_0.15", "pck_0.2", "auc_0.2", "epe_px",
-        "mmpose_auc", "stage1_nme", "stage1_pck_0.2", "stage2_nme", "stage2_pck_0.2",
-        "sigma_error_spearman", "sigma_error_pearson", "within_1sigma", "within_2sigma", "mean_sigma_px",
-    }  # fmt: skip
+        "nme",
+        "nme_per_sample",
+        "pck_0.05",
+        "pck_0.1",
+        "pck_0.15",
+        "pck_0.2",
+        "auc_0.2",
+        "epe_px",
+        "mmpose_auc",
+        "stage1_nme",
+        "stage1_pck_0.2",
+        "stage2_nme",
+        "stage2_pck_0.2",
+        "sigma_error_spearman",
+        "sigma_error_pearson",
+        "within_1sigma",
+        "within_2sigma",
+        "mean_sigma_px",
+    }
     assert set(out) == expected
     assert all("@" not in k for k in out)
     assert all(isinstance(v, float) for v in out.values())

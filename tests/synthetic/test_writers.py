@@ -35,8 +35,10 @@ def _generate(root: Path, workers: int) -> tuple[dict, dict]:
     )
     rhd = generate_rhd(
         RHDConfig(root=str(root / "RHD_published_v2"), n_training=N_TRAIN, n_evaluation=N_EVAL),
-        seed=SEED, workers=workers, progress=False,
-    )  # fmt: skip
+        seed=SEED,
+        workers=workers,
+        progress=False,
+    )
     return freihand, rhd
 
 

@@ -14,14 +14,25 @@ SPEC = ModelSpec(method="mle", backbone="resnet18", stages=2, input_size=64, hea
 
 
 def _config(**overrides) -> TrainConfig:
-    values = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "lr_milestones": (1,), "seed": 3, "devices": "cpu",
-              "num_workers": 0, "eval_batch_size": 16, "augment": AugmentSettings()}  # fmt: skip
+    values = {
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "lr_milestones": (1,),
+        "seed": 3,
+        "devices": "cpu",
+        "num_workers": 0,
+        "eval_batch_size": 16,
+        "augment": AugmentSettings(),
+    }
     return TrainConfig(**{**values, **overrides})
 
 
 def _splits(tiny_rhd):
     hands = tiny_rhd["hands"]
-    return hands[hands["split"] == "train"].reset_index(drop=True), hands[hands["split"] == "val"].reset_index(drop=True)
+    return hands[hands["split"] == "train"].reset_index(drop=True), hands[
+        hands["split"] == "val"
+    ].reset_index(drop=True)
 
 
 class _KillAfterFirstEpoch:
@@ -39,8 +50,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_rhd, tmp_path):
     reference = fit(SPEC, _config(), train, val, tiny_rhd["crops"], tmp_path / "reference")
 
     context = multiprocessing.get_context("spawn")
-    child = context.Process(target=_fit_in_child, args=((SPEC, _config(), train, val, tiny_rhd["crops"],
-                                                         tmp_path / "killed", _KillAfterFirstEpoch()),))  # fmt: skip
+    child = context.Process(
+        target=_fit_in_child,
+        args=((SPEC, _config(), train, val, tiny_rhd["crops"], tmp_path / "killed", _KillAfterFirstEpoch()),),
+    )
     child.start()
     child.join()
     assert child.exitcode == 3

@@ -19,6 +19,7 @@ from mle_hand_pipeline.datasets.crops import (
     warp_crop,
 )
 from mle_hand_pipeline.datasets.records import (
+    IDENTITY_COLUMNS,
     UNREADABLE_IMAGE,
     OnBadSample,
     Rejection,
@@ -28,10 +29,23 @@ from mle_hand_pipeline.datasets.records import (
 )
 
 HAND_COLUMNS = [
-    "dataset", "split", "sample_id", "image_id", "version", "side", "source_image", "crop_path",
-    "crop_size", "box_x0", "box_y0", "box_side", "mirrored", "keypoints_source", "keypoints_crop",
-    "visible", "n_visible", "hand_x0", "hand_y0", "hand_x1", "hand_y1", "hand_size",
-]  # fmt: skip
+    *IDENTITY_COLUMNS,
+    "crop_path",
+    "crop_size",
+    "box_x0",
+    "box_y0",
+    "box_side",
+    "mirrored",
+    "keypoints_source",
+    "keypoints_crop",
+    "visible",
+    "n_visible",
+    "hand_x0",
+    "hand_y0",
+    "hand_x1",
+    "hand_y1",
+    "hand_size",
+]
 
 
 @dataclass(frozen=True)
@@ -98,14 +112,17 @@ def crop_hands(
     rows = []
     for index, row in enumerate(annotations.itertuples(index=False)):
         mirrored = settings.mirror_left and row.side == "left"
-        box = square_crop_box(keypoint_box(keypoints[index], visible[index]), settings.scale, settings.min_side)
+        box = square_crop_box(
+            keypoint_box(keypoints[index], visible[index]), settings.scale, settings.min_side
+        )
         crop_points = source_to_crop(keypoints[index], box, settings.size, mirrored)
         hand_x0, hand_y0, hand_x1, hand_y1 = keypoint_box(crop_points, visible[index])
         rows.append(
             {
-                **{column: getattr(row, column) for column in ("dataset", "split", "sample_id", "image_id",
-                                                                "version", "side", "source_image")},
-                "crop_path": f"{row.split}_{settings.size}/{row.image_id:08d}_{row.side}.{settings.image_format}",
+                **{column: getattr(row, column) for column in IDENTITY_COLUMNS},
+                "crop_path": (
+                    f"{row.split}_{settings.size}/{row.image_id:08d}_{row.side}.{settings.image_format}"
+                ),
                 "crop_size": settings.size,
                 "box_x0": box.x0,
                 "box_y0": box.y0,
@@ -121,14 +138,16 @@ def crop_hands(
                 "hand_y1": hand_y1,
                 "hand_size": max(hand_x1 - hand_x0, hand_y1 - hand_y0),
             }
-        )  # fmt: skip
+        )
     table = pd.DataFrame(rows, columns=HAND_COLUMNS)
 
     jobs: dict[str, list] = {}
     for row in table.itertuples(index=False):
         box = CropBox(row.box_x0, row.box_y0, row.box_side)
         jobs.setdefault(row.source_image, []).append((crops_dir / row.crop_path, box, row.mirrored))
-    job_list = [_CropJob(raw_root / source, settings.size, tuple(targets)) for source, targets in jobs.items()]
+    job_list = [
+        _CropJob(raw_root / source, settings.size, tuple(targets)) for source, targets in jobs.items()
+    ]
     errors = _run_jobs(job_list, workers)
 
     rejections: list[Rejection] = []
@@ -138,7 +157,9 @@ def crop_hands(
             continue
         failed.add(source)
         for row in table[table["source_image"] == source].itertuples(index=False):
-            rejection = Rejection(row.dataset, row.split, row.sample_id, row.image_id, row.side, UNREADABLE_IMAGE, error)
+            rejection = Rejection(
+                row.dataset, row.split, row.sample_id, row.image_id, row.side, UNREADABLE_IMAGE, error
+            )
             reject_or_raise(rejection, on_bad_sample, rejections)
     table = table[~table["source_image"].isin(failed)].reset_index(drop=True)
     return table, rejections_frame(rejections)
@@ -149,4 +170,6 @@ def _run_jobs(jobs: list[_CropJob], workers: int) -> list[str | None]:
     if workers <= 1:
         return [_run_job(job) for job in tqdm(jobs, **progress)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(tqdm(pool.map(_run_job, jobs, chunksize=max(1, min(64, len(jobs) // (8 * workers)))), **progress))
+        return list(
+            tqdm(pool.map(_run_job, jobs, chunksize=max(1, min(64, len(jobs) // (8 * workers)))), **progress)
+        )

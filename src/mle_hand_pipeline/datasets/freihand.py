@@ -85,7 +85,9 @@ def read_freihand(
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"FreiHAND root not found: {root} (set freihand_root to the FreiHAND_pub_v2 folder)")
+        raise FileNotFoundError(
+            f"FreiHAND root not found: {root} (set freihand_root to the FreiHAND_pub_v2 folder)"
+        )
     has_evaluation = (root / "evaluation_xyz.json").is_file() and (root / "evaluation" / "rgb").is_dir()
     if use_evaluation_set is True and not has_evaluation:
         raise FileNotFoundError(
@@ -103,8 +105,17 @@ def read_freihand(
     _collect(root, "training", xyz, camera, sample_split, VERSIONS, on_bad_sample, rows, rejections)
     if with_evaluation:
         eval_xyz, eval_camera = read_labels(root, "evaluation")
-        _collect(root, "evaluation", eval_xyz, eval_camera, ["test"] * len(eval_xyz), VERSIONS[:1],
-                 on_bad_sample, rows, rejections)  # fmt: skip
+        _collect(
+            root,
+            "evaluation",
+            eval_xyz,
+            eval_camera,
+            ["test"] * len(eval_xyz),
+            VERSIONS[:1],
+            on_bad_sample,
+            rows,
+            rejections,
+        )
     return pd.DataFrame(rows, columns=ANNOTATION_COLUMNS), rejections_frame(rejections)
 
 
@@ -127,26 +138,36 @@ def _collect(
         split = sample_split[sample_id]
         image_ids = [version * n_unique + sample_id for version in range(len(versions))]
         try:
-            points = check_finite_array(xyz[sample_id], (21, 3), f"{root / f'{part}_xyz.json'} entry {sample_id}")
-            intrinsics = check_finite_array(camera[sample_id], (3, 3), f"{root / f'{part}_K.json'} entry {sample_id}")
+            points = check_finite_array(
+                xyz[sample_id], (21, 3), f"{root / f'{part}_xyz.json'} entry {sample_id}"
+            )
+            intrinsics = check_finite_array(
+                camera[sample_id], (3, 3), f"{root / f'{part}_K.json'} entry {sample_id}"
+            )
             if (points[:, 2] <= 0).any():
-                raise ValueError(f"{root / f'{part}_xyz.json'} entry {sample_id} has joints at or behind the camera")
+                raise ValueError(
+                    f"{root / f'{part}_xyz.json'} entry {sample_id} has joints at or behind the camera"
+                )
         except ValueError as error:
             for image_id in image_ids:
                 reject_or_raise(
                     Rejection("freihand", split, sample_id, image_id, "right", BAD_ANNOTATION, str(error)),
-                    on_bad_sample, rejections,
-                )  # fmt: skip
+                    on_bad_sample,
+                    rejections,
+                )
             continue
         keypoints = project(points, intrinsics)
         for version, image_id in enumerate(image_ids):
             relative = f"{part}/rgb/{image_id:08d}.jpg"
             if not (root / relative).is_file():
-                detail = f"{root / relative}: image file missing (sample {sample_id}, version {versions[version]})"
+                detail = (
+                    f"{root / relative}: image file missing (sample {sample_id}, version {versions[version]})"
+                )
                 reject_or_raise(
                     Rejection("freihand", split, sample_id, image_id, "right", MISSING_IMAGE, detail),
-                    on_bad_sample, rejections,
-                )  # fmt: skip
+                    on_bad_sample,
+                    rejections,
+                )
                 continue
             rows.append(
                 {

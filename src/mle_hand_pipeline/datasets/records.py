@@ -21,10 +21,9 @@ BAD_ANNOTATION = "bad_annotation"
 MISSING_IMAGE = "missing_image"
 UNREADABLE_IMAGE = "unreadable_image"
 
-ANNOTATION_COLUMNS = [
-    "dataset", "split", "sample_id", "image_id", "version", "side",
-    "source_image", "keypoints_source", "visible",
-]  # fmt: skip
+# Which hand of which image: carried unchanged from the readers' rows to the hand table.
+IDENTITY_COLUMNS = ["dataset", "split", "sample_id", "image_id", "version", "side", "source_image"]
+ANNOTATION_COLUMNS = [*IDENTITY_COLUMNS, "keypoints_source", "visible"]
 REJECTION_COLUMNS = ["dataset", "split", "sample_id", "image_id", "side", "reason", "detail"]
 
 

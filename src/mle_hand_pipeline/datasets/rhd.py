@@ -62,7 +62,10 @@ def read_rhd(
             raise FileNotFoundError(f"RHD split folder not found: {folder}")
         annotations = load_annotation_pickle(folder / f"anno_{part}.pickle")
         if not isinstance(annotations, dict):
-            raise ValueError(f"{folder / f'anno_{part}.pickle'}: expected a dict of samples, got {type(annotations).__name__}")
+            raise ValueError(
+                f"{folder / f'anno_{part}.pickle'}: expected a dict of samples, "
+                f"got {type(annotations).__name__}"
+            )
         sample_ids = sorted(annotations)
         if part == "evaluation":
             splits = dict.fromkeys(sample_ids, "test")
@@ -70,8 +73,16 @@ def read_rhd(
             assignment = split_ids(len(sample_ids), {"train": 1 - val_ratio, "val": val_ratio}, seed)
             splits = dict(zip(sample_ids, assignment, strict=True))
         for sample_id in sample_ids:
-            _collect_sample(root, part, sample_id, annotations[sample_id], splits[sample_id],
-                            on_bad_sample, rows, rejections)  # fmt: skip
+            _collect_sample(
+                root,
+                part,
+                sample_id,
+                annotations[sample_id],
+                splits[sample_id],
+                on_bad_sample,
+                rows,
+                rejections,
+            )
     return pd.DataFrame(rows, columns=ANNOTATION_COLUMNS), rejections_frame(rejections)
 
 
@@ -100,15 +111,21 @@ def _collect_sample(
             raise ValueError(f"{where} 'uv_vis': visibility flags must be 0 or 1")
     except ValueError as error:
         for side in HAND_ROWS:
-            reject_or_raise(Rejection("rhd", split, int(image_id), int(image_id), side, BAD_ANNOTATION, str(error)),
-                            on_bad_sample, rejections)  # fmt: skip
+            reject_or_raise(
+                Rejection("rhd", split, int(image_id), int(image_id), side, BAD_ANNOTATION, str(error)),
+                on_bad_sample,
+                rejections,
+            )
         return
     relative = f"{part}/color/{int(sample_id):05d}.png"
     if not (root / relative).is_file():
         for side in HAND_ROWS:
             detail = f"{root / relative}: image file missing (sample {sample_id})"
-            reject_or_raise(Rejection("rhd", split, int(sample_id), int(sample_id), side, MISSING_IMAGE, detail),
-                            on_bad_sample, rejections)  # fmt: skip
+            reject_or_raise(
+                Rejection("rhd", split, int(sample_id), int(sample_id), side, MISSING_IMAGE, detail),
+                on_bad_sample,
+                rejections,
+            )
         return
     for side, hand_rows in HAND_ROWS.items():
         hand = uv_vis[hand_rows]

@@ -52,11 +52,19 @@ class CPMFeatures(nn.Module):
         w = width
         pool = nn.MaxPool2d(2, 2)
         self.body = nn.Sequential(
-            conv_bn_relu(3, w, 3), conv_bn_relu(w, w, 3), pool,
-            conv_bn_relu(w, 2 * w, 3), conv_bn_relu(2 * w, 2 * w, 3), pool,
-            conv_bn_relu(2 * w, 4 * w, 3), conv_bn_relu(4 * w, 4 * w, 3), conv_bn_relu(4 * w, 4 * w, 3), pool,
-            conv_bn_relu(4 * w, 4 * w, 3), conv_bn_relu(4 * w, 2 * w, 3),
-        )  # fmt: skip
+            conv_bn_relu(3, w, 3),
+            conv_bn_relu(w, w, 3),
+            pool,
+            conv_bn_relu(w, 2 * w, 3),
+            conv_bn_relu(2 * w, 2 * w, 3),
+            pool,
+            conv_bn_relu(2 * w, 4 * w, 3),
+            conv_bn_relu(4 * w, 4 * w, 3),
+            conv_bn_relu(4 * w, 4 * w, 3),
+            pool,
+            conv_bn_relu(4 * w, 4 * w, 3),
+            conv_bn_relu(4 * w, 2 * w, 3),
+        )
         self.out_channels = 2 * w
 
     def forward(self, images: Tensor) -> Tensor:
@@ -93,9 +101,12 @@ class CPM(nn.Module):
         self.features = CPMFeatures(width)
         f, c, k = self.features.out_channels, stage_channels, num_keypoints
         first = nn.Sequential(
-            conv_bn_relu(f, c, 3), conv_bn_relu(c, c, 3), conv_bn_relu(c, c, 3),
-            conv_bn_relu(c, 4 * c, 1), _final_conv(4 * c, k),
-        )  # fmt: skip
+            conv_bn_relu(f, c, 3),
+            conv_bn_relu(c, c, 3),
+            conv_bn_relu(c, c, 3),
+            conv_bn_relu(c, 4 * c, 1),
+            _final_conv(4 * c, k),
+        )
         self.stages = nn.ModuleList([first, *(self._later_stage(f, c, k) for _ in range(stages - 1))])
         self.input_size = input_size
         self.num_keypoints = num_keypoints
@@ -105,9 +116,12 @@ class CPM(nn.Module):
         """(B, features + K, h, w) -> (B, K, h, w): three 7x7 convs, a 1x1 conv, the 1x1 output conv."""
         c = channels
         return nn.Sequential(
-            conv_bn_relu(features + num_keypoints, c, 7), conv_bn_relu(c, c, 7), conv_bn_relu(c, c, 7),
-            conv_bn_relu(c, c, 1), _final_conv(c, num_keypoints),
-        )  # fmt: skip
+            conv_bn_relu(features + num_keypoints, c, 7),
+            conv_bn_relu(c, c, 7),
+            conv_bn_relu(c, c, 7),
+            conv_bn_relu(c, c, 1),
+            _final_conv(c, num_keypoints),
+        )
 
     def forward(self, images: Tensor) -> PoseOutput:
         """(B, 3, S, S) -> PoseOutput with T stages of belief maps at S/8."""

@@ -54,19 +54,38 @@ def build_model(
     """
     if method == "mle":
         return SequentialHeatmapNet(
-            backbone, stages, input_size, head_channels, num_keypoints,
-            with_variance=True, decode="soft_argmax", pretrained=pretrained, sigma_eps=sigma_eps,
-        )  # fmt: skip
+            backbone,
+            stages,
+            input_size,
+            head_channels,
+            num_keypoints,
+            with_variance=True,
+            decode="soft_argmax",
+            pretrained=pretrained,
+            sigma_eps=sigma_eps,
+        )
     elif method == "integral":
         return SequentialHeatmapNet(
-            backbone, stages, input_size, head_channels, num_keypoints,
-            with_variance=False, decode="soft_argmax", pretrained=pretrained,
-        )  # fmt: skip
+            backbone,
+            stages,
+            input_size,
+            head_channels,
+            num_keypoints,
+            with_variance=False,
+            decode="soft_argmax",
+            pretrained=pretrained,
+        )
     elif method == "heatmap_l2":
         return SequentialHeatmapNet(
-            backbone, stages, input_size, head_channels, num_keypoints,
-            with_variance=False, decode="argmax", pretrained=pretrained,
-        )  # fmt: skip
+            backbone,
+            stages,
+            input_size,
+            head_channels,
+            num_keypoints,
+            with_variance=False,
+            decode="argmax",
+            pretrained=pretrained,
+        )
     elif method == "rle":
         return RLENet(backbone, num_keypoints, pretrained=pretrained, sigma_eps=sigma_eps)
     elif method == "cpm":

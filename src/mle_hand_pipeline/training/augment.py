@@ -48,7 +48,7 @@ def _uniform(low: float, high: float, n: int, generator: torch.Generator, device
 
 
 def random_affines(n: int, settings: AugmentSettings, generator: torch.Generator, device) -> torch.Tensor:
-    """(n, 2, 3) affines mapping input to output in ``affine_grid`` coordinates ``g`` (flip, rotate, scale, shift)."""
+    """(n, 2, 3) input->output affines in ``affine_grid`` coordinates ``g``: flip, rotate, scale, shift."""
     angle = _uniform(-settings.rotation, settings.rotation, n, generator, device) * (math.pi / 180)
     angle = angle * (torch.rand(n, generator=generator, device=device) < settings.rotation_prob)
     scale = _uniform(*settings.scale, n, generator, device)
@@ -71,9 +71,12 @@ def _invert(affine: torch.Tensor) -> torch.Tensor:
 
 
 def warp_batch(
-    images: torch.Tensor, keypoints: torch.Tensor, visible: torch.Tensor, forward: torch.Tensor | None,
+    images: torch.Tensor,
+    keypoints: torch.Tensor,
+    visible: torch.Tensor,
+    forward: torch.Tensor | None,
     output_size: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Apply per-image affines to images and keypoints.
 
     Args:
@@ -91,8 +94,9 @@ def warp_batch(
     normalised = keypoints / crop_size - 0.5
     if forward is None:
         if crop_size != output_size:
-            images = F.interpolate(images, size=(output_size, output_size), mode="bilinear", antialias=True,
-                                   align_corners=False)  # fmt: skip
+            images = F.interpolate(
+                images, size=(output_size, output_size), mode="bilinear", antialias=True, align_corners=False
+            )
         return images, normalised, visible
     grid = F.affine_grid(_invert(forward), [len(images), 3, output_size, output_size], align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -103,7 +107,9 @@ def warp_batch(
     return images, normalised, visible & inside
 
 
-def colour_jitter(images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
+def colour_jitter(
+    images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator
+) -> torch.Tensor:
     """Per-image brightness, contrast and saturation jitter of (B, 3, H, W) images in [0, 1]."""
     n, device = len(images), images.device
 
@@ -127,9 +133,12 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 
 
 def prepare_batch(
-    batch: dict[str, torch.Tensor], input_size: int, device: torch.device,
-    settings: AugmentSettings | None, generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    batch: dict[str, torch.Tensor],
+    input_size: int,
+    device: torch.device,
+    settings: AugmentSettings | None,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Loader batch -> (normalised images (B,3,S,S), target (B,K,2) normalised coords, visible (B,K)).
 
     With ``settings`` None (evaluation) the crops are only resized.

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
 from PIL import Image
+from torch.utils.data import Dataset
 
 from mle_hand_pipeline.datasets.records import stack_column
 
@@ -48,7 +48,7 @@ class HandCrops(Dataset):
         path = self.paths[index]
         try:
             with Image.open(path) as file:
-                pixels = np.asarray(file.convert("RGB"))
+                pixels = np.array(file.convert("RGB"))  # a writable copy, as torch expects
         except OSError as error:
             raise RuntimeError(f"cannot read crop {path}: {error} (re-run preprocessing)") from error
         return {

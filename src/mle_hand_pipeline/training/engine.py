@@ -54,9 +54,13 @@ class ModelSpec:
 
     def build_model(self, pretrained: bool | None = None) -> nn.Module:
         return build_model(
-            self.method, backbone=self.backbone, stages=self.stages, input_size=self.input_size,
-            pretrained=self.pretrained if pretrained is None else pretrained, head_channels=self.head_channels,
-        )  # fmt: skip
+            self.method,
+            backbone=self.backbone,
+            stages=self.stages,
+            input_size=self.input_size,
+            pretrained=self.pretrained if pretrained is None else pretrained,
+            head_channels=self.head_channels,
+        )
 
     def build_loss(self) -> nn.Module:
         return build_loss(self.method, stages=self.stages, **self.loss)
@@ -137,9 +141,14 @@ def _free_port() -> int:
 
 
 def fit(
-    spec: ModelSpec, config: TrainConfig, train_table: pd.DataFrame, val_table: pd.DataFrame,
-    crops_dir: str | Path, checkpoint_dir: str | Path, on_epoch_end: Callable[[dict], None] | None = None,
-) -> FitResult:  # fmt: skip
+    spec: ModelSpec,
+    config: TrainConfig,
+    train_table: pd.DataFrame,
+    val_table: pd.DataFrame,
+    crops_dir: str | Path,
+    checkpoint_dir: str | Path,
+    on_epoch_end: Callable[[dict], None] | None = None,
+) -> FitResult:
     """Train ``spec``'s model with ``config``; returns the history and the checkpoint paths.
 
     ``on_epoch_end`` receives each epoch's history row on rank 0 (it must be picklable for DDP).
@@ -149,21 +158,41 @@ def fit(
     device_type, world_size = resolve_devices(config.devices)
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    args = (world_size, _free_port(), device_type, spec, config, train_table, val_table, str(crops_dir),
-            str(checkpoint_dir), on_epoch_end)  # fmt: skip
+    args = (
+        world_size,
+        _free_port(),
+        device_type,
+        spec,
+        config,
+        train_table,
+        val_table,
+        str(crops_dir),
+        str(checkpoint_dir),
+        on_epoch_end,
+    )
     if world_size == 1:
         _worker(0, *args)
     else:
         mp.spawn(_worker, args=args, nprocs=world_size, join=True)
     last = load_checkpoint(checkpoint_dir / LAST_CHECKPOINT)
-    return FitResult(pd.DataFrame(last["history"]), checkpoint_dir / BEST_CHECKPOINT, checkpoint_dir / LAST_CHECKPOINT)
+    return FitResult(
+        pd.DataFrame(last["history"]), checkpoint_dir / BEST_CHECKPOINT, checkpoint_dir / LAST_CHECKPOINT
+    )
 
 
 def _worker(
-    rank: int, world_size: int, port: int, device_type: str, spec: ModelSpec, config: TrainConfig,
-    train_table: pd.DataFrame, val_table: pd.DataFrame, crops_dir: str, checkpoint_dir: str,
+    rank: int,
+    world_size: int,
+    port: int,
+    device_type: str,
+    spec: ModelSpec,
+    config: TrainConfig,
+    train_table: pd.DataFrame,
+    val_table: pd.DataFrame,
+    crops_dir: str,
+    checkpoint_dir: str,
     on_epoch_end: Callable[[dict], None] | None,
-) -> None:  # fmt: skip
+) -> None:
     distributed = world_size > 1
     if distributed:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -175,8 +204,18 @@ def _worker(
     if device.type == "cuda":
         torch.cuda.set_device(device)
     try:
-        Trainer(rank, world_size, device, spec, config, train_table, val_table, Path(crops_dir),
-                Path(checkpoint_dir), on_epoch_end).run()  # fmt: skip
+        Trainer(
+            rank,
+            world_size,
+            device,
+            spec,
+            config,
+            train_table,
+            val_table,
+            Path(crops_dir),
+            Path(checkpoint_dir),
+            on_epoch_end,
+        ).run()
     finally:
         if distributed:
             dist.destroy_process_group()
@@ -186,10 +225,18 @@ class Trainer:
     """One process's share of a training run (rank 0 validates, logs and writes checkpoints)."""
 
     def __init__(
-        self, rank: int, world_size: int, device: torch.device, spec: ModelSpec, config: TrainConfig,
-        train_table: pd.DataFrame, val_table: pd.DataFrame, crops_dir: Path, checkpoint_dir: Path,
+        self,
+        rank: int,
+        world_size: int,
+        device: torch.device,
+        spec: ModelSpec,
+        config: TrainConfig,
+        train_table: pd.DataFrame,
+        val_table: pd.DataFrame,
+        crops_dir: Path,
+        checkpoint_dir: Path,
         on_epoch_end: Callable[[dict], None] | None,
-    ):  # fmt: skip
+    ):
         self.rank, self.world_size, self.device = rank, world_size, device
         self.spec, self.config = spec, config
         self.precision = resolve_precision(config.precision, device.type)
@@ -201,7 +248,9 @@ class Trainer:
         if device.type == "cuda":
             self.module = self.module.to(memory_format=torch.channels_last)
         self.wrapped = DistributedDataParallel(self.module) if world_size > 1 else self.module
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self.module.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
         )
@@ -214,13 +263,18 @@ class Trainer:
                 f"train.batch_size={config.batch_size} over {world_size} process(es) needs at least 2 images "
                 f"per process and at most {len(self.train_set)} (the training crops)"
             )
-        self.sampler = DistributedSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True,
-                                          seed=config.seed, drop_last=True)  # fmt: skip
+        self.sampler = DistributedSampler(
+            self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed, drop_last=True
+        )
         self.loader = DataLoader(
-            self.train_set, batch_size=per_rank_batch, sampler=self.sampler, drop_last=True,
-            num_workers=config.num_workers, pin_memory=device.type == "cuda",
+            self.train_set,
+            batch_size=per_rank_batch,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=config.num_workers,
+            pin_memory=device.type == "cuda",
             persistent_workers=config.num_workers > 0,
-        )  # fmt: skip
+        )
 
         self.start_epoch = 0
         self.history: list[dict] = []
@@ -238,8 +292,10 @@ class Trainer:
         state = load_checkpoint(path, map_location=self.device)
         saved_spec = state["spec"]
         if saved_spec != _spec_dict(self.spec):
-            raise ValueError(f"{path} was trained with model {saved_spec}, not {_spec_dict(self.spec)}; "
-                             "use another checkpoint folder or train.resume=false")  # fmt: skip
+            raise ValueError(
+                f"{path} was trained with model {saved_spec}, not {_spec_dict(self.spec)}; "
+                "use another checkpoint folder or train.resume=false"
+            )
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -267,9 +323,14 @@ class Trainer:
                 self._save(epoch + 1, row)
                 logger.info(
                     "epoch %d/%d  loss %.4f  val_nme %.4f  val_pck_0.2 %.3f  %.1f img/s  lr %.2g",
-                    epoch + 1, self.config.epochs, row["train_loss"], row["val_nme"], row["val_pck_0.2"],
-                    row["images_per_s"], row["lr"],
-                )  # fmt: skip
+                    epoch + 1,
+                    self.config.epochs,
+                    row["train_loss"],
+                    row["val_nme"],
+                    row["val_pck_0.2"],
+                    row["images_per_s"],
+                    row["lr"],
+                )
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(row)
             if self.world_size > 1:
@@ -290,7 +351,9 @@ class Trainer:
             last["replica_max_abs_diff"] = float(difference)
             save_atomic(last, self.checkpoint_dir / LAST_CHECKPOINT)
         if difference != 0:
-            raise RuntimeError(f"DDP replicas differ after training (max abs difference {float(difference):.3g})")
+            raise RuntimeError(
+                f"DDP replicas differ after training (max abs difference {float(difference):.3g})"
+            )
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.module.train()
@@ -299,13 +362,22 @@ class Trainer:
         totals = None
         steps = consecutive_nonfinite = skipped = 0
         started = time.perf_counter()
-        progress = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch",
-                        disable=not self.is_main, leave=False, mininterval=1.0)  # fmt: skip
+        progress = tqdm(
+            self.loader,
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            unit="batch",
+            disable=not self.is_main,
+            leave=False,
+            mininterval=1.0,
+        )
         for step, batch in enumerate(progress):
             generator = torch.Generator(device=self.device)
-            generator.manual_seed(((self.config.seed * 1_000_003 + epoch) * 1_000_003 + step) * 64 + self.rank)
-            images, target, visible = prepare_batch(batch, self.spec.input_size, self.device,
-                                                    self.config.augment, generator)  # fmt: skip
+            generator.manual_seed(
+                ((self.config.seed * 1_000_003 + epoch) * 1_000_003 + step) * 64 + self.rank
+            )
+            images, target, visible = prepare_batch(
+                batch, self.spec.input_size, self.device, self.config.augment, generator
+            )
             if self.device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast_context(self.device, self.precision):
@@ -325,8 +397,10 @@ class Trainer:
                     steps += 1
                     if self.is_main:
                         elapsed = time.perf_counter() - started
-                        progress.set_postfix(loss=f"{result.total.item():.3f}",
-                                             img_s=f"{(step + 1) * len(images) * self.world_size / elapsed:.1f}")
+                        progress.set_postfix(
+                            loss=f"{result.total.item():.3f}",
+                            img_s=f"{(step + 1) * len(images) * self.world_size / elapsed:.1f}",
+                        )
                     continue
             skipped += 1
             consecutive_nonfinite += 1
@@ -334,7 +408,8 @@ class Trainer:
             if consecutive_nonfinite >= self.config.max_nonfinite_steps:
                 raise NonFiniteLossError(
                     f"{consecutive_nonfinite} training steps in a row had a non-finite loss or gradient "
-                    f"(epoch {epoch + 1}, step {step}); lower train.lr, raise model.loss.sigma_eps or check the labels"
+                    f"(epoch {epoch + 1}, step {step}); lower train.lr, raise model.loss.sigma_eps "
+                    "or check the labels"
                 )
         elapsed = time.perf_counter() - started
         self.scheduler.step()
@@ -351,11 +426,17 @@ class Trainer:
 
     def _validate(self) -> dict[str, float]:
         predictions = predict_crops(
-            self.module.model, self.val_set, self.spec.input_size, self.device, self.precision,
-            batch_size=self.config.eval_batch_size, progress=False,
-        )  # fmt: skip
-        errors = normalised_errors(predictions.coords[:, -1], self.val_set.keypoints.numpy(),
-                                   self.val_set.hand_size.numpy())  # fmt: skip
+            self.module.model,
+            self.val_set,
+            self.spec.input_size,
+            self.device,
+            self.precision,
+            batch_size=self.config.eval_batch_size,
+            progress=False,
+        )
+        errors = normalised_errors(
+            predictions.coords[:, -1], self.val_set.keypoints.numpy(), self.val_set.hand_size.numpy()
+        )
         visible = self.val_set.visible.numpy()
         return {"val_nme": float(nme(errors, visible)), "val_pck_0.2": float(pck(errors, visible, 0.2))}
 
@@ -376,9 +457,15 @@ class Trainer:
         }
         if row["val_nme"] < self.best_nme or not (self.checkpoint_dir / BEST_CHECKPOINT).exists():
             self.best_nme = min(self.best_nme, row["val_nme"])
-            save_atomic({"spec": state["spec"], "model": self.module.model.state_dict(), "epoch": epochs_done,
-                         "val": {k: v for k, v in row.items() if k.startswith("val_")}},
-                        self.checkpoint_dir / BEST_CHECKPOINT)  # fmt: skip
+            save_atomic(
+                {
+                    "spec": state["spec"],
+                    "model": self.module.model.state_dict(),
+                    "epoch": epochs_done,
+                    "val": {k: v for k, v in row.items() if k.startswith("val_")},
+                },
+                self.checkpoint_dir / BEST_CHECKPOINT,
+            )
         save_atomic(state, self.checkpoint_dir / LAST_CHECKPOINT)
 
 
@@ -392,9 +479,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     state = load_checkpoint(path, map_location=device)
     spec = ModelSpec(**state["spec"])
     model = spec.build_model(pretrained=False)
-    weights = state["model"] if "model" in state else {
-        k.removeprefix("model."): v for k, v in state["module"].items() if k.startswith("model.")
-    }  # fmt: skip
+    weights = (
+        state["model"]
+        if "model" in state
+        else {k.removeprefix("model."): v for k, v in state["module"].items() if k.startswith("model.")}
+    )
     model.load_state_dict(weights)
     return model.to(device).eval(), spec
-

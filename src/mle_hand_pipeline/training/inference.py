@@ -36,9 +36,15 @@ def autocast_context(device: torch.device, precision: str):
 
 @torch.no_grad()
 def predict_crops(
-    model: nn.Module, dataset: HandCrops, input_size: int, device: torch.device, precision: str = "fp32",
-    batch_size: int = 64, num_workers: int = 0, progress: bool = True,
-) -> Predictions:  # fmt: skip
+    model: nn.Module,
+    dataset: HandCrops,
+    input_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> Predictions:
     """Run ``model`` (in eval mode) over ``dataset`` and return all stages' outputs in crop pixels."""
     was_training = model.training
     model.eval()

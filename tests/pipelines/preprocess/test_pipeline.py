@@ -14,7 +14,9 @@ from mle_hand_pipeline.datasets.safe_pickle import load_annotation_pickle
 @pytest.mark.slow
 def test_rhd_preprocess_through_kedro(kedro_project, tiny_rhd):
     root = tiny_rhd["root"]
-    kedro_run(kedro_project, "--pipeline=rhd_preprocess", f"--params=rhd_root={root},rhd.preprocess.crop.size=64")
+    kedro_run(
+        kedro_project, "--pipeline=rhd_preprocess", f"--params=rhd_root={root},rhd.preprocess.crop.size=64"
+    )
     hands = pd.read_parquet(kedro_project / "data/03_primary/rhd_hands.parquet")
     summary = json.loads((kedro_project / "data/08_reporting/rhd_preprocess_summary.json").read_text())
 
@@ -22,11 +24,17 @@ def test_rhd_preprocess_through_kedro(kedro_project, tiny_rhd):
     expected_kept = {}
     for part, split_names in (("training", ("train", "val")), ("evaluation", ("test",))):
         annotations = load_annotation_pickle(root / part / f"anno_{part}.pickle")
-        count = sum(int(a["uv_vis"][rows, 2].sum() >= 10) for a in annotations.values()
-                    for rows in (slice(0, 21), slice(21, 42)))  # fmt: skip
+        count = sum(
+            int(a["uv_vis"][rows, 2].sum() >= 10)
+            for a in annotations.values()
+            for rows in (slice(0, 21), slice(21, 42))
+        )
         expected_kept[part] = count
         assert sum(summary["kept"].get(s, 0) for s in split_names) == count
-        assert sum(summary["dropped"]["too_few_visible"].get(s, 0) for s in split_names) == 2 * len(annotations) - count
+        assert (
+            sum(summary["dropped"]["too_few_visible"].get(s, 0) for s in split_names)
+            == 2 * len(annotations) - count
+        )
     assert len(hands) == sum(expected_kept.values()) == summary["kept_total"]
     assert summary["dropped"]["too_few_visible"], "the synthetic data must give the filter work"
     assert (stack_column(hands["visible"]).sum(axis=1) >= 10).all()

@@ -30,7 +30,11 @@ def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
     failed = kedro_run(kedro_project, "--pipeline=train_rhd", check=False)
     assert "run `kedro run --pipeline=rhd_preprocess` first" in " ".join(failed.split())
 
-    kedro_run(kedro_project, "--pipeline=rhd_preprocess", f"--params=rhd_root={tiny_rhd['root']},rhd.preprocess.crop.size=64")
+    kedro_run(
+        kedro_project,
+        "--pipeline=rhd_preprocess",
+        f"--params=rhd_root={tiny_rhd['root']},rhd.preprocess.crop.size=64",
+    )
     kedro_run(kedro_project, "--pipeline=train_rhd")
 
     client = MlflowClient(f"sqlite:///{kedro_project / 'mlflow.db'}")
@@ -47,8 +51,13 @@ def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
     for key in ("test_nme", "test_pck_0.2", "test_auc_0.2", "test_epe_px", "test_stage2_pck_0.2"):
         assert np.isfinite(run.data.metrics[key]), key
     artifacts = _artifacts(client, run.info.run_id)
-    for expected in ("preprocess/summary.json", "checkpoints/best.pt", "training/training_curves.png",
-                     "training/train_history.csv", "evaluation/test_metrics.json"):  # fmt: skip
+    for expected in (
+        "preprocess/summary.json",
+        "checkpoints/best.pt",
+        "training/training_curves.png",
+        "training/train_history.csv",
+        "evaluation/test_metrics.json",
+    ):
         assert expected in artifacts, artifacts
     report = json.loads((kedro_project / "data/07_model_output/rhd/training_report.json").read_text())
     assert report["epochs"] == 2

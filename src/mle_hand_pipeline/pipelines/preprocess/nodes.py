@@ -59,7 +59,9 @@ def filter_visible(annotations: pd.DataFrame, params: dict[str, Any]) -> tuple[p
             "image_id": dropped["image_id"],
             "side": dropped["side"],
             "reason": TOO_FEW_VISIBLE,
-            "detail": [f"{n} visible keypoints < min_visible={params['min_visible']}" for n in n_visible[~keep]],
+            "detail": [
+                f"{n} visible keypoints < min_visible={params['min_visible']}" for n in n_visible[~keep]
+            ],
         },
         columns=REJECTION_COLUMNS,
     )
@@ -75,9 +77,12 @@ def make_crops(
 
 
 def summarise(
-    hands: pd.DataFrame, read_rejections: pd.DataFrame, filter_rejections: pd.DataFrame,
-    crop_rejections: pd.DataFrame, params: dict[str, Any],
-) -> tuple[dict[str, Any], pd.DataFrame]:  # fmt: skip
+    hands: pd.DataFrame,
+    read_rejections: pd.DataFrame,
+    filter_rejections: pd.DataFrame,
+    crop_rejections: pd.DataFrame,
+    params: dict[str, Any],
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """Counts kept per split and dropped per reason and split, and the full list of rejections."""
     rejections = pd.concat([read_rejections, filter_rejections, crop_rejections], ignore_index=True)
     dropped: dict[str, dict[str, int]] = {}
@@ -86,9 +91,9 @@ def summarise(
     kept = {split: int(count) for split, count in hands["split"].value_counts().sort_index().items()}
     summary = {
         "kept": kept,
-        "kept_total": int(len(hands)),
+        "kept_total": len(hands),
         "dropped": dropped,
-        "dropped_total": int(len(rejections)),
+        "dropped_total": len(rejections),
         "candidates_total": int(len(hands) + len(rejections)),
         "min_visible": params["min_visible"],
         "on_bad_sample": params["on_bad_sample"],
@@ -104,8 +109,13 @@ def plot_crop_grid(hands: pd.DataFrame, crops_dir: Path, params: dict[str, Any])
     rng = np.random.default_rng(grid["seed"])
     picked = hands.iloc[np.sort(rng.choice(len(hands), size=min(grid["n"], len(hands)), replace=False))]
     images = [np.asarray(Image.open(Path(crops_dir) / path).convert("RGB")) for path in picked["crop_path"]]
-    titles = [f"{r.split} {r.image_id} {r.side}{' (mirrored)' if r.mirrored else ''}" for r in picked.itertuples()]
+    titles = [
+        f"{r.split} {r.image_id} {r.side}{' (mirrored)' if r.mirrored else ''}" for r in picked.itertuples()
+    ]
     return keypoint_grid(
-        images, stack_column(picked["keypoints_crop"]), stack_column(picked["visible"]).astype(bool), titles,
+        images,
+        stack_column(picked["keypoints_crop"]),
+        stack_column(picked["visible"]).astype(bool),
+        titles,
         ncols=grid["ncols"],
-    )  # fmt: skip
+    )

@@ -23,16 +23,38 @@ READERS = {"freihand": read_freihand_annotations, "rhd": read_rhd_annotations}
 def _template(reader) -> Pipeline:
     return Pipeline(
         [
-            Node(reader, ["params:raw_root", "params:preprocess"], ["annotations", "read_rejections"], name="read"),
-            Node(filter_visible, ["annotations", "params:preprocess"], ["visible_annotations", "filter_rejections"],
-                 name="filter_visible"),
-            Node(make_crops, ["visible_annotations", "params:raw_root", "crops_dir", "params:preprocess"],
-                 ["hands", "crop_rejections"], name="make_crops"),
-            Node(summarise, ["hands", "read_rejections", "filter_rejections", "crop_rejections", "params:preprocess"],
-                 ["preprocess_summary", "rejections"], name="summarise"),
-            Node(plot_crop_grid, ["hands", "crops_dir", "params:preprocess"], "crops_grid", name="plot_crop_grid"),
+            Node(
+                reader,
+                ["params:raw_root", "params:preprocess"],
+                ["annotations", "read_rejections"],
+                name="read",
+            ),
+            Node(
+                filter_visible,
+                ["annotations", "params:preprocess"],
+                ["visible_annotations", "filter_rejections"],
+                name="filter_visible",
+            ),
+            Node(
+                make_crops,
+                ["visible_annotations", "params:raw_root", "crops_dir", "params:preprocess"],
+                ["hands", "crop_rejections"],
+                name="make_crops",
+            ),
+            Node(
+                summarise,
+                ["hands", "read_rejections", "filter_rejections", "crop_rejections", "params:preprocess"],
+                ["preprocess_summary", "rejections"],
+                name="summarise",
+            ),
+            Node(
+                plot_crop_grid,
+                ["hands", "crops_dir", "params:preprocess"],
+                "crops_grid",
+                name="plot_crop_grid",
+            ),
         ]
-    )  # fmt: skip
+    )
 
 
 def create_pipeline(dataset: str) -> Pipeline:
@@ -52,6 +74,9 @@ def create_pipeline(dataset: str) -> Pipeline:
             "preprocess_summary": f"{dataset}_preprocess_summary",
             "crops_grid": f"{dataset}_crops_grid",
         },
-        parameters={"params:raw_root": f"params:{dataset}_root", "params:preprocess": f"params:{dataset}.preprocess"},
+        parameters={
+            "params:raw_root": f"params:{dataset}_root",
+            "params:preprocess": f"params:{dataset}.preprocess",
+        },
         tags=["preprocess", dataset],
     )

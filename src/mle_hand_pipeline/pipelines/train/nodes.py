@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from pathlib import Path
@@ -14,54 +15,131 @@ import torch
 from matplotlib.figure import Figure
 
 from mle_hand_pipeline import tracking
-from mle_hand_pipeline.datasets.crops import CropBox, crop_to_source
-from mle_hand_pipeline.datasets.records import stack_column
-from mle_hand_pipeline.evaluation.metrics import evaluate
+from mle_hand_pipeline.evaluation import report as R
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
-from mle_hand_pipeline.export import PackedKeypoints, packed_signature
+from mle_hand_pipeline.export import log_mlflow_model
+from mle_hand_pipeline.models import build_loss
 from mle_hand_pipeline.training.augment import AugmentSettings
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig, fit, load_model
 from mle_hand_pipeline.training.inference import predict_crops
+from mle_hand_pipeline.training.label_noise import LabelNoise, corrupt_labels
 
 logger = logging.getLogger(__name__)
 
+# Outputs of the evaluation nodes, in order (train: `test_*`, evaluate: `evaluation_*` datasets).
+EVALUATION_OUTPUTS = ("metrics", "predictions", "per_keypoint", "per_stage", "pck_curve", "calibration")
+EVALUATION_FIGURES = ("pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qualitative")
+
 
 def model_spec(params: dict[str, Any]) -> ModelSpec:
-    return ModelSpec(**{**params, "loss": dict(params.get("loss") or {})})
+    """The ``model`` block as a :class:`ModelSpec`. ``loss`` options that the method's loss does not
+    take (e.g. the flow options ``residual``/``flow_init`` for heatmap_l2, integral and cpm) are
+    dropped, so one block serves every method."""
+    method = params.get("method", ModelSpec.method)
+    return ModelSpec(**{**params, "loss": loss_options(method, dict(params.get("loss") or {}))})
+
+
+def loss_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``options`` that ``method``'s loss class accepts."""
+    loss_class = type(build_loss(method, stages=1))
+    if loss_class.__init__ is torch.nn.Module.__init__:  # no options at all (e.g. IntegralL1Loss)
+        accepted = {}
+    else:
+        accepted = inspect.signature(loss_class.__init__).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+            return options
+    ignored = sorted(set(options) - set(accepted))
+    if ignored:
+        logger.debug(
+            "model.loss options %s do not apply to %s (%s); ignored", ignored, method, loss_class.__name__
+        )
+    return {k: v for k, v in options.items() if k in accepted}
 
 
 def train_config(params: dict[str, Any]) -> TrainConfig:
+    """The ``train`` block as a :class:`TrainConfig` (``label_noise`` is applied to the labels, not here)."""
+    params = {k: v for k, v in params.items() if k != "label_noise"}
     augment = dict(params.get("augment") or {})
     if "scale" in augment:
         augment["scale"] = tuple(augment["scale"])
-    return TrainConfig(**{**params, "augment": AugmentSettings(**augment),
-                          "lr_milestones": tuple(params.get("lr_milestones", ()))})  # fmt: skip
+    return TrainConfig(
+        **{
+            **params,
+            "augment": AugmentSettings(**augment),
+            "lr_milestones": tuple(params.get("lr_milestones", ())),
+        }
+    )
 
 
 def split(hands: pd.DataFrame, name: str) -> pd.DataFrame:
     subset = hands[hands["split"] == name].reset_index(drop=True)
     if subset.empty:
-        raise ValueError(f"the hand table has no '{name}' crops; splits present: {sorted(hands['split'].unique())}")
+        raise ValueError(
+            f"the hand table has no '{name}' crops; splits present: {sorted(hands['split'].unique())}"
+        )
     return subset
 
 
 def train_model(
-    hands: pd.DataFrame, crops_dir: Path, checkpoint_root: Path, preprocess_summary: dict[str, Any],
-    model_params: dict[str, Any], train_params: dict[str, Any],
-) -> tuple[pd.DataFrame, dict[str, Any]]:  # fmt: skip
+    hands: pd.DataFrame,
+    crops_dir: Path,
+    checkpoint_root: Path,
+    preprocess_summary: dict[str, Any],
+    model_params: dict[str, Any],
+    train_params: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Train on the ``train`` crops, validating on ``val`` every epoch; metrics go to MLflow live.
 
-    Returns the per-epoch history and a report with the checkpoint paths and timing.
+    Returns the per-epoch history and a report with the checkpoint paths, timing and label-noise stats.
+    """
+    tracking.log_dict(preprocess_summary, "preprocess/summary.json")
+    history, report = train_method(hands, crops_dir, checkpoint_root, model_params, train_params)
+    tracking.log_artifact(report["best_checkpoint"], "checkpoints")
+    return history, report
+
+
+def train_method(
+    hands: pd.DataFrame,
+    crops_dir: Path,
+    checkpoint_root: Path,
+    model_params: dict[str, Any],
+    train_params: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`train_model` without the artifacts: checkpoints go to ``checkpoint_root/<method>/``.
+
+    ``train_params["label_noise"]`` (see :mod:`...training.label_noise`) corrupts the TRAINING labels
+    before :func:`fit`; validation and test labels stay clean. Its statistics go to the report and
+    to the active MLflow run as ``label_noise_*`` metrics.
     """
     spec, config = model_spec(model_params), train_config(train_params)
+    noise = LabelNoise.from_params(train_params.get("label_noise"))
+    train_table, noise_stats = corrupt_labels(split(hands, "train"), noise)
+    if noise.active:
+        logger.info(
+            "label noise on the training labels: %d jittered, %d outliers of %d visible keypoints "
+            "(label NME %.4f)",
+            noise_stats["n_jittered"],
+            noise_stats["n_outliers"],
+            noise_stats["n_visible"],
+            noise_stats["label_nme"],
+        )
+    tracking.log_metrics(
+        {k: noise_stats[k] for k in ("n_jittered", "n_outliers", "mean_shift_px", "label_nme")},
+        prefix="label_noise_",
+    )
     checkpoint_dir = Path(checkpoint_root) / spec.method
-    tracking.log_dict(preprocess_summary, "preprocess/summary.json")
     started = time.perf_counter()
-    result = fit(spec, config, split(hands, "train"), split(hands, "val"), crops_dir, checkpoint_dir,
-                 on_epoch_end=tracking.active_epoch_logger())  # fmt: skip
+    result = fit(
+        spec,
+        config,
+        train_table,
+        split(hands, "val"),
+        crops_dir,
+        checkpoint_dir,
+        on_epoch_end=tracking.active_epoch_logger(),
+    )
     wall_time = time.perf_counter() - started
-    tracking.log_artifact(result.best_checkpoint, "checkpoints")
     best = result.history.loc[result.history["val_nme"].idxmin()]
     report = {
         "method": spec.method,
@@ -71,6 +149,7 @@ def train_model(
         "best_val_nme": float(best["val_nme"]),
         "epochs": int(result.history["epoch"].max()),
         "train_wall_time_s": wall_time,
+        "label_noise": noise_stats,
     }
     tracking.log_metrics({"train_wall_time_s": wall_time, "best_epoch": report["best_epoch"]})
     return result.history, report
@@ -80,53 +159,82 @@ def plot_history(history: pd.DataFrame) -> Figure:
     return plot_training_curves(history)
 
 
-def evaluate_checkpoint(
-    hands: pd.DataFrame, crops_dir: Path, training_report: dict[str, Any], params: dict[str, Any],
-) -> tuple[dict[str, float], pd.DataFrame]:  # fmt: skip
-    """Evaluate the chosen checkpoint on the ``test`` split; metrics are also logged as ``test_*``.
-
-    Returns the metrics and a table of per-crop predictions (all stages, crop and source pixels).
-    """
+def predict_checkpoint(
+    path: str | Path, table: pd.DataFrame, crops_dir: Path, batch_size: int
+) -> tuple[np.ndarray, np.ndarray | None, ModelSpec]:
+    """All stages' predictions of a ``best.pt``/``last.pt`` checkpoint on ``table``'s crops (crop px)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, spec = load_model(training_report[f"{params['checkpoint']}_checkpoint"], device)
+    model, spec = load_model(path, device)
+    predictions = predict_crops(
+        model, HandCrops(table, crops_dir), spec.input_size, device, batch_size=batch_size
+    )
+    return predictions.coords, predictions.sigmas, spec
+
+
+def report_outputs(report: R.EvaluationReport, prefix: str = "test_") -> tuple:
+    """Log ``report.metrics`` to the active MLflow run as ``<prefix><name>`` and return the node outputs
+    (metrics, predictions, per_keypoint, per_stage, pck_curve, calibration)."""
+    tracking.log_metrics(report.metrics, prefix=prefix)
+    m = report.metrics
+    logger.info(
+        "test NME %.4f  PCK@0.2 %.4f  AUC %.4f  EPE %.2f px  (%d crops)",
+        m["nme"],
+        m["pck_0.2"],
+        m["auc_0.2"],
+        m["epe_px"],
+        int(m["n_crops"]),
+    )
+    return (
+        report.metrics,
+        report.predictions,
+        report.per_keypoint,
+        report.per_stage,
+        report.pck_curve,
+        report.calibration,
+    )
+
+
+def evaluate_checkpoint(
+    hands: pd.DataFrame,
+    crops_dir: Path,
+    training_report: dict[str, Any],
+    params: dict[str, Any],
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Evaluate the chosen checkpoint (``params["checkpoint"]``: best | last) on the ``test`` split.
+
+    Metrics are also logged as ``test_*``. Returns the metrics, the per-crop predictions (all stages,
+    crop and source pixels), and the per-keypoint, per-stage, PCK-curve and calibration tables.
+    """
     test = split(hands, "test")
-    dataset = HandCrops(test, crops_dir)
-    predictions = predict_crops(model, dataset, spec.input_size, device, batch_size=params["batch_size"])
-    gt = dataset.keypoints.numpy().astype(np.float64)
-    visible = dataset.visible.numpy()
-    final = predictions.coords[:, -1]
-    pred_src = _to_source(final, test)
-    metrics = evaluate(
-        np.moveaxis(predictions.coords, 1, 0), gt, visible, dataset.hand_size.numpy().astype(np.float64),
-        pred_src=pred_src, gt_src=stack_column(test["keypoints_source"]),
-        sigmas=None if predictions.sigmas is None else predictions.sigmas[:, -1],
-    )  # fmt: skip
-    tracking.log_metrics(metrics, prefix="test_")
-    logger.info("test NME %.4f  PCK@0.2 %.4f  (%d crops)", metrics["nme"], metrics["pck_0.2"], len(test))
-    table = test[["split", "sample_id", "image_id", "side", "crop_path"]].copy()
-    table["pred_crop"] = list(predictions.coords.tolist())  # (T, K, 2) per crop
-    table["pred_source"] = list(pred_src.tolist())
-    table["sigma_crop"] = None if predictions.sigmas is None else list(predictions.sigmas[:, -1].tolist())
-    return metrics, table
+    coords, sigmas, spec = predict_checkpoint(
+        training_report[f"{params['checkpoint']}_checkpoint"], test, crops_dir, params["batch_size"]
+    )
+    report = R.evaluate_predictions(test, coords, sigmas)
+    report.predictions.insert(0, "method", spec.method)
+    return report_outputs(report)
 
 
-def _to_source(coords: np.ndarray, table: pd.DataFrame) -> np.ndarray:
-    """(N, K, 2) crop pixels -> source pixels through each row's crop box and mirror flag."""
-    return np.stack([
-        crop_to_source(points, CropBox(row.box_x0, row.box_y0, row.box_side), row.crop_size, row.mirrored)
-        for points, row in zip(coords, table.itertuples(index=False), strict=True)
-    ])  # fmt: skip
+def plot_evaluation(
+    predictions: pd.DataFrame,
+    per_keypoint: pd.DataFrame,
+    per_stage: pd.DataFrame,
+    pck_curve: pd.DataFrame,
+    calibration: pd.DataFrame,
+    crops_dir: Path,
+) -> tuple[Figure, Figure, Figure, Figure, Figure]:
+    """PCK curve, per-keypoint NME bars, per-stage PCK, calibration and the qualitative grid."""
+    label = str(predictions["method"].iloc[0])
+    return (
+        R.pck_curve_figure(pck_curve, label),
+        R.per_keypoint_figure(per_keypoint, label),
+        R.per_stage_figure(per_stage, label),
+        R.calibration_figure(calibration, label),
+        R.qualitative_figure(predictions, crops_dir, label),
+    )
 
 
 def log_model(training_report: dict[str, Any], params: dict[str, Any]) -> None:
-    """Log the chosen checkpoint as an MLflow PyTorch model: stage T only, no flows, (B, K, 4) out.
-
-    Saved in MLflow's default ``pt2`` format (``torch.export``, no pickle) with a dynamic batch axis;
-    ``mlflow.pytorch.load_model`` and ``mlflow.pyfunc.load_model`` both load it.
-    """
-    if not mlflow.active_run():
-        return
-    model, spec = load_model(training_report[f"{params['checkpoint']}_checkpoint"])
-    example = np.zeros((2, 3, spec.input_size, spec.input_size), dtype=np.float32)
-    mlflow.pytorch.log_model(PackedKeypoints(model), name="model", signature=packed_signature(spec.input_size),
-                             input_example=example)  # fmt: skip
+    """Log the chosen checkpoint to the active MLflow run as the model ``model`` (see :mod:`..export`)."""
+    if mlflow.active_run():
+        model, spec = load_model(training_report[f"{params['checkpoint']}_checkpoint"])
+        log_mlflow_model(model, spec.input_size)

@@ -4,26 +4,62 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from mle_hand_pipeline.pipelines.train.nodes import evaluate_checkpoint, log_model, plot_history, train_model
+from mle_hand_pipeline.pipelines.train.nodes import (
+    EVALUATION_FIGURES,
+    EVALUATION_OUTPUTS,
+    evaluate_checkpoint,
+    log_model,
+    plot_evaluation,
+    plot_history,
+    train_model,
+)
+
+
+def evaluation_plot_node(prefix: str) -> Node:
+    """The node drawing the five evaluation figures from ``<prefix>_*`` tables (train and evaluate)."""
+    return Node(
+        plot_evaluation,
+        [f"{prefix}_{name}" for name in EVALUATION_OUTPUTS if name != "metrics"] + ["crops_dir"],
+        [f"{prefix}_{name}_plot" for name in EVALUATION_FIGURES],
+        name=f"plot_{prefix}_evaluation",
+    )
 
 
 def _template() -> Pipeline:
     return Pipeline(
         [
-            Node(train_model, ["hands", "crops_dir", "checkpoint_root", "preprocess_summary", "params:model",
-                               "params:train"], ["train_history", "training_report"], name="train_model"),
+            Node(
+                train_model,
+                [
+                    "hands",
+                    "crops_dir",
+                    "checkpoint_root",
+                    "preprocess_summary",
+                    "params:model",
+                    "params:train",
+                ],
+                ["train_history", "training_report"],
+                name="train_model",
+            ),
             Node(plot_history, "train_history", "training_curves", name="plot_history"),
-            Node(evaluate_checkpoint, ["hands", "crops_dir", "training_report", "params:evaluate"],
-                 ["test_metrics", "test_predictions"], name="evaluate_test"),
+            Node(
+                evaluate_checkpoint,
+                ["hands", "crops_dir", "training_report", "params:evaluate"],
+                [f"test_{name}" for name in EVALUATION_OUTPUTS],
+                name="evaluate_test",
+            ),
+            evaluation_plot_node("test"),
             Node(log_model, ["training_report", "params:evaluate"], None, name="log_model"),
         ]
-    )  # fmt: skip
+    )
 
 
 def create_pipeline(dataset: str) -> Pipeline:
     """Train ``params:<dataset>.model`` with ``params:<dataset>.train`` on ``<dataset>_hands`` and
     evaluate on its test split. Outputs ``<dataset>.train_history``, ``<dataset>.training_report``,
-    ``<dataset>.training_curves``, ``<dataset>.test_metrics``, ``<dataset>.test_predictions``."""
+    ``<dataset>.training_curves``, ``<dataset>.test_{metrics,predictions,per_keypoint,per_stage,
+    pck_curve,calibration}`` and the figures ``<dataset>.test_{pck_curve,per_keypoint_nme,
+    per_stage_pck,calibration,qualitative}_plot``."""
     return Pipeline(
         _template(),
         namespace=dataset,

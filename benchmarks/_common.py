@@ -1,0 +1,139 @@
+"""Shared helpers of the benchmark scripts: machine description, load average, timing, JSON + table.
+
+Every result file records the machine, the library versions, the command line and
+``os.getloadavg()`` before and after the measurement: the benchmark machine may be shared, and a
+figure taken under load is not comparable to one taken on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """CPU, core count, Python and library versions (those that are installed)."""
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    try:
+        import torch
+
+        info.update(
+            torch=torch.__version__,
+            torch_threads=torch.get_num_threads(),
+            cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        )
+    except ImportError:
+        pass
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    try:
+        import PIL
+
+        info["pillow"] = PIL.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def loadavg() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options every benchmark has: --quick (tiny sizes, proves it runs) and --out."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes: checks the script runs, figures mean nothing"
+    )
+    p.add_argument(
+        "--out", type=Path, default=RESULTS, help=f"folder for the JSON result (default {RESULTS})"
+    )
+    return p
+
+
+def timed(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> list[float]:
+    """Wall times (s) of ``repeat`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def save(name: str, out: Path, payload: dict[str, Any], load_before: list[float], quick: bool) -> Path:
+    """Write ``out/<name>.json`` (``<name>_quick.json`` for --quick) with machine and load average."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}{'_quick' if quick else ''}.json"
+    document = {
+        "benchmark": name,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "quick": quick,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine(),
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+        **payload,
+    }
+    path.write_text(json.dumps(document, indent=2, default=str))
+    return path
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A plain fixed-width table of ``rows`` (floats with 3 significant digits)."""
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0].keys())
+
+    def fmt(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+        return "-" if value is None else str(value)
+
+    cells = [[fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def report(
+    name: str, rows: Sequence[dict[str, Any]], path: Path, load_before: list[float], **notes: Any
+) -> None:
+    print(f"== {name}  (load average before {load_before}, after {loadavg()})")
+    print(table(rows))
+    for key, value in notes.items():
+        print(f"{key}: {value}")
+    print(f"saved {path}")

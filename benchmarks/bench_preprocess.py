@@ -1,0 +1,93 @@
+"""Preprocessing throughput: hand crops per second of ``datasets.cropping.crop_hands`` with 1 and 2
+worker processes, on the synthetic RHD data (decode the source PNG, warp each hand's square box to a
+256 px crop, encode it as JPEG). The outputs of every worker count are checked to be byte-identical.
+
+    python benchmarks/bench_preprocess.py            # all synthetic RHD hands, 256 px crops
+    python benchmarks/bench_preprocess.py --quick    # 24 hands at 64 px: only proves the script runs
+
+Needs data/01_raw/synthetic/RHD_published_v2 (``kedro run --pipeline=synthetic_data``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _common
+
+from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
+from mle_hand_pipeline.datasets.rhd import read_rhd
+from mle_hand_pipeline.pipelines.preprocess.nodes import filter_visible
+
+
+def digest(folder: Path) -> str:
+    """One hash over every file's relative path and bytes."""
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            h.update(str(path.relative_to(folder)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def main() -> None:
+    p = _common.parser(__doc__.splitlines()[0])
+    p.add_argument("--root", type=Path, default=_common.REPO / "data/01_raw/synthetic/RHD_published_v2")
+    p.add_argument("--size", type=int, default=256, help="crop side (default 256)")
+    p.add_argument("--limit", type=int, default=0, help="use the first N hands only (0: all)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--repeat", type=int, default=2, help="runs per worker count; the best is kept")
+    args = p.parse_args()
+    if args.quick:
+        args.size, args.limit, args.repeat = 64, 24, 1
+    if not args.root.is_dir():
+        sys.exit(f"{args.root} not found: run `kedro run --pipeline=synthetic_data` first (or pass --root)")
+
+    hands, _ = read_rhd(args.root, ["training", "evaluation"], val_ratio=0.1, seed=42, on_bad_sample="raise")
+    hands, _ = filter_visible(hands, {"min_visible": 10})
+    if args.limit:
+        hands = hands.iloc[: args.limit].reset_index(drop=True)
+    settings = CropSettings(size=args.size)
+    load_before = _common.loadavg()
+    rows, digests = [], {}
+    for workers in args.workers:
+        times = []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                table, _ = crop_hands(hands, args.root, tmp, settings, workers, "raise")
+                times.append(time.perf_counter() - start)
+                digests[workers] = (digest(Path(tmp)), table.to_json())
+        best = min(times)
+        rows.append(
+            {
+                "workers": workers,
+                "crops": len(table),
+                "source_images": int(table["source_image"].nunique()),
+                "best_s": best,
+                "crops_per_s": len(table) / best,
+                "all_s": [round(t, 3) for t in times],
+            }
+        )
+    base = rows[0]["crops_per_s"]
+    for row in rows:
+        row["speedup"] = row["crops_per_s"] / base
+    identical = len({d for d in digests.values()}) == 1
+    path = _common.save(
+        "preprocess",
+        args.out,
+        {"size": args.size, "rows": rows, "outputs_identical_across_workers": identical},
+        load_before,
+        args.quick,
+    )
+    _common.report("preprocessing: crop_hands on synthetic RHD", rows, path, load_before, identical=identical)
+    if not identical:
+        sys.exit("outputs differ between worker counts")
+
+
+if __name__ == "__main__":
+    main()

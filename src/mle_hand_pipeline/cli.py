@@ -1,0 +1,146 @@
+"""The ``mle-hand`` console script.
+
+    mle-hand predict IMAGE... --model MODEL [--box x0,y0,x1,y1] [--backend torch|onnx] [--out DIR]
+    mle-hand export-onnx --model CHECKPOINT --out model.onnx
+
+Exit codes: 0 all images predicted; 1 some images failed (the others are still written); 2 bad
+arguments or a model that cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+# Kedro imports `<package>.cli` for project commands and refuses to start (every `kedro` command!)
+# unless it has a click group named `cli`. This module is the `mle-hand` script, not a Kedro
+# extension: an empty group adds no command to `kedro`.
+cli = click.Group(name="mle_hand_pipeline")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mle-hand", description="MLE hand pose estimation tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict 21 hand keypoints (+ sigmas) on images",
+        description="Predict 21 hand keypoints and their sigmas in source-image pixels; writes "
+        "predictions.json, keypoints.csv and overlays/<image>.png under --out.",
+    )
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (globs are expanded)")
+    predict.add_argument(
+        "--model",
+        required=True,
+        help="training checkpoint (best.pt), ONNX file, MLflow run id, runs:/<run_id>[/model], "
+        "models:/<name>/<version> or an MLflow model folder",
+    )
+    predict.add_argument(
+        "--box",
+        help="the hand's box x0,y0,x1,y1 in source pixels, for every image (default: whole image)",
+    )
+    predict.add_argument(
+        "--box-scale",
+        type=float,
+        default=None,
+        help="crop side / box side (default 1.5, as in training, for a tight box around the hand)",
+    )
+    predict.add_argument("--mirror", action="store_true", help="mirror the crop first (left hands)")
+    predict.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    predict.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
+    predict.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "
+                         "sqlite:///mlflow.db)")  # fmt: skip
+
+    export = commands.add_parser(
+        "export-onnx",
+        help="export a checkpoint's inference graph to ONNX",
+        description="Export stage T of a training checkpoint (no flows) to ONNX with a dynamic batch "
+        "axis and check it against PyTorch with onnxruntime.",
+    )
+    export.add_argument("--model", required=True, help="training checkpoint (best.pt / last.pt)")
+    export.add_argument("--out", required=True, help="ONNX file to write")
+    return parser
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from mle_hand_pipeline.predict import (
+        DEFAULT_BOX_SCALE,
+        ModelNotFoundError,
+        load_predictor,
+        parse_box,
+        predict_images,
+        resolve_images,
+        write_outputs,
+    )
+
+    if args.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    try:
+        box = parse_box(args.box)
+        images = resolve_images(args.images)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"mle-hand predict: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        predictor = load_predictor(args.model, args.backend, args.device)
+    except (ModelNotFoundError, ValueError) as error:
+        print(f"mle-hand predict: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    predictions, failures = predict_images(
+        predictor,
+        images,
+        box=box,
+        box_scale=DEFAULT_BOX_SCALE if args.box_scale is None else args.box_scale,
+        mirrored=args.mirror,
+        batch_size=args.batch_size,
+    )
+    written = write_outputs(predictions, failures, args.out, predictor)
+    print(
+        f"{len(predictions)} image(s) predicted with {predictor.backend} "
+        f"({predictor.source}); wrote {written.json}, {written.csv}, {len(written.overlays)} overlay(s)"
+    )
+    for failure in failures:
+        print(f"FAILED {failure.error}", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} of {len(images)} image(s) failed", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mle_hand_pipeline.export import check_onnx, export_onnx
+    from mle_hand_pipeline.training.engine import load_model
+
+    if not Path(args.model).is_file():
+        print(f"mle-hand export-onnx: error: no such checkpoint {args.model}", file=sys.stderr)
+        return EXIT_USAGE
+    model, spec = load_model(args.model)
+    export_onnx(model, spec.input_size, args.out)
+    check = check_onnx(args.out, model, spec.input_size)
+    print(
+        f"wrote {args.out} (input images (B, 3, {spec.input_size}, {spec.input_size})); max abs difference "
+        f"to PyTorch: {check['max_abs_diff_coords_px']:.2e} px on coordinates"
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mle-hand``; returns the exit code."""
+    args = _parser().parse_args(argv)
+    if args.command == "predict":
+        return _predict(args)
+    return _export(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

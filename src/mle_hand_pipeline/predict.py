@@ -1,0 +1,466 @@
+"""Predict hand keypoints on new images with a trained model (library behind ``mle-hand predict`` and
+``kedro run --pipeline=predict``).
+
+Steps per image: read it, choose the square crop (around a given hand box, or the whole image), resample
+it to the model input, normalise, run the model (stage T only), and map keypoints and sigmas from crop
+pixels back to SOURCE-image pixels. Cropping and the mapping are those of the logged pyfunc
+(:mod:`mle_hand_pipeline.pyfunc_model`), so every way of predicting gives the same numbers.
+
+Models (``model`` argument of :func:`load_predictor`):
+
+- a local training checkpoint (``best.pt`` / ``last.pt``);
+- a local ONNX file (``model.onnx``, onnx backend only);
+- an MLflow run id, ``runs:/<run_id>`` (the run's ``model`` / ``onnx/model.onnx``), a model URI
+  (``runs:/<run_id>/model``, ``models:/<name>/<version>``) or a local MLflow model folder. The
+  tracking store is MLflow's usual one (``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the
+  working directory).
+
+Backends: ``torch`` (PyTorch eager; from MLflow, the ``pt2`` PyTorch model) or ``onnx`` (ONNX Runtime;
+a checkpoint is exported on the fly).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from mle_hand_pipeline.keypoints import KEYPOINT_NAMES
+from mle_hand_pipeline.pyfunc_model import (
+    DEFAULT_BOX_SCALE,
+    DEFAULT_MIN_SIDE,
+    Crop,
+    ImageError,
+    crop_for,
+    crop_image,
+    crop_to_source,
+    normalise,
+    read_image,
+)
+
+BACKENDS = ("torch", "onnx")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # runs:/..., models:/..., file:/..., s3://...
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+__all__ = [
+    "BACKENDS",
+    "Failure",
+    "ImageError",
+    "ModelNotFoundError",
+    "Prediction",
+    "Predictor",
+    "keypoints_rows",
+    "load_predictor",
+    "overlay",
+    "parse_box",
+    "predict_images",
+    "resolve_images",
+    "write_outputs",
+]
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model cannot be found or loaded; the message names it and says what was tried."""
+
+
+@dataclass
+class Predictor:
+    """A loaded model.
+
+    run: (B, 3, S, S) float32 ImageNet-normalised crops -> (coords_px, sigmas_px), each (B, K, 2)
+        float32 in crop pixels (sigmas zero for methods without uncertainty).
+    input_size: S.
+    backend: "torch" or "onnx".
+    source: what was loaded (for the output files).
+    """
+
+    run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    input_size: int
+    backend: str
+    source: str
+
+
+@dataclass
+class Prediction:
+    """One image's result. ``keypoints`` and ``sigmas`` are (K, 2) in source-image pixels."""
+
+    image: str
+    width: int
+    height: int
+    box: tuple[float, float, float, float] | None  # the hand box given, or None for the whole image
+    crop: Crop
+    mirrored: bool
+    keypoints: np.ndarray
+    sigmas: np.ndarray
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready dict (lists of floats)."""
+        return {
+            "image": self.image,
+            "width": self.width,
+            "height": self.height,
+            "box": None if self.box is None else list(self.box),
+            "crop": {"x0": self.crop.x0, "y0": self.crop.y0, "side": self.crop.side},
+            "mirrored": self.mirrored,
+            "keypoint_names": list(KEYPOINT_NAMES[: len(self.keypoints)]),
+            "keypoints": self.keypoints.tolist(),
+            "sigmas": self.sigmas.tolist(),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Prediction:
+        """Inverse of :meth:`to_record`."""
+        crop = record["crop"]
+        return cls(
+            image=record["image"],
+            width=int(record["width"]),
+            height=int(record["height"]),
+            box=None if record["box"] is None else tuple(record["box"]),
+            crop=Crop(crop["x0"], crop["y0"], crop["side"]),
+            mirrored=bool(record["mirrored"]),
+            keypoints=np.asarray(record["keypoints"], dtype=np.float64),
+            sigmas=np.asarray(record["sigmas"], dtype=np.float64),
+        )
+
+
+@dataclass
+class Failure:
+    """An image that could not be processed, and why."""
+
+    image: str
+    error: str
+
+    def to_record(self) -> dict[str, str]:
+        return {"image": self.image, "error": self.error}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------
+
+
+def load_predictor(model: str | Path, backend: str = "torch", device: str = "cpu") -> Predictor:
+    """Load ``model`` (checkpoint, ONNX file, MLflow run id / URI / model folder) for ``backend``.
+
+    Raises :class:`ModelNotFoundError` naming the model when it does not exist or cannot be loaded.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    text = str(model)
+    path = Path(text).expanduser()
+    if path.is_file() and path.suffix == ".onnx":
+        if backend != "onnx":
+            raise ValueError(f"{text} is an ONNX file: use the onnx backend (--backend onnx)")
+        return _onnx_predictor(str(path), text)
+    if path.is_file():
+        return _checkpoint_predictor(path, backend, device)
+    if path.is_dir():
+        if not (path / "MLmodel").is_file():
+            raise ModelNotFoundError(f"model {text}: a folder, but not an MLflow model (no MLmodel file)")
+        return _mlflow_predictor(path.resolve().as_uri(), backend, device, text)
+    if _RUN_ID.match(text):
+        return _mlflow_predictor(f"runs:/{text}", backend, device, text)
+    if _URI.match(text):
+        return _mlflow_predictor(text, backend, device, text)
+    raise ModelNotFoundError(
+        f"model {text!r} not found: no such file, and not an MLflow run id or model URI "
+        "(runs:/<run_id>, runs:/<run_id>/model, models:/<name>/<version>)"
+    )
+
+
+def _torch_run(module, device: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    import torch
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            out = module(torch.from_numpy(batch).to(device))
+        if isinstance(out, tuple):  # InferenceWrapper: (coords_px, sigmas_px)
+            coords, sigmas = out
+        else:  # PackedKeypoints (the logged MLflow PyTorch model): (B, K, 4)
+            coords, sigmas = out[..., :2], out[..., 2:]
+        return coords.float().cpu().numpy(), sigmas.float().cpu().numpy()
+
+    return run
+
+
+def _onnx_predictor(source: bytes | str, name: str) -> Predictor:
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types for bad files
+        raise ModelNotFoundError(f"model {name}: not a loadable ONNX graph ({error})") from error
+    size = session.get_inputs()[0].shape[-1]
+    if not isinstance(size, int):
+        raise ModelNotFoundError(f"model {name}: the ONNX input has no fixed image size ({size!r})")
+    input_name = session.get_inputs()[0].name
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        coords, sigmas = session.run(None, {input_name: batch})
+        return coords, sigmas
+
+    return Predictor(run, size, "onnx", name)
+
+
+def _checkpoint_predictor(path: Path, backend: str, device: str) -> Predictor:
+    from mle_hand_pipeline.models.pose_net import InferenceWrapper
+    from mle_hand_pipeline.training.engine import load_model
+
+    try:
+        model, spec = load_model(path, device)
+    except Exception as error:  # unpickling errors, missing keys, wrong shapes: all mean "not ours"
+        raise ModelNotFoundError(
+            f"model {path}: not a training checkpoint of this project ({type(error).__name__}: {error})"
+        ) from error
+    if backend == "onnx":
+        from mle_hand_pipeline.export import export_onnx
+
+        return _onnx_predictor(export_onnx(model, spec.input_size), str(path))
+    return Predictor(_torch_run(InferenceWrapper(model).eval(), device), spec.input_size, "torch", str(path))
+
+
+def _mlflow_predictor(uri: str, backend: str, device: str, name: str) -> Predictor:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if backend == "onnx":
+            return _onnx_predictor(_mlflow_onnx_file(uri), name)
+        if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
+            uri = f"{uri.rstrip('/')}/model"  # a bare run: its PyTorch model
+        info = mlflow.models.get_model_info(uri)
+        if "pytorch" not in info.flavors:
+            raise ModelNotFoundError(
+                f"model {name}: {uri} has no PyTorch flavour (flavours: {', '.join(info.flavors)}); "
+                "use --backend onnx, or the run's 'model'"
+            )
+        size = int(info.signature.inputs.inputs[0].shape[-1])
+        module = mlflow.pytorch.load_model(uri)
+    except (MlflowException, OSError) as error:
+        if isinstance(error, ModelNotFoundError):
+            raise
+        raise ModelNotFoundError(
+            f"model {name}: cannot load it from MLflow (tracking URI {mlflow.get_tracking_uri()}; set "
+            f"MLFLOW_TRACKING_URI or --tracking-uri if the run is elsewhere): {error}"
+        ) from error
+    return Predictor(_torch_run(module, device), size, "torch", name)
+
+
+def _mlflow_onnx_file(uri: str) -> str:
+    """Local path of the ONNX graph behind an MLflow run or model URI."""
+    import mlflow
+
+    from mle_hand_pipeline.export import ONNX_ARTIFACT_DIR, ONNX_FILE
+
+    parts = uri.removeprefix("runs:/").strip("/").split("/", 1) if uri.startswith("runs:/") else None
+    if parts is not None and (len(parts) == 1 or parts[1] == "model"):
+        # The run itself or its PyTorch model: the ONNX graph logged next to it.
+        return mlflow.artifacts.download_artifacts(
+            run_id=parts[0], artifact_path=f"{ONNX_ARTIFACT_DIR}/{ONNX_FILE}"
+        )
+    if uri.endswith(".onnx"):
+        return mlflow.artifacts.download_artifacts(uri)
+    folder = Path(mlflow.artifacts.download_artifacts(uri))
+    found = sorted(folder.rglob("*.onnx"))
+    if not found:
+        raise ModelNotFoundError(f"model {uri}: holds no ONNX file; use --backend torch")
+    return str(found[0])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Predicting
+# ---------------------------------------------------------------------------------------------------
+
+
+def parse_box(text: str | Sequence[float] | None) -> tuple[float, float, float, float] | None:
+    """``"x0,y0,x1,y1"`` (or space-separated, handy in ``kedro run --params``) or a 4-sequence -> a
+    4-tuple of floats (None stays None)."""
+    if text is None:
+        return None
+    values = re.split(r"[,\s]+", text.strip()) if isinstance(text, str) else list(text)
+    try:
+        box = tuple(float(v) for v in values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"a box is four numbers x0,y0,x1,y1, got {text!r}") from error
+    if len(box) != 4:
+        raise ValueError(f"a box is four numbers x0,y0,x1,y1, got {text!r}")
+    return box  # type: ignore[return-value]
+
+
+def resolve_images(patterns: str | Sequence[str]) -> list[str]:
+    """Expand glob patterns (``**`` allowed) and plain paths, in order, without duplicates.
+
+    A plain path is kept even if it does not exist, so that it is reported as a failure; a pattern
+    that matches nothing raises ``FileNotFoundError``.
+    """
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    found: list[str] = []
+    for pattern in patterns:
+        pattern = str(pattern)
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"no image matches {pattern!r}")
+            found += matches
+        else:
+            found.append(pattern)
+    return list(dict.fromkeys(found))
+
+
+def predict_images(
+    predictor: Predictor,
+    images: Sequence[str | Path],
+    box: Sequence[float] | None = None,
+    box_scale: float = DEFAULT_BOX_SCALE,
+    mirrored: bool = False,
+    batch_size: int = 16,
+) -> tuple[list[Prediction], list[Failure]]:
+    """Predict every image; a bad image or box becomes a :class:`Failure` and the rest go on.
+
+    Args:
+        predictor: from :func:`load_predictor`.
+        images: image files.
+        box: the hand's box ``(x0, y0, x1, y1)`` in source pixels, the same for every image; None
+            crops the whole image (the square of side max(H, W) centred on it).
+        box_scale: crop side / box side (1.5 as in training, where the box is the tight box of the
+            visible keypoints).
+        mirrored: mirror the crop left-right first, as preprocessing does for left hands.
+        batch_size: images per model call.
+
+    Returns:
+        (predictions in input order, failures in input order).
+    """
+    predictions: list[Prediction] = []
+    failures: list[Failure] = []
+    size = predictor.input_size
+    box = parse_box(box)
+    pending: list[tuple[str, int, int, Crop, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = normalise(np.stack([crop for *_, crop in pending]))
+        coords, sigmas = predictor.run(batch)
+        for (name, width, height, crop, _), c, s in zip(pending, coords, sigmas, strict=True):
+            keypoints, scales = crop_to_source(c, s, crop, size, mirrored)
+            predictions.append(Prediction(name, width, height, box, crop, mirrored, keypoints, scales))
+        pending.clear()
+
+    for image_path in images:
+        name = str(image_path)
+        try:
+            image = read_image(name)
+            height, width = image.shape[:2]
+            crop = crop_for((width, height), box, box_scale, DEFAULT_MIN_SIDE, name)
+        except ImageError as error:
+            failures.append(Failure(name, str(error)))
+            continue
+        pending.append((name, width, height, crop, crop_image(image, crop, size, mirrored)))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return predictions, failures
+
+
+# ---------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------
+
+
+def overlay(prediction: Prediction, image: np.ndarray | None = None) -> np.ndarray:
+    """The source image (H, W, 3) uint8 with the predicted skeleton and the crop square drawn on it."""
+    from mle_hand_pipeline.evaluation.plots import draw_skeleton
+
+    pixels = read_image(prediction.image) if image is None else image
+    scale = max(pixels.shape[:2]) / 320  # marks sized for a 320 px image, scaled with the image
+    drawn = draw_skeleton(
+        pixels, prediction.keypoints, radius=max(2.0, 3 * scale), line_width=max(1, round(2 * scale))
+    )
+    pil = Image.fromarray(drawn)
+    crop = prediction.crop
+    ImageDraw.Draw(pil).rectangle(
+        [crop.x0, crop.y0, crop.x0 + crop.side, crop.y0 + crop.side],
+        outline=(255, 255, 0),
+        width=max(1, round(scale)),
+    )
+    return np.asarray(pil)
+
+
+def keypoints_rows(predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
+    """One row per (image, keypoint): image, keypoint, name, x, y, sigma_x, sigma_y (source pixels)."""
+    return [
+        {
+            "image": p.image,
+            "keypoint": k,
+            "name": KEYPOINT_NAMES[k],
+            "x": float(p.keypoints[k, 0]),
+            "y": float(p.keypoints[k, 1]),
+            "sigma_x": float(p.sigmas[k, 0]),
+            "sigma_y": float(p.sigmas[k, 1]),
+        }
+        for p in predictions
+        for k in range(len(p.keypoints))
+    ]
+
+
+def overlay_names(predictions: Sequence[Prediction]) -> list[str]:
+    """A distinct file stem per prediction (the image's stem, numbered when two images share one)."""
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for p in predictions:
+        stem = Path(p.image).stem
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        names.append(stem if count == 0 else f"{stem}_{count}")
+    return names
+
+
+@dataclass
+class WrittenOutputs:
+    """Files written by :func:`write_outputs`."""
+
+    json: Path
+    csv: Path
+    overlays: list[Path] = field(default_factory=list)
+
+
+def write_outputs(
+    predictions: Sequence[Prediction],
+    failures: Sequence[Failure],
+    out_dir: str | Path,
+    predictor: Predictor | None = None,
+) -> WrittenOutputs:
+    """Write ``predictions.json`` (everything), ``keypoints.csv`` (one row per keypoint) and
+    ``overlays/<image stem>.png`` under ``out_dir``."""
+    out_dir = Path(out_dir)
+    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    document = {
+        "model": None if predictor is None else predictor.source,
+        "backend": None if predictor is None else predictor.backend,
+        "input_size": None if predictor is None else predictor.input_size,
+        "units": "source-image pixels; pixel i covers [i, i + 1)",
+        "predictions": [p.to_record() for p in predictions],
+        "failures": [f.to_record() for f in failures],
+    }
+    json_path = out_dir / "predictions.json"
+    json_path.write_text(json.dumps(document, indent=2))
+    csv_path = out_dir / "keypoints.csv"
+    rows = keypoints_rows(predictions)
+    with csv_path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, ["image", "keypoint", "name", "x", "y", "sigma_x", "sigma_y"])
+        writer.writeheader()
+        writer.writerows(rows)
+    written = WrittenOutputs(json_path, csv_path)
+    for prediction, stem in zip(predictions, overlay_names(predictions), strict=True):
+        path = out_dir / "overlays" / f"{stem}.png"
+        Image.fromarray(overlay(prediction)).save(path)
+        written.overlays.append(path)
+    return written

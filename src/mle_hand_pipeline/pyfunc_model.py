@@ -1,0 +1,248 @@
+"""A standalone MLflow pyfunc: hand images in, 21 keypoints and their sigmas in SOURCE-image pixels out.
+
+This file is logged as MLflow "models from code" by :func:`mle_hand_pipeline.export.log_mlflow_model`:
+MLflow copies it into the model folder together with the ONNX graph of the network (stage T only,
+no flows) and a small JSON config. Loading the model therefore needs only ``mlflow``, ``numpy``,
+``pandas``, ``pillow`` and ``onnxruntime`` (no torch, no Kedro, not this package), so the same model
+serves through ``mlflow.pyfunc.load_model(...)``, ``mlflow models predict`` and ``mlflow models serve``.
+Keep the imports here to those packages.
+
+``predict`` accepts:
+
+- a numpy array ``(N, H, W, 3)`` (or one ``(H, W, 3)`` image): integer arrays are 0-255; float arrays
+  are read as 0-1 when their maximum is at most 1, else as 0-255. The whole image is the crop.
+- a list of image paths (or one path).
+- a pandas DataFrame with a column ``image`` (paths) and, optionally, the hand box columns ``x0``,
+  ``y0``, ``x1``, ``y1`` (source pixels; NaN = whole image) and a bool column ``mirrored``.
+
+It returns a dict of numpy arrays:
+
+- ``keypoints`` (N, K, 2): ``(x, y)`` in source-image pixels (pixel ``i`` covers ``[i, i + 1)``).
+- ``sigmas`` (N, K, 2): ``(sigma_x, sigma_y)`` in source-image pixels (zeros for methods without
+  uncertainty).
+- ``crop_boxes`` (N, 3): the square ``(x0, y0, side)`` that was resampled to the model input.
+
+Crop rule (the same as preprocessing, :mod:`mle_hand_pipeline.datasets.crops`): with a hand box, the
+square of side ``max(box_scale * max(w, h), min_side)`` centred on the box (``box_scale`` 1.5 as in
+training, where the box is the tight box of the visible keypoints); without one, the square of side
+``max(H, W)`` centred on the image. Pixels outside the image are black, as in the training crops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+DEFAULT_BOX_SCALE = 1.5  # crop.scale of preprocessing: crop side / tight keypoint box side
+DEFAULT_MIN_SIDE = 16.0  # crop.min_side of preprocessing
+
+
+class ImageError(ValueError):
+    """An image that cannot be read, or a box that does not fit it; the message names the image."""
+
+
+@dataclass(frozen=True)
+class Crop:
+    """The square ``[x0, x0 + side) x [y0, y0 + side)`` of the source, resampled to the model input."""
+
+    x0: float
+    y0: float
+    side: float
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode ``path`` fully into an (H, W, 3) uint8 RGB array; :class:`ImageError` names the file."""
+    try:
+        with Image.open(path) as opened:
+            return np.asarray(opened.convert("RGB"))  # convert() decodes all of it: truncation shows here
+    except FileNotFoundError as error:
+        raise ImageError(f"{path}: no such image file") from error
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageError(f"{path}: cannot read image ({type(error).__name__}: {error})") from error
+
+
+def as_uint8_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """An (H, W, 3) array as uint8 0-255 (see the module docstring for how floats are read)."""
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[-1] != 3 or min(array.shape[:2]) < 1:
+        raise ImageError(f"{name}: expected an (H, W, 3) RGB image, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise ImageError(f"{name}: expected a numeric image, got dtype {array.dtype}")
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ImageError(f"{name}: the image holds NaN or infinite values")
+    if np.issubdtype(array.dtype, np.floating) and values.max(initial=0.0) <= 1.0:
+        values = values * 255.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def crop_for(
+    image_size: tuple[int, int],
+    box: Sequence[float] | None,
+    box_scale: float = DEFAULT_BOX_SCALE,
+    min_side: float = DEFAULT_MIN_SIDE,
+    name: str = "image",
+) -> Crop:
+    """The square crop for a hand ``box`` ``(x0, y0, x1, y1)`` in an image of ``(width, height)``.
+
+    ``box`` None: the square of side ``max(width, height)`` centred on the image. A box must be
+    non-empty and lie inside the image (a box outside it is almost always a coordinate mix-up).
+    """
+    width, height = image_size
+    if box is None:
+        side = float(max(width, height))
+        return Crop((width - side) / 2, (height - side) / 2, side)
+    if len(box) != 4 or not all(math.isfinite(float(v)) for v in box):
+        raise ImageError(f"{name}: a box is four finite numbers x0,y0,x1,y1, got {list(box)}")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not (x0 < x1 and y0 < y1):
+        raise ImageError(f"{name}: empty box ({x0:g}, {y0:g}, {x1:g}, {y1:g}): need x0 < x1 and y0 < y1")
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        raise ImageError(
+            f"{name}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the {width}x{height} image "
+            f"(need 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height})"
+        )
+    side = max(box_scale * max(x1 - x0, y1 - y0), min_side)
+    return Crop((x0 + x1) / 2 - side / 2, (y0 + y1) / 2 - side / 2, side)
+
+
+def crop_image(image: np.ndarray, crop: Crop, size: int, mirrored: bool = False) -> np.ndarray:
+    """Resample ``crop`` of an (H, W, 3) uint8 image to (size, size, 3) uint8, black outside the image.
+
+    Exactly :func:`mle_hand_pipeline.datasets.crops.warp_crop` (bicubic, same pixel convention), kept
+    as a copy so that this file needs only Pillow; a test checks the two agree.
+    """
+    step = crop.side / size
+    if mirrored:
+        coefficients = (-step, 0.0, crop.x0 + crop.side, 0.0, step, crop.y0)
+    else:
+        coefficients = (step, 0.0, crop.x0, 0.0, step, crop.y0)
+    pil = Image.fromarray(np.ascontiguousarray(image), mode="RGB")
+    return np.asarray(
+        pil.transform((size, size), Image.Transform.AFFINE, coefficients, Image.Resampling.BICUBIC)
+    )
+
+
+def normalise(crops: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 crops -> (N, 3, S, S) float32 ImageNet-normalised model input."""
+    scaled = crops.astype(np.float32) / 255.0
+    return np.ascontiguousarray(((scaled - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2))
+
+
+def crop_to_source(
+    coords: np.ndarray, sigmas: np.ndarray, crop: Crop, size: int, mirrored: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 2) crop-pixel keypoints and sigmas -> source pixels (inverse of the crop's resampling)."""
+    scale = crop.side / size
+    u = size - coords[..., 0] if mirrored else coords[..., 0]
+    points = np.stack([crop.x0 + u * scale, crop.y0 + coords[..., 1] * scale], axis=-1)
+    return points, sigmas * scale  # a mirror flips x but not the size of its uncertainty
+
+
+@dataclass
+class _Item:
+    name: str
+    image: np.ndarray | None  # None: read from `name` when needed
+    box: Sequence[float] | None
+    mirrored: bool
+
+
+def _items(model_input) -> list[_Item]:
+    """Normalise every accepted input form into a list of images with their box and mirror flag."""
+    if isinstance(model_input, pd.DataFrame):
+        column = "image" if "image" in model_input.columns else model_input.columns[0]
+        has_box = all(c in model_input.columns for c in ("x0", "y0", "x1", "y1"))
+        items = []
+        for _, row in model_input.iterrows():
+            box = None
+            if has_box and not pd.isna(row["x0"]):
+                box = [float(row[c]) for c in ("x0", "y0", "x1", "y1")]
+            mirrored = bool(row["mirrored"]) if "mirrored" in model_input.columns else False
+            items.append(_Item(str(row[column]), None, box, mirrored))
+        return items
+    if isinstance(model_input, str | Path):
+        return [_Item(str(model_input), None, None, False)]
+    if (
+        isinstance(model_input, list | tuple)
+        and model_input
+        and all(isinstance(p, str | Path) for p in model_input)
+    ):
+        return [_Item(str(p), None, None, False) for p in model_input]
+    array = np.asarray(model_input)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise ImageError(
+            f"expected images (N, H, W, 3), one image (H, W, 3), image paths or a DataFrame with an "
+            f"'image' column; got an array of shape {array.shape}"
+        )
+    return [_Item(f"images[{i}]", image, None, False) for i, image in enumerate(array)]
+
+
+class HandPoseModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc: crops, normalises, runs the ONNX graph and maps keypoints back to the source."""
+
+    # MLflow wraps a subclass's ``predict`` to validate inputs against its type hints, and warns when
+    # there are none. This model takes several input forms on purpose (arrays, paths, DataFrames), so
+    # it has none; this attribute (MLflow's own opt-out, used by its ChatModel) skips the wrapping.
+    _skip_type_hint_validation = True
+
+    def load_context(self, context) -> None:
+        import onnxruntime as ort  # imported here: logging this model must not need onnxruntime
+
+        config = json.loads(Path(context.artifacts["config"]).read_text())
+        self.input_size = int(config["input_size"])
+        self.box_scale = float(config.get("box_scale", DEFAULT_BOX_SCALE))
+        self.min_side = float(config.get("min_side", DEFAULT_MIN_SIDE))
+        self.batch_size = int(config.get("batch_size", 16))
+        self.session = ort.InferenceSession(context.artifacts["onnx"], providers=["CPUExecutionProvider"])
+
+    def predict(self, context, model_input, params=None):
+        items = _items(model_input)
+        if not items:
+            raise ImageError("no images given")
+        size = self.input_size
+        crops, boxes, mirrors = [], [], []
+        for item in items:
+            image = read_image(item.name) if item.image is None else as_uint8_image(item.image, item.name)
+            height, width = image.shape[:2]
+            crop = crop_for((width, height), item.box, self.box_scale, self.min_side, item.name)
+            crops.append(crop_image(image, crop, size, item.mirrored))
+            boxes.append(crop)
+            mirrors.append(item.mirrored)
+        coords, sigmas = [], []
+        for start in range(0, len(crops), self.batch_size):
+            batch = normalise(np.stack(crops[start : start + self.batch_size]))
+            out_coords, out_sigmas = self.session.run(["coords_px", "sigmas_px"], {"images": batch})
+            coords.append(out_coords)
+            sigmas.append(out_sigmas)
+        coords_crop, sigmas_crop = np.concatenate(coords), np.concatenate(sigmas)
+        keypoints, scales = zip(
+            *(
+                crop_to_source(c, s, box, size, m)
+                for c, s, box, m in zip(coords_crop, sigmas_crop, boxes, mirrors, strict=True)
+            ),
+            strict=True,
+        )
+        return {
+            "keypoints": np.stack(keypoints).astype(np.float32),
+            "sigmas": np.stack(scales).astype(np.float32),
+            "crop_boxes": np.array([[b.x0, b.y0, b.side] for b in boxes], dtype=np.float32),
+        }
+
+
+# MLflow "models from code": loading this file as the model's code registers the model instance.
+# Importing the module elsewhere (mle_hand_pipeline.predict) only sets MLflow's unused global.
+mlflow.models.set_model(HandPoseModel())

@@ -1,0 +1,113 @@
+"""Every method trains and is evaluated through the train template (tiny, 1 epoch, in memory), and the
+label noise reaches the training labels only."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from kedro_datasets.json import JSONDataset
+from kedro_datasets.pandas import CSVDataset, ParquetDataset
+from matplotlib.figure import Figure
+
+from mle_hand_pipeline.datasets.records import stack_column
+from mle_hand_pipeline.evaluation.report import stack_nested
+from mle_hand_pipeline.models import METHODS
+from mle_hand_pipeline.pipelines.train import nodes
+from mle_hand_pipeline.pipelines.train.pipeline import create_pipeline
+
+MODEL = {
+    "backbone": "resnet18",
+    "stages": 2,
+    "input_size": 64,
+    "pretrained": False,
+    "head_channels": 16,
+    "loss": {"residual": "none", "flow_init": "identity"},  # flow options: ignored by the heatmap losses
+}
+TRAIN = {
+    "epochs": 1,
+    "batch_size": 8,
+    "lr_milestones": [1],
+    "devices": "cpu",
+    "num_workers": 0,
+    "eval_batch_size": 16,
+    "label_noise": {"fraction": 0.0, "jitter_px": 0.0, "outlier_fraction": 0.0, "seed": 0},
+}
+TABLES = ("per_keypoint", "per_stage", "pck_curve", "calibration")
+FIGURES = ("pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qualitative")
+
+
+def _catalog(tiny_rhd, tmp_path, method):
+    catalog = DataCatalog()
+    catalog["rhd_hands"] = tiny_rhd["hands"]
+    catalog["rhd_crops"] = tiny_rhd["crops"]
+    catalog["rhd_checkpoints"] = tmp_path / "checkpoints"
+    catalog["rhd_preprocess_summary"] = {"kept_total": len(tiny_rhd["hands"])}
+    catalog["params:rhd.model"] = {**MODEL, "method": method}
+    catalog["params:rhd.train"] = TRAIN
+    catalog["params:rhd.evaluate"] = {"checkpoint": "best", "batch_size": 16, "model": None}
+    # files between nodes, as in the project catalog: parquet and CSV round trips
+    catalog["rhd.test_predictions"] = ParquetDataset(filepath=str(tmp_path / "predictions.parquet"))
+    for name in TABLES:
+        catalog[f"rhd.test_{name}"] = CSVDataset(filepath=str(tmp_path / f"{name}.csv"))
+    catalog["rhd.training_report"] = JSONDataset(filepath=str(tmp_path / "training_report.json"))
+    for name in ("test_metrics", *(f"test_{f}_plot" for f in FIGURES)):
+        catalog[f"rhd.{name}"] = MemoryDataset()
+    return catalog
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_and_evaluates_through_train_rhd(method, tiny_rhd, tmp_path):
+    catalog = _catalog(tiny_rhd, tmp_path, method)
+    SequentialRunner().run(create_pipeline("rhd"), catalog)
+
+    test = tiny_rhd["hands"].query("split == 'test'")
+    stages = 1 if method == "rle" else 2
+    metrics = catalog.load("rhd.test_metrics")
+    for key in ("nme", "pck_0.05", "pck_0.1", "pck_0.15", "pck_0.2", "auc_0.2", "epe_px", "mmpose_auc"):
+        assert np.isfinite(metrics[key]), key
+    assert 0 <= metrics["pck_0.2"] <= 1 and metrics["nme"] > 0
+    assert metrics["n_crops"] == len(test)
+    assert f"stage{stages}_pck_0.2" in metrics and f"stage{stages + 1}_pck_0.2" not in metrics
+    has_sigma = method in ("mle", "rle")
+    assert ("within_1sigma" in metrics) == has_sigma
+
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    assert len(predictions) == len(test) and (predictions["method"] == method).all()
+    assert stack_nested(predictions["pred_crop"]).shape == (len(test), stages, 21, 2)
+    assert stack_nested(predictions["pred_source"]).shape == (len(test), stages, 21, 2)
+    per_stage = pd.read_csv(tmp_path / "per_stage.csv")
+    assert per_stage["stage"].tolist() == list(range(1, stages + 1))
+    assert per_stage["pck_0.2"].iloc[-1] == pytest.approx(metrics["pck_0.2"])
+    per_keypoint = pd.read_csv(tmp_path / "per_keypoint.csv")
+    assert len(per_keypoint) == 21 and per_keypoint["paper_view"].sum() == 11
+    calibration = pd.read_csv(tmp_path / "calibration.csv")
+    assert calibration.empty != has_sigma
+    for name in FIGURES:
+        assert isinstance(catalog.load(f"rhd.test_{name}_plot"), Figure)
+    report = catalog.load("rhd.training_report")
+    assert report["method"] == method and report["label_noise"]["n_jittered"] == 0
+
+
+def test_label_noise_reaches_the_training_labels_only(tiny_rhd, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_fit(spec, config, train_table, val_table, crops_dir, checkpoint_dir, on_epoch_end):
+        seen.update(train=train_table, val=val_table, config=config)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(nodes, "fit", fake_fit)
+    noise = {"fraction": 0.5, "jitter_px": 3.0, "outlier_fraction": 0.1, "seed": 1}
+    with pytest.raises(RuntimeError, match="stop here"):
+        nodes.train_method(
+            tiny_rhd["hands"], tiny_rhd["crops"], tmp_path, {**MODEL, "method": "mle"}, {**TRAIN, "label_noise": noise}
+        )
+    hands = tiny_rhd["hands"]
+    clean_train = stack_column(hands.query("split == 'train'")["keypoints_crop"])
+    moved = np.linalg.norm(stack_column(seen["train"]["keypoints_crop"]) - clean_train, axis=-1)
+    visible = stack_column(hands.query("split == 'train'")["visible"]).astype(bool)
+    assert (moved > 0).sum() == round(0.5 * visible.sum()) + round(0.1 * visible.sum())
+    np.testing.assert_array_equal(
+        stack_column(seen["val"]["keypoints_crop"]), stack_column(hands.query("split == 'val'")["keypoints_crop"])
+    )
+    assert not hasattr(seen["config"], "label_noise")  # applied to the labels, not passed to fit

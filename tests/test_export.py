@@ -1,0 +1,230 @@
+"""ONNX export and the MLflow models logged by ``export.log_mlflow_model`` (pt2, ONNX, image pyfunc)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from predict_helpers import FREIHAND_IMAGES, RHD_IMAGES, SIZE, tiny_model
+
+from mle_hand_pipeline import pyfunc_model
+from mle_hand_pipeline.export import (
+    ONNX_TOLERANCE_PX,
+    OnnxMismatchError,
+    check_onnx,
+    export_onnx,
+    log_mlflow_model,
+)
+from mle_hand_pipeline.models import InferenceWrapper
+from mle_hand_pipeline.predict import load_predictor, predict_images
+
+FREIHAND_IMAGE = FREIHAND_IMAGES[0]
+RHD_IMAGE = RHD_IMAGES[0]
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory) -> dict:
+    """One MLflow run (temporary SQLite store) with ``log_mlflow_model`` called as the train pipeline does."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("export", artifact_location=(root / "artifacts").as_uri())
+    model = tiny_model()
+    with mlflow.start_run(experiment_id=experiment) as run:
+        log_mlflow_model(model, SIZE)
+    yield {"run_id": run.info.run_id, "uri": uri, "model": model, "root": root}
+    mlflow.set_tracking_uri(previous)
+
+
+def test_onnx_export_has_dynamic_batch_and_matches_pytorch(tmp_path):
+    model = tiny_model()
+    data = export_onnx(model, SIZE, tmp_path / "model.onnx")
+    assert (tmp_path / "model.onnx").read_bytes() == data
+    graph = onnx.load_from_string(data).graph
+    batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param and not batch_dim.HasField("dim_value")  # symbolic: any batch size
+    assert [o.name for o in graph.output] == ["coords_px", "sigmas_px"]
+    check = check_onnx(data, model, SIZE, batch=5)
+    assert check["max_abs_diff_coords_px"] < ONNX_TOLERANCE_PX
+    assert check["max_abs_diff_sigmas_px"] < ONNX_TOLERANCE_PX
+
+
+def test_check_onnx_refuses_a_graph_of_another_model():
+    data = export_onnx(tiny_model(seed=0), SIZE)
+    with pytest.raises(OnnxMismatchError, match="differs from PyTorch"):
+        check_onnx(data, tiny_model(seed=1), SIZE)
+
+
+def test_logged_run_has_pt2_model_onnx_check_and_metric(logged):
+    run_id = logged["run_id"]
+    model = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
+    images = torch.randn(3, 3, SIZE, SIZE)
+    out = model(images)
+    assert out.shape == (3, 21, 4)
+    with torch.no_grad():
+        coords, sigmas = InferenceWrapper(logged["model"])(images)
+    torch.testing.assert_close(out, torch.cat([coords, sigmas], dim=-1), atol=1e-4, rtol=1e-4)
+
+    check = json.loads(
+        Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="onnx/check.json")).read_text()
+    )
+    assert check["max_abs_diff_coords_px"] < ONNX_TOLERANCE_PX
+    metric = mlflow.get_run(run_id).data.metrics["onnx_max_abs_diff_px"]
+    assert metric == pytest.approx(check["max_abs_diff_coords_px"])
+
+
+def _expected_source_keypoints(model, image: np.ndarray, box=None, mirrored=False) -> np.ndarray:
+    """Reference pipeline in plain PyTorch: crop, normalise, stage-T coordinates, back to the source."""
+    height, width = image.shape[:2]
+    crop = pyfunc_model.crop_for((width, height), box)
+    pixels = pyfunc_model.crop_image(image, crop, SIZE, mirrored)
+    with torch.no_grad():
+        coords, sigmas = InferenceWrapper(model)(torch.from_numpy(pyfunc_model.normalise(pixels[None])))
+    points, _ = pyfunc_model.crop_to_source(coords[0].numpy(), sigmas[0].numpy(), crop, SIZE, mirrored)
+    return points
+
+
+def test_image_pyfunc_takes_arrays_paths_and_dataframes(logged):
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{logged['run_id']}/pyfunc_model")
+    image = np.asarray(Image.open(FREIHAND_IMAGE).convert("RGB"))
+
+    out = pyfunc.predict(image[None])
+    assert out["keypoints"].shape == (1, 21, 2) and out["sigmas"].shape == (1, 21, 2)
+    expected = _expected_source_keypoints(logged["model"], image)
+    np.testing.assert_allclose(out["keypoints"][0], expected, atol=1e-2)
+    assert np.ptp(expected[:, 0]) > 5  # keypoints spread out: a wrong mapping would not match
+    assert (out["sigmas"] > 0).all()
+
+    # Float images in [0, 1] are the same image.
+    as_float = pyfunc.predict(image[None].astype(np.float32) / 255)
+    np.testing.assert_allclose(as_float["keypoints"], out["keypoints"], atol=1e-3)
+    # A list of paths reads the file: the same prediction.
+    from_path = pyfunc.predict([str(FREIHAND_IMAGE)])
+    np.testing.assert_allclose(from_path["keypoints"], out["keypoints"], atol=1e-3)
+
+    # A DataFrame with a box column per row (NaN = whole image) and a mirror flag.
+    rhd = np.asarray(Image.open(RHD_IMAGE).convert("RGB"))
+    frame = pd.DataFrame(
+        {
+            "image": [str(RHD_IMAGE), str(FREIHAND_IMAGE)],
+            "x0": [40.0, np.nan],
+            "y0": [60.0, np.nan],
+            "x1": [140.0, np.nan],
+            "y1": [150.0, np.nan],
+            "mirrored": [True, False],
+        }
+    )
+    both = pyfunc.predict(frame)
+    np.testing.assert_allclose(
+        both["keypoints"][0],
+        _expected_source_keypoints(logged["model"], rhd, box=(40, 60, 140, 150), mirrored=True),
+        atol=1e-2,
+    )
+    np.testing.assert_allclose(both["keypoints"][1], out["keypoints"][0], atol=1e-3)
+    np.testing.assert_allclose(both["crop_boxes"][0], [90 - 75, 105 - 75, 150])  # 1.5 x the box side
+
+
+def test_image_pyfunc_errors_name_the_input(logged):
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{logged['run_id']}/pyfunc_model")
+    # MLflow runs its own copy of pyfunc_model.py, so its ImageError is another class: match the base.
+    with pytest.raises(ValueError, match=r"missing\.png: no such image file"):
+        pyfunc.predict(["missing.png"])
+    frame = pd.DataFrame({"image": [str(FREIHAND_IMAGE)], "x0": [0], "y0": [0], "x1": [500], "y1": [50]})
+    with pytest.raises(ValueError, match=r"00000000\.jpg: box .* outside the 224x224 image"):
+        pyfunc.predict(frame)
+    with pytest.raises(ValueError, match="shape"):
+        pyfunc.predict(np.zeros((2, 8, 8), dtype=np.uint8))
+
+
+def test_image_pyfunc_loads_without_torch_or_this_package(logged, tmp_path):
+    """The pyfunc's own files are enough: torch and mle_hand_pipeline are made unimportable."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["torch"] = None
+        sys.modules["mle_hand_pipeline"] = None
+        import mlflow
+        mlflow.set_tracking_uri({logged["uri"]!r})
+        model = mlflow.pyfunc.load_model("runs:/{logged["run_id"]}/pyfunc_model")
+        out = model.predict([{str(FREIHAND_IMAGE)!r}])
+        print(out["keypoints"].shape, "torch" in sys.modules and sys.modules["torch"] is not None)
+        """
+    )
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "(1, 21, 2) False"
+
+
+def test_mlflow_models_predict_cli_runs_the_image_pyfunc(logged, tmp_path):
+    (tmp_path / "input.json").write_text(
+        json.dumps({"dataframe_split": {"columns": ["image"], "data": [[str(FREIHAND_IMAGE)]]}})
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": logged["uri"], "MLFLOW_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "predict",
+            "-m",
+            f"runs:/{logged['run_id']}/pyfunc_model",
+            "-i",
+            str(tmp_path / "input.json"),
+            "-t",
+            "json",
+            "-o",
+            str(tmp_path / "out.json"),
+            "--env-manager",
+            "local",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
+    image = np.asarray(Image.open(FREIHAND_IMAGE).convert("RGB"))
+    np.testing.assert_allclose(
+        np.array(predictions["keypoints"][0]), _expected_source_keypoints(logged["model"], image), atol=1e-2
+    )
+
+
+@pytest.mark.parametrize("model_suffix", ["", "/model", "/pyfunc_model"])
+def test_predict_loads_the_logged_run_with_either_backend(logged, model_suffix):
+    uri = f"runs:/{logged['run_id']}{model_suffix}"
+    results = {}
+    for backend in ("torch", "onnx"):
+        if backend == "torch" and model_suffix == "/pyfunc_model":
+            with pytest.raises(FileNotFoundError, match="no PyTorch flavour"):
+                load_predictor(uri, backend)
+            continue
+        predictor = load_predictor(uri, backend)
+        assert predictor.input_size == SIZE
+        predictions, failures = predict_images(predictor, [FREIHAND_IMAGE])
+        assert not failures
+        results[backend] = predictions[0].keypoints
+    image = np.asarray(Image.open(FREIHAND_IMAGE).convert("RGB"))
+    for keypoints in results.values():
+        np.testing.assert_allclose(keypoints, _expected_source_keypoints(logged["model"], image), atol=1e-2)
+
+
+def test_predict_names_a_missing_run(logged):
+    with pytest.raises(FileNotFoundError, match=r"runs:/0123456789abcdef0123456789abcdef.*not found"):
+        load_predictor("runs:/0123456789abcdef0123456789abcdef", "torch")
