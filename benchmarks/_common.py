@@ -38,6 +38,8 @@ def machine() -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # OpenMP settings change CPU figures a lot on a busy machine (see docs/benchmarks.md).
+        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")},
     }
     try:
         import torch

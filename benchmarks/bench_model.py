@@ -178,6 +178,7 @@ def main() -> None:
     args = p.parse_args()
     batches = (1, 32)
     if args.quick:
+        torch.set_num_threads(1)  # --quick only proves the script runs: avoid thread contention
         args.configs, args.repeat, args.no_compile, args.matmul_n = ["tiny"], 1, True, 512
         batches = (1, 4)
     load_before = _common.loadavg()

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
@@ -43,6 +45,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2, help="runs per worker count; the best is kept")
     args = p.parse_args()
     if args.quick:
+        torch.set_num_threads(1)  # --quick only proves the script runs: avoid thread contention
         args.size, args.limit, args.repeat = 64, 24, 1
     if not args.root.is_dir():
         sys.exit(f"{args.root} not found: run `kedro run --pipeline=synthetic_data` first (or pass --root)")

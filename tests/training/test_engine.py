@@ -88,3 +88,21 @@ def test_resume_refuses_a_different_model(tiny_rhd, tmp_path):
     other = ModelSpec(**{**SPEC.__dict__, "stages": 3})
     with pytest.raises(ValueError, match="was trained with model"):
         fit(other, _config(resume=True), train, val, tiny_rhd["crops"], tmp_path)
+
+
+def test_warm_start_loads_shared_weights_and_keeps_new_heads(tmp_path):
+    from mle_hand_pipeline.training.checkpoint import save_atomic
+    from mle_hand_pipeline.training.engine import warm_start
+
+    source = ModelSpec(**{**SPEC.__dict__, "method": "integral"}).build_model()
+    save_atomic({"model": source.state_dict()}, tmp_path / "best.pt")
+    torch.manual_seed(123)
+    target = SPEC.build_model()
+    fresh = {k: v.clone() for k, v in target.state_dict().items()}
+    warm_start(target, tmp_path / "best.pt", log=False)
+    loaded = target.state_dict()
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+    variance = [k for k in loaded if k not in source.state_dict()]
+    assert variance and all("variance" in k for k in variance)
+    assert all(torch.equal(loaded[k], fresh[k]) for k in variance)

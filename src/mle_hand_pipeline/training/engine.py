@@ -51,6 +51,7 @@ class ModelSpec:
     pretrained: bool = False
     head_channels: int = 256
     loss: dict[str, Any] = field(default_factory=dict)
+    init_checkpoint: str | None = None
 
     def build_model(self, pretrained: bool | None = None) -> nn.Module:
         return build_model(
@@ -244,7 +245,10 @@ class Trainer:
         self.is_main = rank == 0
 
         torch.manual_seed(config.seed)
-        self.module = TrainingModule(spec.build_model(), spec.build_loss()).to(device)
+        model = spec.build_model()
+        if spec.init_checkpoint and not config.resume:
+            warm_start(model, spec.init_checkpoint, log=self.is_main)
+        self.module = TrainingModule(model, spec.build_loss()).to(device)
         if device.type == "cuda":
             self.module = self.module.to(memory_format=torch.channels_last)
         self.wrapped = DistributedDataParallel(self.module) if world_size > 1 else self.module
@@ -470,8 +474,24 @@ class Trainer:
 
 
 def _spec_dict(spec: ModelSpec) -> dict[str, Any]:
-    # `pretrained` only matters at initialisation; a resumed or loaded model has its own weights.
-    return {k: v for k, v in asdict(spec).items() if k != "pretrained"}
+    # Initialisation choices don't describe the model: a resumed or loaded model has its own weights.
+    return {k: v for k, v in asdict(spec).items() if k not in ("pretrained", "init_checkpoint")}
+
+
+def warm_start(model: nn.Module, path: str | Path, log: bool = True) -> None:
+    """Initialise ``model`` from another run's ``best.pt``/``last.pt`` where names and shapes match.
+
+    The RLE authors and MMPose users start likelihood losses from a heatmap- or integral-trained
+    network; heads the source lacks (e.g. the variance head) keep their fresh initialisation.
+    """
+    weights = _model_weights(load_checkpoint(path))
+    own = model.state_dict()
+    usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(f"{path}: no weight matches this model's names and shapes; nothing to warm-start")
+    model.load_state_dict(usable, strict=False)
+    if log:
+        logger.info("warm start from %s: %d of %d tensors loaded", path, len(usable), len(own))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
@@ -479,10 +499,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     state = load_checkpoint(path, map_location=device)
     spec = ModelSpec(**state["spec"])
     model = spec.build_model(pretrained=False)
-    weights = (
-        state["model"]
-        if "model" in state
-        else {k.removeprefix("model."): v for k, v in state["module"].items() if k.startswith("model.")}
-    )
-    model.load_state_dict(weights)
+    model.load_state_dict(_model_weights(state))
     return model.to(device).eval(), spec
+
+
+def _model_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The network's state dict from ``best.pt`` (``model``) or ``last.pt`` (``module`` = model + loss)."""
+    if "model" in state:
+        return state["model"]
+    return {k.removeprefix("model."): v for k, v in state["module"].items() if k.startswith("model.")}

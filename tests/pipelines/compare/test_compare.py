@@ -60,7 +60,12 @@ def test_plan_changes_only_the_method_and_the_noise():
         }
     assert plan[0]["model"]["loss"]["residual"] == "none"  # the paper's MLE loss
     assert plan[1]["model"]["loss"] == {"residual": "laplace", "flow_init": "identity"}  # RLE's own
-    assert plan[3]["train"]["label_noise"] == {"fraction": 0.0, "jitter_px": 0.0, "outlier_fraction": 0.2, "seed": 0}
+    assert plan[3]["train"]["label_noise"] == {
+        "fraction": 0.0,
+        "jitter_px": 0.0,
+        "outlier_fraction": 0.2,
+        "seed": 0,
+    }
     assert plan[0]["train"]["label_noise"]["outlier_fraction"] == 0.0
     assert MODEL["method"] == "mle" and TRAIN["label_noise"]["outlier_fraction"] == 0.0  # inputs untouched
     with pytest.raises(ValueError, match="unknown"):
@@ -69,6 +74,11 @@ def test_plan_changes_only_the_method_and_the_noise():
         nodes.comparison_plan(MODEL, TRAIN, {"noise_levels": [{}, {"fraction": 0.5}]})  # both "clean"
     with pytest.raises(ValueError, match="fraction"):
         nodes.comparison_plan(MODEL, TRAIN, {"noise_levels": [{"fraction": 2.0, "jitter_px": 1.0}]})
+    # from the command line (`--params` splits on commas): "mle+integral"
+    assert [p["method"] for p in nodes.comparison_plan(MODEL, TRAIN, {"methods": "mle+integral"})] == [
+        "mle",
+        "integral",
+    ]
     # default: every method, clean labels
     assert [p["method"] for p in nodes.comparison_plan(MODEL, TRAIN, {})] == list(nodes.METHODS)
 
@@ -125,11 +135,21 @@ def test_each_method_and_noise_level_is_a_nested_mlflow_run(tiny_rhd, tmp_path):
         # the same metric names as a train_rhd run
         assert metrics["test_nme"] == pytest.approx(row["nme"]) and math.isfinite(metrics["test_pck_0.2"])
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_nme")] == [1]
-        for key in ("train_loss", "train_wall_time_s", "best_epoch", "test_stage2_pck_0.2", "label_noise_n_outliers"):
+        for key in (
+            "train_loss",
+            "train_wall_time_s",
+            "best_epoch",
+            "test_stage2_pck_0.2",
+            "label_noise_n_outliers",
+        ):
             assert key in metrics, key
         assert (metrics["label_noise_n_outliers"] > 0) == (row["noise"] != "clean")
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
-        assert {"evaluation/pck_curve.png", "evaluation/qualitative.png", "evaluation/per_keypoint.csv"} <= artifacts
+        assert {
+            "evaluation/pck_curve.png",
+            "evaluation/qualitative.png",
+            "evaluation/per_keypoint.csv",
+        } <= artifacts
     assert "test_nme" not in client.get_run(parent.info.run_id).data.metrics  # children hold the metrics
 
     curves = catalog.load("rhd.comparison_pck_curves")
@@ -154,7 +174,7 @@ def test_a_diverging_method_is_reported_and_the_comparison_goes_on(tiny_rhd, tmp
         return real(hands, crops_dir, root, model, train)
 
     monkeypatch.setattr(nodes, "train_method", diverge_on_heatmap)
-    table, curves, _, _ = nodes.compare_methods(
+    table, curves, per_keypoint, per_stage = nodes.compare_methods(
         tiny_rhd["hands"],
         tiny_rhd["crops"],
         tmp_path,
@@ -166,7 +186,5 @@ def test_a_diverging_method_is_reported_and_the_comparison_goes_on(tiny_rhd, tmp
     assert table["status"].tolist() == ["diverged", "finished"]
     assert math.isnan(table.loc[0, "nme"]) and table.loc[1, "nme"] > 0
     assert set(curves["method"]) == {"rle"}
-    per_keypoint = curves.iloc[:0].assign(keypoint=0, nme=0.0)
-    per_stage = curves.iloc[:0].assign(stage=1, **{"pck_0.2": 0.0})
     figures = nodes.plot_comparison(table, curves, per_keypoint, per_stage, {"reference_method": "rle"})
     assert [t.get_text().split(" ")[0] for t in figures[0].axes[0].get_legend().get_texts()] == ["rle"]

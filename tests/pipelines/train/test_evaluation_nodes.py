@@ -100,7 +100,11 @@ def test_label_noise_reaches_the_training_labels_only(tiny_rhd, tmp_path, monkey
     noise = {"fraction": 0.5, "jitter_px": 3.0, "outlier_fraction": 0.1, "seed": 1}
     with pytest.raises(RuntimeError, match="stop here"):
         nodes.train_method(
-            tiny_rhd["hands"], tiny_rhd["crops"], tmp_path, {**MODEL, "method": "mle"}, {**TRAIN, "label_noise": noise}
+            tiny_rhd["hands"],
+            tiny_rhd["crops"],
+            tmp_path,
+            {**MODEL, "method": "mle"},
+            {**TRAIN, "label_noise": noise},
         )
     hands = tiny_rhd["hands"]
     clean_train = stack_column(hands.query("split == 'train'")["keypoints_crop"])
@@ -108,6 +112,7 @@ def test_label_noise_reaches_the_training_labels_only(tiny_rhd, tmp_path, monkey
     visible = stack_column(hands.query("split == 'train'")["visible"]).astype(bool)
     assert (moved > 0).sum() == round(0.5 * visible.sum()) + round(0.1 * visible.sum())
     np.testing.assert_array_equal(
-        stack_column(seen["val"]["keypoints_crop"]), stack_column(hands.query("split == 'val'")["keypoints_crop"])
+        stack_column(seen["val"]["keypoints_crop"]),
+        stack_column(hands.query("split == 'val'")["keypoints_crop"]),
     )
     assert not hasattr(seen["config"], "label_noise")  # applied to the labels, not passed to fit

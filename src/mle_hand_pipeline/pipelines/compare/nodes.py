@@ -21,7 +21,7 @@ from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation import report as R
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
 from mle_hand_pipeline.models import METHODS
-from mle_hand_pipeline.pipelines.train.nodes import model_spec, predict_checkpoint, split, train_method
+from mle_hand_pipeline.pipelines.train.nodes import evaluate_on_test, model_spec, split, train_method
 from mle_hand_pipeline.training.engine import NonFiniteLossError
 from mle_hand_pipeline.training.label_noise import LabelNoise
 
@@ -46,7 +46,10 @@ def comparison_plan(
     """The runs of a comparison: the dataset's model/train params with only ``method`` changed, plus
     ``compare.loss_overrides[method]`` over ``model.loss`` (RLE's own residual form) and the label
     noise (one block per ``compare.noise_levels`` entry, over ``train.label_noise``)."""
-    methods = list(compare_params.get("methods") or METHODS)
+    methods = compare_params.get("methods") or METHODS
+    if isinstance(methods, str):  # "mle integral" or "mle+integral": `kedro run --params` splits on commas
+        methods = methods.replace("+", " ").split()
+    methods = list(methods)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"compare.methods: unknown {unknown}; valid: {', '.join(METHODS)}")
@@ -109,7 +112,9 @@ def _child_run(name: str, params: dict[str, str]):
         mlflow.end_run(state["status"])
 
 
-def _log_child_artifacts(report: R.EvaluationReport, history: pd.DataFrame, crops_dir: Path, label: str) -> None:
+def _log_child_artifacts(
+    report: R.EvaluationReport, history: pd.DataFrame, crops_dir: Path, label: str
+) -> None:
     """The files a ``train_<dataset>`` run has, logged to the active (child) run."""
     if not mlflow.active_run():
         return
@@ -144,7 +149,7 @@ def compare_methods(
         tables (keyed by ``run``, ``method``, ``noise``).
     """
     dataset = str(hands["dataset"].iloc[0])
-    test = split(hands, "test")
+    split(hands, "test")  # fail before any training if there is no test split
     plan = comparison_plan(model_params, train_params, compare_params)
     rows, curves, per_keypoint, per_stage = [], [], [], []
     for number, item in enumerate(plan, start=1):
@@ -183,11 +188,7 @@ def compare_methods(
                 rows.append({**row, "status": "diverged"})
                 continue
             checkpoint = training[f"{evaluate_params['checkpoint']}_checkpoint"]
-            coords, sigmas, spec = predict_checkpoint(
-                checkpoint, test, crops_dir, evaluate_params["batch_size"]
-            )
-            report = R.evaluate_predictions(test, coords, sigmas)
-            report.predictions.insert(0, "method", spec.method)
+            report = evaluate_on_test(hands, crops_dir, checkpoint, evaluate_params["batch_size"])
             tracking.log_metrics(report.metrics, prefix="test_")
             _log_child_artifacts(report, history, crops_dir, run_name)
             rows.append(

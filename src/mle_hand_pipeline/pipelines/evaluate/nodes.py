@@ -80,8 +80,9 @@ def evaluate_model(
     source = params.get("model")
     if not source:
         raise ValueError(
-            "no model to evaluate: set `evaluate.model` to a checkpoint path or an MLflow model URI, e.g. "
-            "--params=rhd.evaluate.model=data/06_models/rhd/mle/best.pt or rhd.evaluate.model=runs:/<id>/model"
+            "no model to evaluate: set `evaluate.model` to a checkpoint path or an MLflow model URI, "
+            "e.g. --params=rhd.evaluate.model=data/06_models/rhd/mle/best.pt "
+            "or --params=rhd.evaluate.model=runs:/<run_id>/model"
         )
     test = split(hands, "test")
     if is_mlflow_uri(source):

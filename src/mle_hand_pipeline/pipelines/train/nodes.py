@@ -194,6 +194,17 @@ def report_outputs(report: R.EvaluationReport, prefix: str = "test_") -> tuple:
     )
 
 
+def evaluate_on_test(
+    hands: pd.DataFrame, crops_dir: Path, checkpoint: str | Path, batch_size: int
+) -> R.EvaluationReport:
+    """The evaluation report of a checkpoint on the ``test`` split (predictions tagged with the method)."""
+    test = split(hands, "test")
+    coords, sigmas, spec = predict_checkpoint(checkpoint, test, crops_dir, batch_size)
+    report = R.evaluate_predictions(test, coords, sigmas)
+    report.predictions.insert(0, "method", spec.method)
+    return report
+
+
 def evaluate_checkpoint(
     hands: pd.DataFrame,
     crops_dir: Path,
@@ -205,13 +216,8 @@ def evaluate_checkpoint(
     Metrics are also logged as ``test_*``. Returns the metrics, the per-crop predictions (all stages,
     crop and source pixels), and the per-keypoint, per-stage, PCK-curve and calibration tables.
     """
-    test = split(hands, "test")
-    coords, sigmas, spec = predict_checkpoint(
-        training_report[f"{params['checkpoint']}_checkpoint"], test, crops_dir, params["batch_size"]
-    )
-    report = R.evaluate_predictions(test, coords, sigmas)
-    report.predictions.insert(0, "method", spec.method)
-    return report_outputs(report)
+    checkpoint = training_report[f"{params['checkpoint']}_checkpoint"]
+    return report_outputs(evaluate_on_test(hands, crops_dir, checkpoint, params["batch_size"]))
 
 
 def plot_evaluation(

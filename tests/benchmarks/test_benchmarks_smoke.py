@@ -1,0 +1,72 @@
+"""Each benchmark script runs end to end with --quick (tiny sizes). No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def rhd_root(tiny_rhd) -> Path:
+    return tiny_rhd["root"]  # 36 + 10 synthetic RHD images, rendered once per session
+
+
+def _run(script: str, out: Path, *args: str) -> dict:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    (result,) = out.glob("*_quick.json")
+    document = json.loads(result.read_text())
+    assert document["quick"] is True and len(document["loadavg_before"]) == 3
+    assert document["machine"]["logical_cpus"] >= 1
+    assert "saved" in done.stdout  # the table was printed
+    return document
+
+
+@pytest.mark.slow
+def test_bench_preprocess(tmp_path, rhd_root):
+    document = _run("bench_preprocess.py", tmp_path, "--root", str(rhd_root))
+    assert [row["workers"] for row in document["rows"]] == [1, 2]
+    assert document["rows"][0]["crops"] > 0 and document["outputs_identical_across_workers"] is True
+
+
+@pytest.mark.slow
+def test_bench_loader(tmp_path, rhd_root):
+    document = _run("bench_loader.py", tmp_path, "--root", str(rhd_root))
+    assert all(row["crops_per_s"] > 0 for row in document["per_worker"])
+    assert {row["workers"] for row in document["dataloader"]} == {1, 2}
+
+
+@pytest.mark.slow
+def test_bench_train_step(tmp_path, rhd_root):
+    document = _run("bench_train_step.py", tmp_path, "--root", str(rhd_root))
+    phases = [row["phase"] for row in document["phases"]]
+    assert phases == ["data", "augment", "forward", "loss", "backward", "optimizer", "step (total)"]
+    assert 0 < document["flows_loss_share"] and document["images_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_bench_model(tmp_path):
+    document = _run("bench_model.py", tmp_path)
+    rows = document["configs"]["tiny"]["rows"]
+    assert document["matmul_gflops"] > 0
+    assert {(r["mode"], r["model"]) for r in rows} >= {
+        ("train", "full"),
+        ("train", "backbone"),
+        ("infer", "full"),
+    }
+    runtimes = {r.get("runtime") for r in rows if r["mode"] == "infer" and "error" not in r}
+    assert {"eager_nchw", "eager_channels_last", "onnxruntime"} <= runtimes

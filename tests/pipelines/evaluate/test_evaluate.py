@@ -1,0 +1,100 @@
+"""evaluate_rhd: a checkpoint path gives every stage; an MLflow model URI gives the same final stage."""
+
+import mlflow
+import numpy as np
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from kedro_datasets.pandas import CSVDataset, ParquetDataset
+
+from mle_hand_pipeline.evaluation.report import FINAL_STAGE_ONLY, stack_nested
+from mle_hand_pipeline.export import log_mlflow_model
+from mle_hand_pipeline.pipelines.evaluate.nodes import evaluate_model, is_mlflow_uri
+from mle_hand_pipeline.pipelines.evaluate.pipeline import create_pipeline
+from mle_hand_pipeline.pipelines.train.nodes import evaluate_checkpoint, split
+from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig, fit, load_model
+
+SPEC = ModelSpec(method="mle", backbone="resnet18", stages=2, input_size=64, head_channels=16)
+CONFIG = TrainConfig(
+    epochs=1, batch_size=8, lr_milestones=(1,), devices="cpu", num_workers=0, eval_batch_size=16
+)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_rhd, tmp_path_factory):
+    hands = tiny_rhd["hands"]
+    result = fit(
+        SPEC,
+        CONFIG,
+        split(hands, "train"),
+        split(hands, "val"),
+        tiny_rhd["crops"],
+        tmp_path_factory.mktemp("ck"),
+    )
+    return result.best_checkpoint
+
+
+def test_uri_or_path():
+    assert is_mlflow_uri("runs:/0123abcd/model") and is_mlflow_uri("models:/hand/3")
+    assert is_mlflow_uri("file:///tmp/model") and is_mlflow_uri("s3://bucket/model")
+    assert not is_mlflow_uri("data/06_models/rhd/mle/best.pt") and not is_mlflow_uri("/abs/best.pt")
+
+
+def test_evaluate_pipeline_on_a_checkpoint_matches_the_train_evaluation(tiny_rhd, checkpoint, tmp_path):
+    params = {"checkpoint": "best", "batch_size": 16, "model": str(checkpoint)}
+    catalog = DataCatalog()
+    catalog["rhd_hands"] = tiny_rhd["hands"]
+    catalog["rhd_crops"] = tiny_rhd["crops"]
+    catalog["params:rhd.evaluate"] = params
+    catalog["rhd.evaluation_predictions"] = ParquetDataset(filepath=str(tmp_path / "p.parquet"))
+    for name in ("per_keypoint", "per_stage", "pck_curve", "calibration"):
+        catalog[f"rhd.evaluation_{name}"] = CSVDataset(filepath=str(tmp_path / f"{name}.csv"))
+    for name in ("metrics", "pck_curve_plot", "per_keypoint_nme_plot", "per_stage_pck_plot"):
+        catalog[f"rhd.evaluation_{name}"] = MemoryDataset()
+    catalog["rhd.evaluation_calibration_plot"] = MemoryDataset()
+    catalog["rhd.evaluation_qualitative_plot"] = MemoryDataset()
+    SequentialRunner().run(create_pipeline("rhd"), catalog)
+
+    metrics = catalog.load("rhd.evaluation_metrics")
+    reference = evaluate_checkpoint(
+        tiny_rhd["hands"], tiny_rhd["crops"], {"best_checkpoint": str(checkpoint)}, params
+    )[0]
+    assert metrics == pytest.approx(reference)
+    assert "stage1_pck_0.2" in metrics and "within_1sigma" in metrics
+    assert (tmp_path / "p.parquet").is_file() and (tmp_path / "per_stage.csv").read_text().count("\n") == 3
+
+
+def test_an_mlflow_model_gives_the_final_stage_of_its_checkpoint(tiny_rhd, checkpoint, tmp_path):
+    hands, crops = tiny_rhd["hands"], tiny_rhd["crops"]
+    n_test = len(split(hands, "test"))
+    batch_size = n_test - 1  # the last batch holds ONE crop: torch.export's batch axis starts at 2
+    assert batch_size >= 2
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        experiment = mlflow.create_experiment("e", artifact_location=(tmp_path / "mlruns").as_uri())
+        with mlflow.start_run(experiment_id=experiment) as run:
+            mlflow.log_param("rhd.model.method", "mle")
+            model, spec = load_model(checkpoint)
+            log_mlflow_model(model, spec.input_size)
+        uri = f"runs:/{run.info.run_id}/model"
+        params = {"checkpoint": "best", "batch_size": batch_size, "model": uri}
+        metrics, predictions, _, per_stage, _, calibration = evaluate_model(hands, crops, params)
+    finally:
+        mlflow.set_tracking_uri(None)
+    _, reference, *_ = evaluate_checkpoint(hands, crops, {"best_checkpoint": str(checkpoint)}, params)
+    coords = stack_nested(predictions["pred_crop"])
+    assert coords.shape == (n_test, 1, 21, 2)
+    np.testing.assert_allclose(coords[:, 0], stack_nested(reference["pred_crop"])[:, -1], atol=1e-3)
+    np.testing.assert_allclose(
+        stack_nested(predictions["sigma_crop"])[:, 0], stack_nested(reference["sigma_crop"])[:, -1], rtol=1e-3
+    )
+    assert (predictions["method"] == "mle").all()  # read from the run's parameters
+    assert per_stage["stage"].tolist() == [FINAL_STAGE_ONLY]
+    assert not any(k.startswith("stage") for k in metrics) and not calibration.empty
+
+
+def test_no_model_is_a_clear_error(tiny_rhd):
+    with pytest.raises(ValueError, match=r"rhd.evaluate.model=runs:/<run_id>/model"):
+        evaluate_model(
+            tiny_rhd["hands"], tiny_rhd["crops"], {"checkpoint": "best", "batch_size": 8, "model": None}
+        )
