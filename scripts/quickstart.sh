@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KEDRO_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 MLFLOW_DISABLE_TELEMETRY=true
+# OpenMP threads spin-wait for a busy core by default; on 2 cores that halves training speed.
+export OMP_WAIT_POLICY=PASSIVE
 [ -x .venv/bin/kedro ] || bash scripts/setup.sh
 for pipeline in synthetic_data freihand_preprocess rhd_preprocess train_rhd; do
   echo "=== kedro run --pipeline=$pipeline"
