@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Before torch loads: idle OpenMP threads must not spin while test subprocesses share the 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_SAMPLES = FIXTURES / "real_samples"
