@@ -25,3 +25,19 @@ def kedro_run(project: Path, *args: str, timeout: float = 600, check: bool = Tru
     output = completed.stdout + completed.stderr
     assert (completed.returncode == 0) == check, output[-6000:]
     return output
+
+
+# Picklable by reference for spawned processes: pytest's importlib mode gives test modules names
+# that a child process cannot import, this module it can (pyproject: pythonpath = ["tests"]).
+class KillAfterFirstEpoch:
+    """An ``on_epoch_end`` callback that kills the process like SIGKILL would: no cleanup at all."""
+
+    def __call__(self, row: dict) -> None:
+        if row["epoch"] == 1:
+            os._exit(3)
+
+
+def fit_in_child(args: tuple) -> None:
+    from mle_hand_pipeline.training.engine import fit
+
+    fit(*args)

@@ -1,10 +1,10 @@
 """Training loop: learning, exact resume after a kill, DDP replicas, non-finite handling."""
 
 import multiprocessing
-import os
 
 import pytest
 import torch
+from helpers import KillAfterFirstEpoch, fit_in_child
 
 from mle_hand_pipeline.training.augment import AugmentSettings
 from mle_hand_pipeline.training.checkpoint import load_checkpoint
@@ -35,24 +35,14 @@ def _splits(tiny_rhd):
     ].reset_index(drop=True)
 
 
-class _KillAfterFirstEpoch:
-    def __call__(self, row):
-        if row["epoch"] == 1:
-            os._exit(3)  # no cleanup, like a killed job: only what was already on disk survives
-
-
-def _fit_in_child(args):
-    fit(*args)
-
-
 def test_resume_after_kill_matches_uninterrupted_run(tiny_rhd, tmp_path):
     train, val = _splits(tiny_rhd)
     reference = fit(SPEC, _config(), train, val, tiny_rhd["crops"], tmp_path / "reference")
 
     context = multiprocessing.get_context("spawn")
     child = context.Process(
-        target=_fit_in_child,
-        args=((SPEC, _config(), train, val, tiny_rhd["crops"], tmp_path / "killed", _KillAfterFirstEpoch()),),
+        target=fit_in_child,
+        args=((SPEC, _config(), train, val, tiny_rhd["crops"], tmp_path / "killed", KillAfterFirstEpoch()),),
     )
     child.start()
     child.join()
