@@ -39,8 +39,6 @@ import _common
 from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
 from mle_hand_pipeline.datasets.crops import CropBox, warp_crop
 from mle_hand_pipeline.datasets.records import stack_column
-from mle_hand_pipeline.datasets.rhd import read_rhd
-from mle_hand_pipeline.pipelines.preprocess.nodes import filter_visible
 from mle_hand_pipeline.training.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentSettings, prepare_batch
 from mle_hand_pipeline.training.data import HandCrops
 
@@ -112,7 +110,7 @@ def loader_rate(dataset, workers: int, batch: int, collate_prepare=None) -> floa
 
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, default=_common.REPO / "data/01_raw/synthetic/RHD_published_v2")
+    p.add_argument("--root", type=Path, default=_common.SYNTHETIC_RHD)
     p.add_argument("--hands", type=int, default=512)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--batch", type=int, default=32)
@@ -120,11 +118,7 @@ def main() -> None:
     if args.quick:
         torch.set_num_threads(1)  # --quick only proves the script runs: avoid thread contention
         args.hands, args.size, args.batch = 16, 64, 4
-    if not args.root.is_dir():
-        sys.exit(f"{args.root} not found: run `kedro run --pipeline=synthetic_data` first (or pass --root)")
-    hands, _ = read_rhd(args.root, ["training", "evaluation"], val_ratio=0.1, seed=42, on_bad_sample="raise")
-    hands, _ = filter_visible(hands, {"min_visible": 10})
-    hands = hands.iloc[: args.hands].reset_index(drop=True)
+    hands = _common.synthetic_rhd_hands(args.root, args.hands)
     settings = AugmentSettings()
     threads = torch.get_num_threads()
     load_before = _common.loadavg()

@@ -23,8 +23,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
 from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
-from mle_hand_pipeline.datasets.rhd import read_rhd
-from mle_hand_pipeline.pipelines.preprocess.nodes import filter_visible
 
 
 def digest(folder: Path) -> str:
@@ -39,7 +37,7 @@ def digest(folder: Path) -> str:
 
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, default=_common.REPO / "data/01_raw/synthetic/RHD_published_v2")
+    p.add_argument("--root", type=Path, default=_common.SYNTHETIC_RHD)
     p.add_argument("--size", type=int, default=256, help="crop side (default 256)")
     p.add_argument("--limit", type=int, default=0, help="use the first N hands only (0: all)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -48,13 +46,8 @@ def main() -> None:
     if args.quick:
         torch.set_num_threads(1)  # --quick only proves the script runs: avoid thread contention
         args.size, args.limit, args.repeat = 64, 24, 1
-    if not args.root.is_dir():
-        sys.exit(f"{args.root} not found: run `kedro run --pipeline=synthetic_data` first (or pass --root)")
 
-    hands, _ = read_rhd(args.root, ["training", "evaluation"], val_ratio=0.1, seed=42, on_bad_sample="raise")
-    hands, _ = filter_visible(hands, {"min_visible": 10})
-    if args.limit:
-        hands = hands.iloc[: args.limit].reset_index(drop=True)
+    hands = _common.synthetic_rhd_hands(args.root, args.limit)
     settings = CropSettings(size=args.size)
     load_before = _common.loadavg()
     rows, digests = [], {}

@@ -41,3 +41,31 @@ def fit_in_child(args: tuple) -> None:
     from mle_hand_pipeline.training.engine import fit
 
     fit(*args)
+
+
+def artifact_paths(client, run_id: str, path: str = "") -> list[str]:
+    """Every artifact file of an MLflow run, as paths relative to the run's artifact root."""
+    found = []
+    for item in client.list_artifacts(run_id, path):
+        found += artifact_paths(client, run_id, item.path) if item.is_dir else [item.path]
+    return found
+
+
+# A model and schedule small enough to train in seconds on the CPU (params blocks of the pipelines).
+TINY_MODEL_PARAMS = {
+    "backbone": "resnet18",
+    "stages": 2,
+    "input_size": 64,
+    "pretrained": False,
+    "head_channels": 16,
+    "loss": {"residual": "none", "flow_init": "identity"},  # flow options: ignored by the heatmap losses
+}
+TINY_TRAIN_PARAMS = {
+    "epochs": 1,
+    "batch_size": 8,
+    "lr_milestones": [1],
+    "devices": "cpu",
+    "num_workers": 0,
+    "eval_batch_size": 16,
+    "label_noise": {"fraction": 0.0, "jitter_px": 0.0, "outlier_fraction": 0.0, "seed": 0},
+}

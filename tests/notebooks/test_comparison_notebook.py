@@ -5,7 +5,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import kedro_run
+from helpers import artifact_paths, kedro_run
 from mlflow.tracking import MlflowClient
 from nbclient import NotebookClient
 
@@ -19,13 +19,6 @@ rhd:
     noise_levels: [{name: clean}]
 """
 RUNS = ["rhd-cpm-noise-clean", "rhd-mle-noise-clean"]
-
-
-def _artifacts(client, run_id, path=""):
-    found = []
-    for item in client.list_artifacts(run_id, path):
-        found += _artifacts(client, run_id, item.path) if item.is_dir else [item.path]
-    return found
 
 
 @pytest.mark.slow
@@ -46,7 +39,7 @@ def test_compare_rhd_then_the_notebook(kedro_project, tiny_rhd, monkeypatch):
     )
     assert sorted(r.info.run_name for r in children) == RUNS
     assert parent.data.params["rhd.compare.methods"] == "['mle', 'cpm']"
-    artifacts = _artifacts(client, parent.info.run_id)
+    artifacts = artifact_paths(client, parent.info.run_id)
     for name in ("comparison_table.csv", "pck_curves.csv", "pck_curves.png", "per_stage_pck.png"):
         assert f"comparison/{name}" in artifacts, artifacts
     report = kedro_project / "data/08_reporting/rhd/compare"

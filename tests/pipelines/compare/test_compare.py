@@ -6,6 +6,7 @@ import math
 import mlflow
 import numpy as np
 import pytest
+from helpers import TINY_MODEL_PARAMS, TINY_TRAIN_PARAMS
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import CSVDataset
@@ -16,24 +17,8 @@ from mle_hand_pipeline.pipelines.compare import nodes
 from mle_hand_pipeline.pipelines.compare.pipeline import FIGURES, TABLES, create_pipeline
 from mle_hand_pipeline.training.engine import NonFiniteLossError
 
-MODEL = {
-    "method": "mle",
-    "backbone": "resnet18",
-    "stages": 2,
-    "input_size": 64,
-    "pretrained": False,
-    "head_channels": 16,
-    "loss": {"residual": "none", "flow_init": "identity"},
-}
-TRAIN = {
-    "epochs": 1,
-    "batch_size": 8,
-    "lr_milestones": [1],
-    "devices": "cpu",
-    "num_workers": 0,
-    "eval_batch_size": 16,
-    "label_noise": {"fraction": 0.0, "jitter_px": 0.0, "outlier_fraction": 0.0, "seed": 0},
-}
+MODEL = {**TINY_MODEL_PARAMS, "method": "mle"}
+TRAIN = TINY_TRAIN_PARAMS
 EVALUATE = {"checkpoint": "best", "batch_size": 16, "model": None}
 COMPARE = {
     "methods": ["mle", "cpm"],

@@ -4,6 +4,7 @@ label noise reaches the training labels only."""
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import TINY_MODEL_PARAMS, TINY_TRAIN_PARAMS
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
@@ -16,23 +17,8 @@ from mle_hand_pipeline.models import METHODS
 from mle_hand_pipeline.pipelines.train import nodes
 from mle_hand_pipeline.pipelines.train.pipeline import create_pipeline
 
-MODEL = {
-    "backbone": "resnet18",
-    "stages": 2,
-    "input_size": 64,
-    "pretrained": False,
-    "head_channels": 16,
-    "loss": {"residual": "none", "flow_init": "identity"},  # flow options: ignored by the heatmap losses
-}
-TRAIN = {
-    "epochs": 1,
-    "batch_size": 8,
-    "lr_milestones": [1],
-    "devices": "cpu",
-    "num_workers": 0,
-    "eval_batch_size": 16,
-    "label_noise": {"fraction": 0.0, "jitter_px": 0.0, "outlier_fraction": 0.0, "seed": 0},
-}
+MODEL = TINY_MODEL_PARAMS
+TRAIN = TINY_TRAIN_PARAMS
 TABLES = ("per_keypoint", "per_stage", "pck_curve", "calibration")
 FIGURES = ("pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qualitative")
 

@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from helpers import kedro_run
+from helpers import artifact_paths, kedro_run
 from mlflow.tracking import MlflowClient
 
 TINY = """
@@ -14,13 +14,6 @@ rhd:
   model: {backbone: resnet18, stages: 2, input_size: 64, head_channels: 16}
   train: {epochs: 2, batch_size: 8, lr_milestones: [1], num_workers: 0, eval_batch_size: 16}
 """
-
-
-def _artifacts(client, run_id, path=""):
-    found = []
-    for item in client.list_artifacts(run_id, path):
-        found += _artifacts(client, run_id, item.path) if item.is_dir else [item.path]
-    return found
 
 
 @pytest.mark.slow
@@ -50,7 +43,7 @@ def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
         assert [m.step for m in history] == [1, 2], key
     for key in ("test_nme", "test_pck_0.2", "test_auc_0.2", "test_epe_px", "test_stage2_pck_0.2"):
         assert np.isfinite(run.data.metrics[key]), key
-    artifacts = _artifacts(client, run.info.run_id)
+    artifacts = artifact_paths(client, run.info.run_id)
     for expected in (
         "preprocess/summary.json",
         "checkpoints/best.pt",
