@@ -70,3 +70,20 @@ def test_bench_model(tmp_path):
     }
     runtimes = {r.get("runtime") for r in rows if r["mode"] == "infer" and "error" not in r}
     assert {"eager_nchw", "eager_channels_last", "onnxruntime"} <= runtimes
+
+
+@pytest.mark.slow
+def test_bench_learning(tmp_path, tiny_rhd):
+    tiny_rhd["hands"].to_parquet(tmp_path / "hands.parquet")
+    out = tmp_path / "out"
+    document = _run(
+        "bench_learning.py",
+        out,
+        "--hands",
+        str(tmp_path / "hands.parquet"),
+        "--crops",
+        str(tiny_rhd["crops"]),
+    )
+    assert [row["model"] for row in document["rows"]] == ["untrained", "trained (best val)"]
+    assert len(document["history"]) == 2 and document["parameters"]["train"]["sigma_warmup_epochs"] == 1
+    assert all(0 <= row["pck_0.2"] <= 1 for row in document["rows"])

@@ -130,3 +130,34 @@ def test_no_kedro_in_model_library():
     for package in (Path(models_pkg.__file__).parent, Path(models_pkg.__file__).parent.parent / "losses"):
         for source in package.glob("*.py"):
             assert not re.search(r"^\s*(import|from)\s+kedro", source.read_text(), re.M), source
+
+
+def flat_grad(parameters) -> torch.Tensor:
+    """All gradients as one vector, zeros where backward never reached."""
+    return torch.cat([torch.zeros(p.numel()) if p.grad is None else p.grad.flatten() for p in parameters])
+
+
+@pytest.mark.parametrize("method", sorted(HAS_SIGMA))
+def test_detach_sigma_input_stops_only_the_sigma_gradient_into_the_backbone(method):
+    torch.manual_seed(0)
+    model = build_model(method, input_size=64, **SMALL).train()
+    images = torch.randn(4, 3, 64, 64)
+    reference = model(images)
+
+    def backbone_and_sigma_grads(detach: bool, use: str) -> tuple[torch.Tensor, torch.Tensor]:
+        model.zero_grad()
+        model.detach_sigma_input = detach
+        out = model(images)
+        torch.testing.assert_close(out.sigmas, reference.sigmas, rtol=0, atol=0)
+        torch.testing.assert_close(out.coords, reference.coords, rtol=0, atol=0)
+        (out.sigmas.log().sum() if use == "sigmas" else out.coords.sum()).backward()
+        sigma_head = [p for n, p in model.named_parameters() if "variance" in n or "fc_sigma" in n]
+        return flat_grad(model.backbone.parameters()), flat_grad(sigma_head)
+
+    backbone, sigma_head = backbone_and_sigma_grads(detach=True, use="sigmas")
+    assert backbone.abs().max() == 0 and sigma_head.abs().max() > 0
+    backbone, _ = backbone_and_sigma_grads(detach=False, use="sigmas")
+    assert backbone.abs().max() > 0
+    coords_detached, _ = backbone_and_sigma_grads(detach=True, use="coords")
+    coords_joint, _ = backbone_and_sigma_grads(detach=False, use="coords")
+    torch.testing.assert_close(coords_detached, coords_joint, rtol=0, atol=0)

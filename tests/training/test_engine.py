@@ -1,6 +1,7 @@
 """Training loop: learning, exact resume after a kill, DDP replicas, non-finite handling."""
 
 import multiprocessing
+from dataclasses import replace
 
 import pytest
 import torch
@@ -37,25 +38,42 @@ def _splits(tiny_rhd):
 
 def test_resume_after_kill_matches_uninterrupted_run(tiny_rhd, tmp_path):
     train, val = _splits(tiny_rhd)
-    reference = fit(SPEC, _config(), train, val, tiny_rhd["crops"], tmp_path / "reference")
+    # The sigma warm-up ends at the resume point: the resumed run must switch it off by itself.
+    config = _config(sigma_warmup_epochs=1)
+    reference = fit(SPEC, config, train, val, tiny_rhd["crops"], tmp_path / "reference")
 
     context = multiprocessing.get_context("spawn")
     child = context.Process(
         target=fit_in_child,
-        args=((SPEC, _config(), train, val, tiny_rhd["crops"], tmp_path / "killed", KillAfterFirstEpoch()),),
+        args=((SPEC, config, train, val, tiny_rhd["crops"], tmp_path / "killed", KillAfterFirstEpoch()),),
     )
     child.start()
     child.join()
     assert child.exitcode == 3
     assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 1
 
-    resumed = fit(SPEC, _config(resume=True), train, val, tiny_rhd["crops"], tmp_path / "killed")
+    resumed = fit(SPEC, replace(config, resume=True), train, val, tiny_rhd["crops"], tmp_path / "killed")
     expected = load_checkpoint(reference.last_checkpoint)
     actual = load_checkpoint(resumed.last_checkpoint)
     assert actual["epoch"] == expected["epoch"] == 2
     for key, tensor in expected["module"].items():
         torch.testing.assert_close(actual["module"][key], tensor, rtol=0, atol=0, msg=key)
     assert resumed.history.equals(reference.history.assign(images_per_s=resumed.history["images_per_s"]))
+
+
+def test_sigma_warmup_detaches_for_its_epochs_only(tiny_rhd, tmp_path):
+    train, val = _splits(tiny_rhd)
+    runs = {
+        warmup: fit(
+            SPEC, _config(sigma_warmup_epochs=warmup), train, val, tiny_rhd["crops"], tmp_path / str(warmup)
+        )
+        for warmup in (0, 1, 2)
+    }
+    first_epoch = {w: r.history.iloc[0][["train_loss", "val_nme"]].tolist() for w, r in runs.items()}
+    weights = {w: load_checkpoint(r.last_checkpoint)["module"] for w, r in runs.items()}
+    backbone_key = "model.backbone.body.conv1.weight"
+    assert first_epoch[1] == first_epoch[2] != first_epoch[0]  # detached in epoch 1 iff warmup >= 1
+    assert not torch.equal(weights[1][backbone_key], weights[2][backbone_key])  # epoch 2 differs
 
 
 def test_two_process_gloo_ddp_replicas_identical(tiny_rhd, tmp_path):

@@ -122,10 +122,13 @@ class PoseStage(nn.Module):
             VarianceHead(fused, head_channels, num_keypoints, sigma_eps) if with_variance else None
         )
 
-    def forward(self, features: Tensor, prev_heatmaps: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, features: Tensor, prev_heatmaps: Tensor | None = None, detach_sigma_input: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
         """features (B, C, f, f), prev_heatmaps (B, K, h, w) or None -> heatmaps (B, K, 8f, 8f), sigmas.
 
-        sigmas is (B, K, 2), or None without a variance head.
+        sigmas is (B, K, 2), or None without a variance head. ``detach_sigma_input`` stops the variance
+        head's gradient at its input (the sigma warm-up, see ``SequentialHeatmapNet``).
         """
         x = self.feature_proj(features)
         if self.heatmap_proj is not None:
@@ -136,5 +139,6 @@ class PoseStage(nn.Module):
             pooled = self.heatmap_pool(prev_heatmaps)
             x = torch.cat((x, self.heatmap_proj(pooled)), dim=1)
         heatmaps = self.heatmap_head(x)
-        sigmas = self.variance_head(x) if self.variance_head is not None else None
-        return heatmaps, sigmas
+        if self.variance_head is None:
+            return heatmaps, None
+        return heatmaps, self.variance_head(x.detach() if detach_sigma_input else x)

@@ -41,6 +41,13 @@ class SequentialHeatmapNet(nn.Module):
 
     Shapes: images (B, 3, S, S) -> PoseOutput(coords (B, T, K, 2), sigmas (B, T, K, 2) | None,
     heatmaps (B, T, K, S/4, S/4)).
+
+    Attribute ``detach_sigma_input`` (default False): when True, each variance head sees its stage
+    input detached, so the backbone and the stage convolutions learn from the coordinates' gradient
+    only while the variance heads (and the loss's flows) keep learning. Forward values are unchanged.
+    Trainers set it for a warm-up from scratch (``train.sigma_warmup_epochs``): at initialisation the
+    sigma terms' share of the backbone gradient is about 40x the coordinates' (ResNet-18, 64 and 128
+    px), and without the warm-up the model stays at one mean pose (docs/results.md).
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class SequentialHeatmapNet(nn.Module):
         self.num_keypoints = num_keypoints
         self.with_variance = with_variance
         self.decode = decode
+        self.detach_sigma_input = False
 
     def forward(self, images: Tensor) -> PoseOutput:
         """(B, 3, S, S) ImageNet-normalised images -> PoseOutput with T stages."""
@@ -86,7 +94,7 @@ class SequentialHeatmapNet(nn.Module):
         sigmas: list[Tensor] = []
         prev = None
         for stage in self.stages:
-            prev, sigma = stage(features, prev)
+            prev, sigma = stage(features, prev, self.detach_sigma_input)
             heatmaps.append(prev)
             if sigma is not None:
                 sigmas.append(sigma)

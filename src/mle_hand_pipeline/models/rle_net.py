@@ -29,6 +29,9 @@ class RLENet(nn.Module):
         sigma_eps: added to the sigmoid of the sigma layer.
 
     Shapes: images (B, 3, S, S) -> PoseOutput(coords (B, 1, K, 2), sigmas (B, 1, K, 2), heatmaps None).
+
+    Attribute ``detach_sigma_input`` (default False): stop ``fc_sigma``'s gradient at the pooled
+    features, as in ``SequentialHeatmapNet`` (the sigma warm-up).
     """
 
     def __init__(
@@ -49,11 +52,13 @@ class RLENet(nn.Module):
             nn.init.zeros_(fc.bias)
         self.num_keypoints = num_keypoints
         self.sigma_eps = sigma_eps
+        self.detach_sigma_input = False
 
     def forward(self, images: Tensor) -> PoseOutput:
         """(B, 3, S, S) -> PoseOutput with T = 1."""
         feat = self.pool(self.backbone(images)).flatten(1)
         shape = (-1, 1, self.num_keypoints, 2)
         coords = self.fc_coord(feat).reshape(shape)
-        sigmas = (self.fc_sigma(feat).sigmoid() + self.sigma_eps).reshape(shape)
+        sigma_feat = feat.detach() if self.detach_sigma_input else feat
+        sigmas = (self.fc_sigma(sigma_feat).sigmoid() + self.sigma_eps).reshape(shape)
         return PoseOutput(coords, sigmas, None)

@@ -85,6 +85,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     max_nonfinite_steps: int = 20
     eval_batch_size: int = 64
+    sigma_warmup_epochs: int = 0
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
 
@@ -361,6 +362,8 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.module.train()
+        if hasattr(self.module.model, "detach_sigma_input"):
+            self.module.model.detach_sigma_input = epoch < self.config.sigma_warmup_epochs
         self.sampler.set_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
         totals = None
