@@ -2,7 +2,7 @@
 against a large fp32 matmul, and inference images/s and latency per runtime.
 
 For each configuration (``paper``: ResNet-50 at 256 px, 5 stages, head width 256; ``cpu_demo``:
-ResNet-18 at 128 px, 5 stages, head width 64; ``tiny`` with --quick):
+ResNet-18 at 64 px, 5 stages, head width 64; ``tiny`` with --quick):
 
 - training images/s (forward + backward + Adam step) of the full model with its MLE loss (flows)
   and of the bare backbone (features -> mean as the loss), and their FLOPs per image
@@ -36,7 +36,7 @@ CONFIGS = {
     "paper": {"backbone": "resnet50", "input_size": 256, "stages": 5, "head_channels": 256, "train_batch": 8},
     "cpu_demo": {
         "backbone": "resnet18",
-        "input_size": 128,
+        "input_size": 64,
         "stages": 5,
         "head_channels": 64,
         "train_batch": 32,

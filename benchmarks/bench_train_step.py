@@ -1,6 +1,6 @@
 """Training throughput of the CPU demo configuration and where a step's time goes.
 
-The configuration of conf/base/parameters_train.yml (ResNet-18 at 128 px, 5 stages, head width 64,
+The configuration of conf/base/parameters_train.yml (ResNet-18 at 64 px, 5 stages, head width 64,
 MLE loss with one RealNVP flow per stage, batch 32, Adam, 2 loader workers) on 256 px synthetic RHD
 crops. Each step is timed in phases, exactly in the order ``training.engine.Trainer`` runs them:
 
@@ -48,7 +48,7 @@ def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=_common.REPO / "data/01_raw/synthetic/RHD_published_v2")
     p.add_argument("--backbone", default="resnet18")
-    p.add_argument("--input-size", type=int, default=128)
+    p.add_argument("--input-size", type=int, default=64)
     p.add_argument("--stages", type=int, default=5)
     p.add_argument("--head-channels", type=int, default=64)
     p.add_argument("--batch", type=int, default=32)
