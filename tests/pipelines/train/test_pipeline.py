@@ -6,13 +6,15 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+import yaml
 from helpers import artifact_paths, kedro_run
 from mlflow.tracking import MlflowClient
 
 TINY = """
 rhd:
   model: {backbone: resnet18, stages: 2, input_size: 64, head_channels: 16}
-  train: {epochs: 2, batch_size: 8, lr_milestones: [1], num_workers: 0, eval_batch_size: 16}
+  train: {epochs: 2, batch_size: 8, lr_milestones: [1], num_workers: 0, eval_batch_size: 16,
+          sigma_warmup_epochs: 1}
 """
 
 
@@ -37,7 +39,10 @@ def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
     run = next(r for r in runs if r.info.status == "FINISHED")
     params = run.data.params
     assert params["rhd.train.epochs"] == "2" and params["rhd.model.backbone"] == "resnet18"
-    assert params["rhd.train.augment.rotation"] == "180.0" and params["rhd.evaluate.checkpoint"] == "best"
+    # Nested blocks are flattened; keys not overridden keep conf/base's values (soft merge).
+    base = yaml.safe_load((kedro_project / "conf/base/parameters_train.yml").read_text())["_train_cpu"]
+    assert params["rhd.train.sigma_warmup_epochs"] == "1" and params["rhd.evaluate.checkpoint"] == "best"
+    assert params["rhd.train.augment.rotation"] == str(base["augment"]["rotation"])
     for key in ("train_loss", "loss_stage1", "loss_stage2", "lr", "val_nme", "val_pck_0.2", "images_per_s"):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [1, 2], key
