@@ -27,6 +27,21 @@ def kedro_run(project: Path, *args: str, timeout: float = 600, check: bool = Tru
     return output
 
 
+def preprocess_rhd(project: Path, root: Path) -> str:
+    """`kedro run --pipeline=rhd_preprocess` on the RHD-layout set at ``root``, with 64 px crops."""
+    return kedro_run(
+        project, "--pipeline=rhd_preprocess", f"--params=rhd_root={root},rhd.preprocess.crop.size=64"
+    )
+
+
+def project_experiment(project: Path):
+    """(MlflowClient, experiment id) of the project's SQLite tracking store (conf/base/mlflow.yml)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    return client, client.get_experiment_by_name("mle_hand_pipeline").experiment_id
+
+
 # Picklable by reference for spawned processes: pytest's importlib mode gives test modules names
 # that a child process cannot import, this module it can (pyproject: pythonpath = ["tests"]).
 class KillAfterFirstEpoch:

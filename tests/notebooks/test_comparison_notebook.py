@@ -5,8 +5,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import artifact_paths, kedro_run
-from mlflow.tracking import MlflowClient
+from helpers import artifact_paths, kedro_run, preprocess_rhd, project_experiment
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).parents[2] / "notebooks" / "comparison.ipynb"
@@ -24,19 +23,12 @@ RUNS = ["rhd-cpm-noise-clean", "rhd-mle-noise-clean"]
 @pytest.mark.slow
 def test_compare_rhd_then_the_notebook(kedro_project, tiny_rhd, monkeypatch):
     (kedro_project / "conf/local/parameters_tiny.yml").write_text(TINY)
-    kedro_run(
-        kedro_project,
-        "--pipeline=rhd_preprocess",
-        f"--params=rhd_root={tiny_rhd['root']},rhd.preprocess.crop.size=64",
-    )
+    preprocess_rhd(kedro_project, tiny_rhd["root"])
     kedro_run(kedro_project, "--pipeline=compare_rhd")
 
-    client = MlflowClient(f"sqlite:///{kedro_project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("mle_hand_pipeline")
-    (parent,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'compare_rhd'")
-    children = client.search_runs(
-        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
-    )
+    client, experiment_id = project_experiment(kedro_project)
+    (parent,) = client.search_runs([experiment_id], "attributes.run_name = 'compare_rhd'")
+    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.info.run_name for r in children) == RUNS
     assert parent.data.params["rhd.compare.methods"] == "['mle', 'cpm']"
     artifacts = artifact_paths(client, parent.info.run_id)

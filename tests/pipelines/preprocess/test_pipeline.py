@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import kedro_run
+from helpers import kedro_run, preprocess_rhd
 
 from mle_hand_pipeline.datasets.records import stack_column
 from mle_hand_pipeline.datasets.safe_pickle import load_annotation_pickle
@@ -14,9 +14,7 @@ from mle_hand_pipeline.datasets.safe_pickle import load_annotation_pickle
 @pytest.mark.slow
 def test_rhd_preprocess_through_kedro(kedro_project, tiny_rhd):
     root = tiny_rhd["root"]
-    kedro_run(
-        kedro_project, "--pipeline=rhd_preprocess", f"--params=rhd_root={root},rhd.preprocess.crop.size=64"
-    )
+    preprocess_rhd(kedro_project, root)
     hands = pd.read_parquet(kedro_project / "data/03_primary/rhd_hands.parquet")
     summary = json.loads((kedro_project / "data/08_reporting/rhd_preprocess_summary.json").read_text())
 
@@ -59,14 +57,13 @@ def test_freihand_preprocess_through_kedro_on_real_samples(kedro_project, real_f
 
 @pytest.mark.slow
 def test_preprocessing_is_reproducible(kedro_project, tiny_rhd, tmp_path):
-    args = ("--pipeline=rhd_preprocess", f"--params=rhd_root={tiny_rhd['root']},rhd.preprocess.crop.size=64")
-    kedro_run(kedro_project, *args)
+    preprocess_rhd(kedro_project, tiny_rhd["root"])
     table = kedro_project / "data/03_primary/rhd_hands.parquet"
     crops = kedro_project / "data/02_intermediate/rhd_crops"
     first_table = pd.read_parquet(table)
     first_crops = {p.relative_to(crops): p.read_bytes() for p in crops.rglob("*.jpg")}
     for path in crops.rglob("*.jpg"):
         path.unlink()
-    kedro_run(kedro_project, *args)
+    preprocess_rhd(kedro_project, tiny_rhd["root"])
     pd.testing.assert_frame_equal(pd.read_parquet(table), first_table)
     assert {p.relative_to(crops): p.read_bytes() for p in crops.rglob("*.jpg")} == first_crops

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import artifact_paths, kedro_run
-from mlflow.tracking import MlflowClient
+from helpers import artifact_paths, kedro_run, preprocess_rhd, project_experiment
 
 TINY = """
 rhd:
@@ -25,16 +24,11 @@ def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
     failed = kedro_run(kedro_project, "--pipeline=train_rhd", check=False)
     assert "run `kedro run --pipeline=rhd_preprocess` first" in " ".join(failed.split())
 
-    kedro_run(
-        kedro_project,
-        "--pipeline=rhd_preprocess",
-        f"--params=rhd_root={tiny_rhd['root']},rhd.preprocess.crop.size=64",
-    )
+    preprocess_rhd(kedro_project, tiny_rhd["root"])
     kedro_run(kedro_project, "--pipeline=train_rhd")
 
-    client = MlflowClient(f"sqlite:///{kedro_project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("mle_hand_pipeline")
-    runs = client.search_runs([experiment.experiment_id], "attributes.run_name = 'train_rhd'")
+    client, experiment_id = project_experiment(kedro_project)
+    runs = client.search_runs([experiment_id], "attributes.run_name = 'train_rhd'")
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]  # the refused run is marked failed
     run = next(r for r in runs if r.info.status == "FINISHED")
     params = run.data.params
