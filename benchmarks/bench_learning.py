@@ -28,11 +28,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
-from mle_hand_pipeline.evaluation.metrics import nme, normalised_errors, pck
 from mle_hand_pipeline.pipelines.train.nodes import model_spec, split, train_method
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import load_model
-from mle_hand_pipeline.training.inference import predict_crops
+from mle_hand_pipeline.training.inference import score_crops
 
 PARAMETERS = _common.REPO / "conf/base/parameters_train.yml"
 
@@ -43,13 +42,6 @@ def set_value(block: dict, dotted: str, text: str) -> None:
     for key in parents:
         block = block.setdefault(key, {})
     block[leaf] = yaml.safe_load(text)
-
-
-def score(model: torch.nn.Module, test: HandCrops, input_size: int) -> dict[str, float]:
-    predictions = predict_crops(model, test, input_size, torch.device("cpu"), progress=False)
-    errors = normalised_errors(predictions.coords[:, -1], test.keypoints.numpy(), test.hand_size.numpy())
-    visible = test.visible.numpy()
-    return {"pck_0.2": float(pck(errors, visible, 0.2)), "nme": float(nme(errors, visible))}
 
 
 def main() -> None:
@@ -84,12 +76,14 @@ def main() -> None:
     test = HandCrops(split(hands, "test"), args.crops)
     load_before = _common.loadavg()
     torch.manual_seed(block["train"]["seed"])  # the trainer's initial weights
-    untrained = score(spec.build_model().eval(), test, spec.input_size)
+    untrained = score_crops(spec.build_model(), test, spec.input_size, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as checkpoints:
         start = time.perf_counter()
         history, report = train_method(hands, args.crops, Path(checkpoints), block["model"], block["train"])
         wall = time.perf_counter() - start
-        trained = score(load_model(report["best_checkpoint"])[0].eval(), test, spec.input_size)
+        trained = score_crops(
+            load_model(report["best_checkpoint"])[0], test, spec.input_size, torch.device("cpu")
+        )
     rows = [{"model": "untrained", **untrained}, {"model": "trained (best val)", **trained}]
     path = _common.save(
         f"learning_{name}",

@@ -27,12 +27,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from mle_hand_pipeline.evaluation.metrics import nme, normalised_errors, pck
 from mle_hand_pipeline.models import build_loss, build_model
 from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
 from mle_hand_pipeline.training.checkpoint import load_checkpoint, save_atomic
 from mle_hand_pipeline.training.data import HandCrops
-from mle_hand_pipeline.training.inference import autocast_context, predict_crops
+from mle_hand_pipeline.training.inference import autocast_context, score_crops
 
 logger = logging.getLogger(__name__)
 
@@ -432,20 +431,15 @@ class Trainer:
         return row
 
     def _validate(self) -> dict[str, float]:
-        predictions = predict_crops(
+        scores = score_crops(
             self.module.model,
             self.val_set,
             self.spec.input_size,
             self.device,
             self.precision,
             batch_size=self.config.eval_batch_size,
-            progress=False,
         )
-        errors = normalised_errors(
-            predictions.coords[:, -1], self.val_set.keypoints.numpy(), self.val_set.hand_size.numpy()
-        )
-        visible = self.val_set.visible.numpy()
-        return {"val_nme": float(nme(errors, visible)), "val_pck_0.2": float(pck(errors, visible, 0.2))}
+        return {f"val_{name}": value for name, value in scores.items()}
 
     def _save(self, epochs_done: int, row: dict) -> None:
         state = {

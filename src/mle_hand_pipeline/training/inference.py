@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from mle_hand_pipeline.evaluation.metrics import nme, normalised_errors, pck
 from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.data import HandCrops
 
@@ -63,3 +64,23 @@ def predict_crops(
         coords=((torch.cat(coords) + 0.5) * scale).numpy().astype(np.float64),
         sigmas=(torch.cat(sigmas) * scale).numpy().astype(np.float64) if sigmas else None,
     )
+
+
+def score_crops(
+    model: nn.Module,
+    dataset: HandCrops,
+    input_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """NME and PCK@0.2 of the model's last stage on ``dataset`` (validation; quick checks).
+
+    Returns ``{"nme": ..., "pck_0.2": ...}``; the full evaluation suite is ``evaluation.report``.
+    """
+    predictions = predict_crops(model, dataset, input_size, device, precision, batch_size, progress=False)
+    errors = normalised_errors(
+        predictions.coords[:, -1], dataset.keypoints.numpy(), dataset.hand_size.numpy()
+    )
+    visible = dataset.visible.numpy()
+    return {"nme": float(nme(errors, visible)), "pck_0.2": float(pck(errors, visible, 0.2))}
