@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import mle_hand_pipeline.models as models_pkg
+from mle_hand_pipeline.training.engine import ModelSpec
 from mle_hand_pipeline.models import (
     METHODS,
     InferenceWrapper,
@@ -93,6 +94,27 @@ def test_unknown_names_raise():
         build_loss("hrnet", stages=1)
     with pytest.raises(ValueError, match="resnet50"):
         ResNetBackbone("vgg16")
+
+
+def test_build_loss_ignores_options_of_other_methods_and_rejects_typos():
+    shared_block = {"residual": "gaussian", "flow_init": "default", "sigma_at_64": 3.0}
+    assert build_loss("integral", stages=2, **shared_block).__class__.__name__ == "IntegralL1Loss"
+    assert build_loss("heatmap_l2", stages=2, **shared_block).sigma_at_64 == 3.0
+    mle = build_loss("mle", stages=2, **shared_block)
+    assert len(mle.flows) == 2 and mle.residual == "gaussian"
+    with pytest.raises(ValueError, match=r"\['residul'\].*flow_init"):
+        build_loss("mle", stages=2, residul="laplace")
+
+
+def test_model_spec_gives_model_and_loss_the_same_sigma_floor():
+    spec = ModelSpec(
+        method="mle", backbone="resnet18", stages=2, input_size=64, head_channels=8, loss={"sigma_eps": 0.05}
+    )
+    model, loss = spec.build_model(), spec.build_loss()
+    assert loss.sigma_eps == 0.05
+    with torch.no_grad():
+        sigmas = model.eval()(torch.randn(1, 3, 64, 64)).sigmas
+    assert sigmas.min() > 0.05
 
 
 @pytest.mark.parametrize(("name", "channels"), [("resnet18", 512), ("resnet50", 2048)])

@@ -15,6 +15,8 @@ method         model                                        loss
 
 from __future__ import annotations
 
+import inspect
+import logging
 from typing import Any
 
 from torch import nn
@@ -23,6 +25,8 @@ from .cpm import CPM
 from .heads import DEFAULT_SIGMA_EPS
 from .pose_net import SequentialHeatmapNet
 from .rle_net import RLENet
+
+logger = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("mle", "heatmap_l2", "integral", "rle", "cpm")
 
@@ -110,19 +114,42 @@ def build_loss(method: str, stages: int, num_keypoints: int = 21, **options: Any
     - "heatmap_l2", "cpm": ``sigma_at_64`` (target Gaussian sigma in cells of a 64-cell map, default 2).
     - "integral": none.
 
-    ``num_keypoints`` is accepted for symmetry with :func:`build_model`; no loss needs it.
+    One ``model.loss`` block serves every method of a comparison, so an option that another method's
+    loss takes (say ``residual`` for "integral") is ignored, with a debug log; a name that no loss
+    takes is a typo and raises ``ValueError``. ``num_keypoints`` is accepted for symmetry with
+    :func:`build_model`; no loss needs it.
     """
+    loss_class = _loss_class(method)
+    unknown = sorted(set(options) - set().union(*(_loss_options(_loss_class(m)) for m in METHODS)))
+    if unknown:
+        valid = {m: sorted(_loss_options(_loss_class(m))) for m in METHODS}
+        raise ValueError(f"unknown loss option(s) {unknown}; each method's loss takes: {valid}")
+    accepted = _loss_options(loss_class)
+    ignored = sorted(set(options) - accepted)
+    if ignored:
+        logger.debug("loss options %s do not apply to %s (%s); ignored", ignored, method, loss_class.__name__)
+    kwargs = {k: v for k, v in options.items() if k in accepted}
+    return loss_class(stages, **kwargs) if method == "mle" else loss_class(**kwargs)
+
+
+def _loss_class(method: str) -> type[nn.Module]:
     # Imported here: the losses import models.outputs/models.flow, so a module-level import would be
     # circular when `mle_hand_pipeline.losses` is imported first.
     from ..losses import HeatmapMSELoss, IntegralL1Loss, MLELoss, RLELoss
 
-    del num_keypoints
     if method == "mle":
-        return MLELoss(stages, **options)
+        return MLELoss
     elif method == "rle":
-        return RLELoss(**options)
+        return RLELoss
     elif method in ("heatmap_l2", "cpm"):
-        return HeatmapMSELoss(**options)
+        return HeatmapMSELoss
     elif method == "integral":
-        return IntegralL1Loss(**options)
+        return IntegralL1Loss
     raise _unknown(method)
+
+
+def _loss_options(loss_class: type[nn.Module]) -> set[str]:
+    """The keyword options of ``loss_class`` (``stages`` is an argument of build_loss itself)."""
+    if loss_class.__init__ is nn.Module.__init__:
+        return set()
+    return set(inspect.signature(loss_class.__init__).parameters) - {"self", "stages"}

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from mle_hand_pipeline.models import build_loss, build_model
+from mle_hand_pipeline.models.heads import DEFAULT_SIGMA_EPS
 from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
 from mle_hand_pipeline.training.checkpoint import load_checkpoint, save_atomic
 from mle_hand_pipeline.training.data import HandCrops
@@ -60,6 +61,8 @@ class ModelSpec:
             input_size=self.input_size,
             pretrained=self.pretrained if pretrained is None else pretrained,
             head_channels=self.head_channels,
+            # One sigma floor for the sigma head and the loss (the loss's floor is then a no-op).
+            sigma_eps=self.loss.get("sigma_eps", DEFAULT_SIGMA_EPS),
         )
 
     def build_loss(self) -> nn.Module:

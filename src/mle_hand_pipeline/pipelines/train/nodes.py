@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from pathlib import Path
@@ -18,7 +17,6 @@ from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation import report as R
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
 from mle_hand_pipeline.export import log_mlflow_model
-from mle_hand_pipeline.models import build_loss
 from mle_hand_pipeline.training.augment import AugmentSettings
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig, fit, load_model
@@ -33,28 +31,9 @@ EVALUATION_FIGURES = ("pck_curve", "per_keypoint_nme", "per_stage_pck", "calibra
 
 
 def model_spec(params: dict[str, Any]) -> ModelSpec:
-    """The ``model`` block as a :class:`ModelSpec`. ``loss`` options that the method's loss does not
-    take (e.g. the flow options ``residual``/``flow_init`` for heatmap_l2, integral and cpm) are
-    dropped, so one block serves every method."""
-    method = params.get("method", ModelSpec.method)
-    return ModelSpec(**{**params, "loss": loss_options(method, dict(params.get("loss") or {}))})
-
-
-def loss_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``options`` that ``method``'s loss class accepts."""
-    loss_class = type(build_loss(method, stages=1))
-    if loss_class.__init__ is torch.nn.Module.__init__:  # no options at all (e.g. IntegralL1Loss)
-        accepted = {}
-    else:
-        accepted = inspect.signature(loss_class.__init__).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-            return options
-    ignored = sorted(set(options) - set(accepted))
-    if ignored:
-        logger.debug(
-            "model.loss options %s do not apply to %s (%s); ignored", ignored, method, loss_class.__name__
-        )
-    return {k: v for k, v in options.items() if k in accepted}
+    """The ``model`` block as a :class:`ModelSpec` (loss options another method's loss takes are ignored
+    by :func:`~mle_hand_pipeline.models.build_loss`, so one block serves every method)."""
+    return ModelSpec(**params)
 
 
 def train_config(params: dict[str, Any]) -> TrainConfig:
