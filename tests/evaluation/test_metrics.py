@@ -158,7 +158,23 @@ def test_uncertainty_shares():
     assert s["within_2sigma"] == pytest.approx(1.0)
     assert s["n_keypoints"] == 3
     assert s["mean_sigma_px"] == pytest.approx(2.0)
+    # err / sigma over the 6 labelled coordinates: 0.5, 0.5, 1.5, 1.5, 1, 2
+    assert s["error_sigma_rms"] == pytest.approx(np.sqrt((0.25 * 2 + 2.25 * 2 + 1 + 4) / 6))
     assert np.isnan(s["sigma_error_spearman"])  # constant sigma: undefined correlation
+
+
+def test_calibrated_gaussian_errors_hit_the_ideal_shares():
+    rng = np.random.default_rng(0)
+    sig = rng.uniform(1.0, 10.0, size=(4000, 21, 1)).repeat(2, axis=2)
+    err = rng.normal(size=sig.shape) * sig
+    s = M.uncertainty_stats(err, sig, np.ones((4000, 21), bool))
+    assert s["error_sigma_rms"] == pytest.approx(1.0, abs=0.01)
+    assert s["within_1sigma"] == pytest.approx(M.GAUSSIAN_WITHIN[1], abs=0.01)
+    assert s["within_2sigma"] == pytest.approx(M.GAUSSIAN_WITHIN[2], abs=0.01)
+    laplace = rng.laplace(size=sig.shape) * sig / np.sqrt(2)  # RMS sigma
+    s = M.uncertainty_stats(laplace, sig, np.ones((4000, 21), bool))
+    assert s["within_1sigma"] == pytest.approx(M.LAPLACE_WITHIN[1], abs=0.01)
+    assert s["within_2sigma"] == pytest.approx(M.LAPLACE_WITHIN[2], abs=0.01)
 
 
 def test_uncertainty_spearman_monotone():

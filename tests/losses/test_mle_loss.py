@@ -154,3 +154,32 @@ def test_loss_is_float32_under_bf16_autocast(method):
     assert result.total.dtype == torch.float32 and result.per_stage.dtype == torch.float32
     assert torch.isfinite(result.total)
     result.total.backward()
+
+
+def test_error_rms_of_a_near_identity_flow_is_that_of_its_density():
+    loss = MLELoss(stages=2)
+    torch.testing.assert_close(loss.error_rms(), torch.ones(2, 2), atol=0.02, rtol=0)
+    torch.testing.assert_close(loss.error_rms(seed=5), loss.error_rms(seed=5), atol=0, rtol=0)
+    # Residual Laplace: per coordinate the density is proportional to N(e; 0, 1) * exp(-|e|).
+    grid = torch.linspace(-12, 12, 200_001, dtype=torch.float64)
+    density = torch.exp(-0.5 * grid**2 - grid.abs())
+    expected = ((density * grid**2).sum() / density.sum()).sqrt().item()
+    laplace = MLELoss(stages=1, residual="laplace")
+    torch.testing.assert_close(laplace.error_rms(), torch.full((1, 2), expected), atol=0.02, rtol=0)
+
+
+def test_error_rms_follows_the_fitted_flow():
+    """Fit stage 1's flow to eps ~ N(0, diag(0.3, 0.6)^2) at sigma = 1: error_rms learns those RMSs,
+    and sigma * error_rms is then the RMS error of the data the loss saw."""
+    torch.manual_seed(0)
+    loss = MLELoss(stages=1)
+    optimizer = torch.optim.Adam(loss.parameters(), lr=1e-2)
+    spread = torch.tensor([0.3, 0.6])
+    visible = torch.ones(256, 1, dtype=torch.bool)
+    for _ in range(400):
+        target = torch.randn(256, 1, 2) * spread
+        out = PoseOutput(torch.zeros(256, 1, 1, 2), torch.ones(256, 1, 1, 2))
+        optimizer.zero_grad()
+        loss(out, target, visible).total.backward()
+        optimizer.step()
+    torch.testing.assert_close(loss.error_rms()[0], spread, rtol=0.1, atol=0)

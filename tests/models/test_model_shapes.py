@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import mle_hand_pipeline.models as models_pkg
-from mle_hand_pipeline.training.engine import ModelSpec
 from mle_hand_pipeline.models import (
     METHODS,
     InferenceWrapper,
@@ -18,6 +17,7 @@ from mle_hand_pipeline.models import (
     build_model,
     predict,
 )
+from mle_hand_pipeline.training.engine import ModelSpec
 
 K = 21
 STAGES = 2

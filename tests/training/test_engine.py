@@ -7,9 +7,10 @@ import pytest
 import torch
 from helpers import KillAfterFirstEpoch, fit_in_child
 
+from mle_hand_pipeline.models import InferenceWrapper
 from mle_hand_pipeline.training.augment import AugmentSettings
 from mle_hand_pipeline.training.checkpoint import load_checkpoint
-from mle_hand_pipeline.training.engine import ModelSpec, NonFiniteLossError, TrainConfig, fit
+from mle_hand_pipeline.training.engine import ModelSpec, NonFiniteLossError, TrainConfig, fit, load_model
 
 SPEC = ModelSpec(method="mle", backbone="resnet18", stages=2, input_size=64, head_channels=16)
 
@@ -112,5 +113,39 @@ def test_warm_start_loads_shared_weights_and_keeps_new_heads(tmp_path):
     for key, value in source.state_dict().items():
         torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
     variance = [k for k in loaded if k not in source.state_dict()]
-    assert variance and all("variance" in k for k in variance)
+    assert variance and all("variance" in k or k == "sigma_scale" for k in variance)
     assert all(torch.equal(loaded[k], fresh[k]) for k in variance)
+
+
+def test_checkpoints_carry_the_flows_rms_and_inference_applies_it(tiny_rhd, tmp_path):
+    train, val = _splits(tiny_rhd)
+    result = fit(SPEC, _config(epochs=1), train, val, tiny_rhd["crops"], tmp_path)
+    saved = load_checkpoint(result.last_checkpoint)["module"]
+    loss = SPEC.build_loss()
+    loss.load_state_dict({k.removeprefix("loss."): v for k, v in saved.items() if k.startswith("loss.")})
+    scale = saved["model.sigma_scale"]
+    torch.testing.assert_close(scale, loss.error_rms(), rtol=0, atol=0)
+    assert not torch.equal(scale, torch.ones(2, 2))  # the trained flows moved away from N(0, I)
+    assert result.history["sigma_scale"].iloc[-1] == pytest.approx(float(scale[-1].mean()))
+
+    model, _ = load_model(result.best_checkpoint)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        raw = model(images).sigmas[:, -1]
+        _, sigmas_px = InferenceWrapper(model)(images)
+    torch.testing.assert_close(sigmas_px, raw * scale[-1] * 64)
+
+
+def test_load_model_accepts_checkpoints_from_before_sigma_calibration_only(tmp_path, caplog):
+    from mle_hand_pipeline.training.checkpoint import save_atomic
+    from mle_hand_pipeline.training.engine import _spec_dict
+
+    weights = SPEC.build_model().state_dict()
+    del weights["sigma_scale"]
+    save_atomic({"model": weights, "spec": _spec_dict(SPEC)}, tmp_path / "old.pt")
+    model, _ = load_model(tmp_path / "old.pt")
+    assert torch.equal(model.sigma_scale, torch.ones(2, 2)) and "predates sigma calibration" in caplog.text
+    del weights["stages.0.variance_head.fc.0.weight"]
+    save_atomic({"model": weights, "spec": _spec_dict(SPEC)}, tmp_path / "broken.pt")
+    with pytest.raises(RuntimeError, match=r"broken\.pt does not fit.*variance_head"):
+        load_model(tmp_path / "broken.pt")

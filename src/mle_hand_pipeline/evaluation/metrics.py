@@ -20,6 +20,7 @@ alphanumerics, ``_ - . /`` and spaces): PCK at 0.2 is ``"pck_0.2"``, see :func:`
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -32,9 +33,9 @@ DEFAULT_THRESHOLDS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2)
 # The PCK curve whose area is reported as ``auc_0.2``: 41 thresholds, 0 to 0.2 in steps of 0.005.
 PCK_CURVE_THRESHOLDS = np.linspace(0.0, 0.2, 41)
 
-# Share of |error| <= m * scale per coordinate for an ideal 1-D density with that scale.
-GAUSSIAN_WITHIN = {1: 0.6826894921370859, 2: 0.9544997361036416}  # erf(m / sqrt(2))
-LAPLACE_WITHIN = {1: 0.6321205588285577, 2: 0.8646647167633873}  # 1 - exp(-m)
+# P(|e| <= m sigma) for an error whose RMS is sigma: Gaussian erf(m / sqrt 2), Laplace 1 - exp(-m sqrt 2).
+GAUSSIAN_WITHIN = {m: math.erf(m / math.sqrt(2)) for m in (1, 2)}
+LAPLACE_WITHIN = {m: 1 - math.exp(-m * math.sqrt(2)) for m in (1, 2)}
 
 
 def metric_key(name: str, threshold: float) -> str:
@@ -314,14 +315,16 @@ def uncertainty_stats(errors_px: np.ndarray, sigmas_px: np.ndarray, visible: np.
           constant or fewer than 2 keypoints are labelled);
         - ``within_1sigma`` / ``within_2sigma``: share of labelled COORDINATES with
           ``|err| <= 1 * sigma`` / ``<= 2 * sigma`` (inclusive), x and y counted separately;
+        - ``error_sigma_rms``: RMS over labelled coordinates of ``err / sigma``; 1 when ``sigma`` is a
+          calibrated RMS error, above 1 when the model is overconfident;
         - ``mean_sigma_px``: mean predicted per-coordinate scale; ``n_keypoints``: labelled count.
 
-    Interpreting the shares: the MLE/RLE "sigma" is the SCALE of a learned density
-    ``p(err) = f(err / sigma) / sigma`` whose shape ``f`` is the flow (plus ``Q`` in the residual
-    form); it is not a standard deviation. The ideal shares therefore depend on the learned ``f``:
-    a calibrated Gaussian with std ``sigma`` gives 0.683 / 0.954 (:data:`GAUSSIAN_WITHIN`), a
-    Laplace with scale ``b = sigma`` gives 0.632 / 0.865 (:data:`LAPLACE_WITHIN`). Use the
-    correlations (does a larger sigma mean a larger error?) as the shape-free check.
+    Interpreting the shares: this library's models report ``sigma`` as the predicted RMS error (the
+    raw scale times the learned density's RMS, ``models.pose_net.error_sigmas``), but the error's
+    SHAPE is the learned flow's, so the ideal shares depend on it: a Gaussian gives 0.683 / 0.954
+    (:data:`GAUSSIAN_WITHIN`), a Laplace with the same RMS (scale ``b = sigma / sqrt 2``) gives
+    0.757 / 0.941 (:data:`LAPLACE_WITHIN`). The correlations (does a larger sigma mean a larger
+    error?) are the shape-free check.
     """
     err, sig = _visible_pairs(errors_px, sigmas_px, visible)
     out: dict[str, float] = {"n_keypoints": float(err.shape[0])}
@@ -331,10 +334,12 @@ def uncertainty_stats(errors_px: np.ndarray, sigmas_px: np.ndarray, visible: np.
             sigma_error_pearson=float("nan"),
             within_1sigma=float("nan"),
             within_2sigma=float("nan"),
+            error_sigma_rms=float("nan"),
             mean_sigma_px=float("nan"),
         )
         return out
     abs_err = np.abs(err)
+    out["error_sigma_rms"] = float(np.sqrt(np.mean((err / sig) ** 2)))
     out["within_1sigma"] = float((abs_err <= sig).mean())
     out["within_2sigma"] = float((abs_err <= 2.0 * sig).mean())
     out["mean_sigma_px"] = float(sig.mean())
@@ -359,9 +364,9 @@ def calibration_curve(
     Every labelled keypoint contributes two samples, ``(sigma_x, err_x)`` and ``(sigma_y, err_y)``.
     They are split into ``n_bins`` quantile bins of ``sigma`` (equal counts; fewer bins if sigma
     has ties), and per bin we report the mean predicted sigma, the RMS of the observed error and the
-    mean of ``|error|``. Ideal lines: a Gaussian with std ``sigma`` has RMS = sigma and
-    mean|err| = sqrt(2/pi) sigma ~= 0.798 sigma; a Laplace with scale ``b = sigma`` has
-    mean|err| = sigma and RMS = sqrt(2) sigma.
+    mean of ``|error|``. For a sigma that is the predicted RMS error, the ideal is RMS = sigma in
+    every bin; mean|err| is then sqrt(2/pi) sigma ~= 0.798 sigma for a Gaussian and
+    sigma / sqrt(2) ~= 0.707 sigma for a Laplace.
 
     Args:
         errors_px: ``(N, K, 2)`` signed errors ``pred - gt``.

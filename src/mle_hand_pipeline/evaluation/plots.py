@@ -166,9 +166,9 @@ def plot_calibration(
 ) -> Figure:
     """Observed error vs predicted sigma per quantile bin (from :func:`metrics.calibration_curve`).
 
-    Draws 4 lines: observed RMS |error| and mean |error| per bin, and two ideal references,
-    ``y = x`` (Gaussian: RMS = sigma; also Laplace: mean|e| = scale) and ``y = sqrt(2/pi) x``
-    (Gaussian: mean|e|). Points above the lines: over-confident; below: under-confident.
+    Draws 4 lines: observed RMS |error| and mean |error| per bin, and two ideal references for a
+    sigma that is the predicted RMS error: ``y = x`` (RMS = sigma, any error shape) and
+    ``y = sqrt(2/pi) x`` (mean|e| of a Gaussian). RMS above ``y = x``: over-confident; below: under-.
     """
     s = np.asarray(curve["sigma_mean"], dtype=float)
     fig = Figure(figsize=(5.5, 5), layout="constrained")
@@ -181,7 +181,7 @@ def plot_calibration(
         else 1.0
     )
     ref = np.array([0.0, top * 1.05])
-    ax.plot(ref, ref, "k--", lw=1, label="y = x: Gaussian RMS = σ; Laplace mean|e| = b")
+    ax.plot(ref, ref, "k--", lw=1, label="y = x: calibrated, RMS = σ")
     ax.plot(ref, np.sqrt(2 / np.pi) * ref, "k:", lw=1, label="y = 0.80x: Gaussian mean|e| = √(2/π)σ")
     ax.set_xlim(0, ref[1])
     ax.set_ylim(0, ref[1])

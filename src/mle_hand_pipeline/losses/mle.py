@@ -38,6 +38,12 @@ We count each keypoint's 2-D density once (the likelihood of one 2-D label), wit
 coordinate (the Jacobian of ``mu -> eps``), and average over visible keypoints, so the loss scale is
 independent of batch size, K and visibility, and all T stages weigh the same.
 
+What sigma means: the loss identifies only the product of sigma and the flow's own spread (widen every
+sigma and narrow the flow by the same factor and the likelihood is unchanged), so the raw sigma is a
+scale without units of error. :meth:`MLELoss.error_rms` gives each stage's RMS of ``eps`` under its
+learned density; ``sigma * error_rms`` is the predicted RMS error per coordinate. Trainers copy it into
+the model's ``sigma_scale`` buffer, which inference applies.
+
 Numerics: computed in float32 with autocast disabled; sigmas are floored at ``sigma_eps`` (a no-op
 for this library's models, which already add the same eps to their sigmoid); invisible keypoints get
 ``eps = 0`` before the flow, so garbage labels cannot produce NaN. Clip gradients in the trainer.
@@ -88,6 +94,31 @@ class MLELoss(nn.Module):
         self.flows = nn.ModuleList(RealNVP(flow_layers, flow_init) for _ in range(stages))
         self.residual = residual
         self.sigma_eps = sigma_eps
+
+    @torch.no_grad()
+    def error_rms(self, num_samples: int = 1 << 16, seed: int = 0) -> Tensor:
+        """Per stage, the RMS of each coordinate of ``eps`` under the learned density: (T, 2) float32.
+
+        ``residual="none"``: the flow's density, from ``num_samples`` samples. Residual forms: the
+        density proportional to ``G_phi(eps) Q(eps)``, by self-normalised importance sampling from ``Q``
+        (weights ``G_phi``). Seeded, so the same flows give the same numbers on any device.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        rms = []
+        for flow in self.flows:
+            if self.residual == "none":
+                eps, weights = flow.sample(num_samples, generator).float(), None
+            else:
+                if self.residual == "laplace":
+                    uniform = torch.rand(num_samples, 2, generator=generator) * 2 - 1
+                    eps = -uniform.sign() * torch.log1p(-uniform.abs().clamp_max(1 - 1e-7))
+                else:
+                    eps = torch.randn(num_samples, 2, generator=generator)
+                eps = eps.to(flow.masks.device)
+                weights = torch.softmax(flow.log_prob(eps).float(), dim=0)[:, None]
+            second_moment = eps.square().mean(dim=0) if weights is None else (weights * eps.square()).sum(0)
+            rms.append(second_moment.sqrt())
+        return torch.stack(rms)
 
     def neg_log_likelihood(self, coords: Tensor, sigmas: Tensor, target: Tensor, visible: Tensor) -> Tensor:
         """Per-keypoint loss ``l`` (B, T, K), float32 (invisible entries are finite but meaningless).

@@ -91,7 +91,8 @@ class RealNVP(nn.Module):
         return self.prior_log_prob(z) + log_det
 
     @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        """n samples (n, 2) from the flow's density."""
-        z = torch.randn(n, 2, device=self.masks.device, dtype=self.masks.dtype)
-        return self.forward(z)
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n samples (n, 2) from the flow's density; ``generator`` (a CPU one) makes them reproducible
+        on any device."""
+        z = torch.randn(n, 2, generator=generator, dtype=self.masks.dtype)
+        return self.forward(z.to(self.masks.device))

@@ -42,6 +42,11 @@ class SequentialHeatmapNet(nn.Module):
     Shapes: images (B, 3, S, S) -> PoseOutput(coords (B, T, K, 2), sigmas (B, T, K, 2) | None,
     heatmaps (B, T, K, S/4, S/4)).
 
+    Buffer ``sigma_scale`` (T, 2), only with ``with_variance``: the flows' RMS per unit of sigma (see
+    ``losses/mle.py``), ones until a trainer sets it. ``forward`` returns raw sigmas (the loss needs
+    them); :class:`InferenceWrapper` and ``training.inference.predict_crops`` report
+    ``sigma * sigma_scale``, the predicted RMS error.
+
     Attribute ``detach_sigma_input`` (default False): when True, each variance head sees its stage
     input detached, so the backbone and the stage convolutions learn from the coordinates' gradient
     only while the variance heads (and the loss's flows) keep learning. Forward values are unchanged.
@@ -86,6 +91,7 @@ class SequentialHeatmapNet(nn.Module):
         self.with_variance = with_variance
         self.decode = decode
         self.detach_sigma_input = False
+        self.register_buffer("sigma_scale", torch.ones(stages, 2) if with_variance else None)
 
     def forward(self, images: Tensor) -> PoseOutput:
         """(B, 3, S, S) ImageNet-normalised images -> PoseOutput with T stages."""
@@ -112,9 +118,10 @@ class InferenceWrapper(nn.Module):
 
     Used for ONNX export and MLflow model logging: ``forward(images)`` returns plain tensors
     ``(coords_px (B, K, 2), sigmas_px (B, K, 2))`` of stage T only, where
-    ``x_px = (u + 0.5) * W`` and ``sigma_px = sigma * W`` (``y`` with ``H``), W and H the input's
-    width and height. ``sigmas_px`` is zeros for methods without uncertainty (heatmap_l2, integral,
-    cpm). Put the model in ``eval()`` mode first.
+    ``x_px = (u + 0.5) * W`` and ``sigma_px = sigma * sigma_scale[T] * W`` (``y`` with ``H``), W and H
+    the input's width and height: the predicted RMS error per coordinate (:func:`error_sigmas`).
+    ``sigmas_px`` is zeros for methods without uncertainty (heatmap_l2, integral, cpm). Put the model
+    in ``eval()`` mode first.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -130,8 +137,19 @@ class InferenceWrapper(nn.Module):
         if out.sigmas is None:
             sigmas = torch.zeros_like(coords)
         else:
-            sigmas = out.sigmas[:, -1].float() * scale
+            sigmas = error_sigmas(self.model, out.sigmas)[:, -1] * scale
         return coords, sigmas
+
+
+def error_sigmas(model: nn.Module, sigmas: Tensor) -> Tensor:
+    """Raw sigmas (B, T, K, 2) of ``model`` -> predicted RMS errors (B, T, K, 2) float32, same units.
+
+    Multiplies by the model's ``sigma_scale`` (T, 2) buffer when it has one (models trained before it
+    existed, or by hand, return their raw sigmas).
+    """
+    scale = getattr(model, "sigma_scale", None)
+    sigmas = sigmas.float()
+    return sigmas if scale is None else sigmas * scale[:, None, :].float()
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ code: RLE's ``fc_coord`` divides its input by its L2 norm (a "normalised Linear"
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from .backbone import ResNetBackbone
@@ -29,6 +30,8 @@ class RLENet(nn.Module):
         sigma_eps: added to the sigmoid of the sigma layer.
 
     Shapes: images (B, 3, S, S) -> PoseOutput(coords (B, 1, K, 2), sigmas (B, 1, K, 2), heatmaps None).
+
+    Buffer ``sigma_scale`` (1, 2): the flow's RMS per unit of sigma, as in ``SequentialHeatmapNet``.
 
     Attribute ``detach_sigma_input`` (default False): stop ``fc_sigma``'s gradient at the pooled
     features, as in ``SequentialHeatmapNet`` (the sigma warm-up).
@@ -53,6 +56,7 @@ class RLENet(nn.Module):
         self.num_keypoints = num_keypoints
         self.sigma_eps = sigma_eps
         self.detach_sigma_input = False
+        self.register_buffer("sigma_scale", torch.ones(1, 2))
 
     def forward(self, images: Tensor) -> PoseOutput:
         """(B, 3, S, S) -> PoseOutput with T = 1."""

@@ -324,6 +324,7 @@ class Trainer:
                 # last step the replicas' buffers differ by one batch; make them rank 0's again.
                 for buffer in self.module.buffers():
                     dist.broadcast(buffer, src=0)
+            row.update(self._calibrate_sigmas())
             if self.is_main:
                 row.update(self._validate())
                 self.history.append(row)
@@ -344,6 +345,16 @@ class Trainer:
                 dist.barrier()
         if self.world_size > 1:
             self._check_replicas()
+
+    def _calibrate_sigmas(self) -> dict[str, float]:
+        """Copy the flows' RMS per unit of sigma into the model's ``sigma_scale``, so checkpoints, exports
+        and evaluation report sigmas as predicted RMS errors (see ``losses/mle.py``). Returns the last
+        stage's mean scale as ``sigma_scale`` for the epoch's metrics ({} for methods without sigmas)."""
+        scale = getattr(self.module.model, "sigma_scale", None)
+        if scale is None or not hasattr(self.module.loss, "error_rms"):
+            return {}
+        scale.copy_(self.module.loss.error_rms())
+        return {"sigma_scale": float(scale[-1].mean())}
 
     def _check_replicas(self) -> None:
         """Fail loudly if DDP replicas drifted apart (they must hold bit-identical weights)."""
@@ -499,7 +510,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     state = load_checkpoint(path, map_location=device)
     spec = ModelSpec(**state["spec"])
     model = spec.build_model(pretrained=False)
-    model.load_state_dict(_model_weights(state))
+    missing, unexpected = model.load_state_dict(_model_weights(state), strict=False)
+    if missing == ["sigma_scale"] and not unexpected:
+        logger.warning("%s predates sigma calibration: its sigmas are raw scales, not pixel errors", path)
+    elif missing or unexpected:
+        raise RuntimeError(f"{path} does not fit its model: missing {missing}, unexpected {unexpected}")
     return model.to(device).eval(), spec
 
 

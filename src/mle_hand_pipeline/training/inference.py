@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mle_hand_pipeline.evaluation.metrics import nme, normalised_errors, pck
+from mle_hand_pipeline.models.pose_net import error_sigmas
 from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.data import HandCrops
 
@@ -21,7 +22,8 @@ class Predictions:
     """Model outputs for every crop of a dataset, in crop pixels of the stored crops.
 
     coords: (N, T, K, 2) per-stage keypoints.
-    sigmas: (N, T, K, 2) per-stage scales, or None for methods without uncertainty.
+    sigmas: (N, T, K, 2) per-stage predicted RMS errors (raw sigmas times the model's ``sigma_scale``),
+        or None for methods without uncertainty.
     """
 
     coords: np.ndarray
@@ -57,7 +59,7 @@ def predict_crops(
             output = model(images)
         coords.append(output.coords.float().cpu())
         if output.sigmas is not None:
-            sigmas.append(output.sigmas.float().cpu())
+            sigmas.append(error_sigmas(model, output.sigmas).cpu())
     model.train(was_training)
     scale = dataset.crop_size
     return Predictions(
