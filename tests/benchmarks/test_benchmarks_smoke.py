@@ -87,3 +87,10 @@ def test_bench_learning(tmp_path, tiny_rhd):
     assert [row["model"] for row in document["rows"]] == ["untrained", "trained (best val)"]
     assert len(document["history"]) == 2 and document["parameters"]["train"]["sigma_warmup_epochs"] == 1
     assert all(0 <= row["pck_0.2"] <= 1 for row in document["rows"])
+
+
+def test_bench_flows(tmp_path):
+    document = _run("bench_flows.py", tmp_path)
+    assert document["max_abs_diff_log_prob"] < 1e-4  # the batched prototype computes the same densities
+    assert [row["implementation"] for row in document["rows"]] == ["per-stage loop", "one batched call"]
+    assert all(row["gflop"] > 0 and row["ms_fwd_bwd"] > 0 for row in document["rows"])
