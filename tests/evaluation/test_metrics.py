@@ -223,6 +223,7 @@ def test_evaluate_names_and_values(case):
         "sigma_error_pearson",
         "within_1sigma",
         "within_2sigma",
+        "error_sigma_rms",
         "mean_sigma_px",
     }
     assert set(out) == expected

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mle_hand_pipeline.models import RealNVP
+from mle_hand_pipeline.models.flow import stacked_log_prob
 
 
 def make_flow(init: str, perturb: float = 0.0, seed: int = 0) -> RealNVP:
@@ -61,3 +62,21 @@ def test_structure_and_sample():
     assert flow.sample(7).shape == (7, 2)
     with pytest.raises(ValueError, match="identity"):
         RealNVP(init="zeros")
+
+
+def test_stacked_log_prob_is_each_flows_own_with_the_same_gradients():
+    flows = [make_flow(init, perturb, seed) for seed, (init, perturb) in enumerate(FLOWS)]
+    x = torch.randn(len(flows), 50, 2) * 2
+    stacked = stacked_log_prob(flows, x)
+    separate = torch.stack([flow.log_prob(x[i]) for i, flow in enumerate(flows)])
+    torch.testing.assert_close(stacked, separate, rtol=1e-5, atol=1e-5)
+
+    stacked.square().sum().backward()
+    stacked_grads = [[p.grad.clone() for p in flow.parameters()] for flow in flows]
+    for flow in flows:
+        flow.zero_grad()
+    separate = torch.stack([flow.log_prob(x[i]) for i, flow in enumerate(flows)])
+    separate.square().sum().backward()
+    for flow, grads in zip(flows, stacked_grads, strict=True):
+        for p, g in zip(flow.parameters(), grads, strict=True):
+            torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-6)

@@ -466,7 +466,7 @@ def evaluate(
         - ``epe_px``, ``mmpose_auc`` (source pixels; when ``pred_src``/``gt_src`` are given);
         - ``stage{t}_nme``, ``stage{t}_pck_0.2`` for ``t = 1 .. T``;
         - when ``sigmas`` is given: ``sigma_error_spearman``, ``sigma_error_pearson``,
-          ``within_1sigma``, ``within_2sigma``, ``mean_sigma_px``.
+          ``within_1sigma``, ``within_2sigma``, ``error_sigma_rms``, ``mean_sigma_px``.
     """
     stages = _as_stages(pred_stages)
     errs = stage_errors(stages, gt, norm_size)
@@ -486,9 +486,15 @@ def evaluate(
         out[f"stage{t}_pck_0.2"] = pck(e, visible, 0.2)
     if sigmas is not None:
         stats = uncertainty_stats(stages[-1] - np.asarray(gt, dtype=np.float64), sigmas, visible)
-        for key in ("sigma_error_spearman", "sigma_error_pearson", "within_1sigma", "within_2sigma"):
+        for key in (
+            "sigma_error_spearman",
+            "sigma_error_pearson",
+            "within_1sigma",
+            "within_2sigma",
+            "error_sigma_rms",
+            "mean_sigma_px",
+        ):
             out[key] = stats[key]
-        out["mean_sigma_px"] = stats["mean_sigma_px"]
     return out
 
 

@@ -10,7 +10,8 @@ Exact formula. For stage t = 1..T, keypoint k of sample b, with predicted normal
     L           = sum_t L_t
 
 where ``log P_t`` is the log-density of stage t's 2-D RealNVP (``RealNVP.log_prob``: ``z = f_t^-1(eps)``,
-``log N(z; 0, I_2) + log|det dz/deps|``), and the optional residual term uses a standard density per
+``log N(z; 0, I_2) + log|det dz/deps|``; all T flows run in one batched pass, ``stacked_log_prob``),
+and the optional residual term uses a standard density per
 coordinate:
 
 - ``residual="none"`` (default): no Q term, the paper's Eq. 5.
@@ -56,7 +57,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..models.flow import RealNVP
+from ..models.flow import RealNVP, stacked_log_prob
 from ..models.heads import DEFAULT_SIGMA_EPS
 from ..models.outputs import PoseOutput
 from .common import LossResult, check_inputs, float32_region, masked_stage_mean, safe_target
@@ -130,10 +131,9 @@ class MLELoss(nn.Module):
         sigma = sigmas.float().clamp_min(self.sigma_eps)
         mu_g = safe_target(target[:, None], visible[:, None], mu_hat.detach())
         eps = (mu_g - mu_hat) / sigma
-        log_p = torch.stack(
-            [flow.log_prob(eps[:, i].reshape(-1, 2)).reshape(b, k) for i, flow in enumerate(self.flows)],
-            dim=1,
-        )
+        stages = len(self.flows)
+        log_p = stacked_log_prob(self.flows, eps.transpose(0, 1).reshape(stages, b * k, 2))
+        log_p = log_p.reshape(stages, b, k).transpose(0, 1)
         nll = -log_p + sigma.log().sum(dim=-1)
         if self.residual == "laplace":
             nll = nll + (eps.abs() + math.log(2.0)).sum(dim=-1)

@@ -37,7 +37,16 @@ def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
     base = yaml.safe_load((kedro_project / "conf/base/parameters_train.yml").read_text())["_train_cpu"]
     assert params["rhd.train.sigma_warmup_epochs"] == "1" and params["rhd.evaluate.checkpoint"] == "best"
     assert params["rhd.train.augment.rotation"] == str(base["augment"]["rotation"])
-    for key in ("train_loss", "loss_stage1", "loss_stage2", "lr", "val_nme", "val_pck_0.2", "images_per_s"):
+    for key in (
+        "train_loss",
+        "loss_stage1",
+        "loss_stage2",
+        "lr",
+        "val_nme",
+        "val_pck_0.2",
+        "images_per_s",
+        "sigma_scale",
+    ):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [1, 2], key
     for key in ("test_nme", "test_pck_0.2", "test_auc_0.2", "test_epe_px", "test_stage2_pck_0.2"):
