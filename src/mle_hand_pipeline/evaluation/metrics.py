@@ -486,15 +486,7 @@ def evaluate(
         out[f"stage{t}_pck_0.2"] = pck(e, visible, 0.2)
     if sigmas is not None:
         stats = uncertainty_stats(stages[-1] - np.asarray(gt, dtype=np.float64), sigmas, visible)
-        for key in (
-            "sigma_error_spearman",
-            "sigma_error_pearson",
-            "within_1sigma",
-            "within_2sigma",
-            "error_sigma_rms",
-            "mean_sigma_px",
-        ):
-            out[key] = stats[key]
+        out.update({k: v for k, v in stats.items() if k != "n_keypoints"})
     return out
 
 
