@@ -144,11 +144,11 @@ def report(
 
 def synthetic_rhd_hands(root: Path, limit: int = 0):
     """The hands of the RHD-layout set at ``root`` kept by the preprocessing filter (first ``limit``)."""
+    from mle_hand_pipeline.datasets.records import filter_visible
     from mle_hand_pipeline.datasets.rhd import read_rhd
-    from mle_hand_pipeline.pipelines.preprocess.nodes import filter_visible
 
     if not root.is_dir():
         sys.exit(f"{root} not found: run `kedro run --pipeline=synthetic_data` first (or pass --root)")
     hands, _ = read_rhd(root, ["training", "evaluation"], val_ratio=0.1, seed=42, on_bad_sample="raise")
-    hands, _ = filter_visible(hands, {"min_visible": 10})
+    hands, _ = filter_visible(hands, 10)
     return hands.iloc[:limit].reset_index(drop=True) if limit else hands

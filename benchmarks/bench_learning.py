@@ -1,6 +1,6 @@
 """Does the configured training learn? Test PCK@0.2 and NME of the untrained and the trained model.
 
-Trains with the training node's own function (``pipelines.train.nodes.train_method``, as
+Trains with the training node's own function (``training.runs.train_method``, as
 ``kedro run --pipeline=train_rhd`` does, with the parameters of conf/base/parameters_train.yml) on
 the preprocessed crops of ``kedro run --pipeline=rhd_preprocess``, and scores the stage-T prediction
 on the test split before and after training. ``--set`` changes one parameter per variant, so
@@ -28,10 +28,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
-from mle_hand_pipeline.pipelines.train.nodes import model_spec, split, train_method
 from mle_hand_pipeline.training.data import HandCrops
-from mle_hand_pipeline.training.engine import load_model
+from mle_hand_pipeline.training.engine import ModelSpec, load_model
 from mle_hand_pipeline.training.inference import score_crops
+from mle_hand_pipeline.training.runs import split, train_method
 
 PARAMETERS = _common.REPO / "conf/base/parameters_train.yml"
 
@@ -70,7 +70,7 @@ def main() -> None:
         key, _, value = assignment.partition("=")
         set_value(block, key, value)
     name = args.name or ("default" if not args.set or args.quick else "_".join(args.set).replace("=", "-"))
-    spec = model_spec(block["model"])
+    spec = ModelSpec.from_params(block["model"])
 
     hands = pd.read_parquet(args.hands)
     test = HandCrops(split(hands, "test"), args.crops)

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
 from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
+from mle_hand_pipeline.datasets.records import filter_visible
 from mle_hand_pipeline.datasets.rhd import read_rhd
 from mle_hand_pipeline.models import build_loss, build_model
-from mle_hand_pipeline.pipelines.preprocess.nodes import filter_visible
 from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
 from mle_hand_pipeline.training.data import HandCrops
 
@@ -65,7 +65,7 @@ def main() -> None:
     if not args.root.is_dir():
         sys.exit(f"{args.root} not found: run `kedro run --pipeline=synthetic_data` first (or pass --root)")
     hands, _ = read_rhd(args.root, ["training", "evaluation"], val_ratio=0.1, seed=42, on_bad_sample="raise")
-    hands, _ = filter_visible(hands, {"min_visible": 10})
+    hands, _ = filter_visible(hands, 10)
     hands = hands.iloc[: args.batch * (args.steps + args.warmup + (3 if args.profile else 0))]
     load_before = _common.loadavg()
 

@@ -37,15 +37,15 @@ def tiny_rhd(tmp_path_factory) -> dict:
     Rendered once per test session (a few seconds) and shared read-only by the training tests.
     """
     from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
+    from mle_hand_pipeline.datasets.records import filter_visible
     from mle_hand_pipeline.datasets.rhd import read_rhd
-    from mle_hand_pipeline.pipelines.preprocess.nodes import filter_visible
     from mle_hand_pipeline.synthetic.writers import RHDConfig, generate_rhd
 
     base = tmp_path_factory.mktemp("tiny_rhd")
     root = base / "RHD_published_v2"
     generate_rhd(RHDConfig(root=str(root), n_training=36, n_evaluation=10), seed=7, workers=1, progress=False)
     hands, _ = read_rhd(root, ["training", "evaluation"], val_ratio=0.25, seed=0, on_bad_sample="raise")
-    kept, _ = filter_visible(hands, {"min_visible": 10})
+    kept, _ = filter_visible(hands, 10)
     table, _ = crop_hands(kept, root, base / "crops", CropSettings(size=64), workers=1, on_bad_sample="raise")
     return {"root": root, "crops": base / "crops", "hands": table}
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from kedro.config import OmegaConfigLoader
 
-from mle_hand_pipeline.pipelines.train.nodes import model_spec, train_config
 from mle_hand_pipeline.settings import CONFIG_LOADER_ARGS
+from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -19,7 +19,7 @@ def parameters(env: str) -> dict:
 @pytest.mark.parametrize("dataset", ["rhd", "freihand"])
 def test_paper_environment_overrides_only_its_keys(dataset):
     base, paper = parameters("local")[dataset], parameters("paper")[dataset]
-    spec, config = model_spec(paper["model"]), train_config(paper["train"])
+    spec, config = ModelSpec.from_params(paper["model"]), TrainConfig.from_params(paper["train"])
     assert (spec.backbone, spec.input_size, spec.stages, spec.head_channels) == ("resnet50", 256, 5, 256)
     assert (config.epochs, config.batch_size, config.lr_milestones) == (120, 128, (90,))
     assert config.sigma_warmup_epochs == 0 and config.augment.rotation == 180
@@ -31,6 +31,6 @@ def test_paper_environment_overrides_only_its_keys(dataset):
 @pytest.mark.parametrize("dataset", ["rhd", "freihand"])
 def test_cpu_default_is_the_small_from_scratch_configuration(dataset):
     params = parameters("local")[dataset]
-    spec, config = model_spec(params["model"]), train_config(params["train"])
+    spec, config = ModelSpec.from_params(params["model"]), TrainConfig.from_params(params["train"])
     assert not spec.pretrained and spec.input_size < 256
     assert 0 < config.sigma_warmup_epochs < config.epochs

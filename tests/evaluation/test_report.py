@@ -143,7 +143,7 @@ def test_figures_from_parquet_round_trip(tmp_path):
     loaded = pd.read_parquet(tmp_path / "p.parquet")
     np.testing.assert_allclose(R.stack_nested(loaded["pred_crop"]), coords)
     report.predictions = loaded
-    figures = R.evaluation_figures(report, tmp_path, "mle")
+    figures = R.evaluation_figures(*report.outputs()[1:], tmp_path, "mle")
     assert set(figures) == {"pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qualitative"}
     assert len(figures["per_keypoint_nme"].axes[0].patches) == len(PAPER_KEYPOINTS)
     assert len(figures["per_stage_pck"].axes[0].lines) == 1

@@ -75,3 +75,24 @@ def stack_column(column: pd.Series) -> np.ndarray:
     """
     rows = [np.stack(v) if isinstance(v, np.ndarray) and v.dtype == object else np.asarray(v) for v in column]
     return np.stack(rows)
+
+
+def filter_visible(annotations: pd.DataFrame, min_visible: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hands with at least ``min_visible`` visible keypoints (re-indexed), and the others as rejections
+    (reason :data:`TOO_FEW_VISIBLE`, in :data:`REJECTION_COLUMNS`)."""
+    n_visible = np.array([int(np.sum(v)) for v in annotations["visible"]], dtype=int)
+    keep = n_visible >= min_visible
+    dropped = annotations[~keep]
+    rejections = pd.DataFrame(
+        {
+            "dataset": dropped["dataset"],
+            "split": dropped["split"],
+            "sample_id": dropped["sample_id"],
+            "image_id": dropped["image_id"],
+            "side": dropped["side"],
+            "reason": TOO_FEW_VISIBLE,
+            "detail": [f"{n} visible keypoints < min_visible={min_visible}" for n in n_visible[~keep]],
+        },
+        columns=REJECTION_COLUMNS,
+    )
+    return annotations[keep].reset_index(drop=True), rejections.reset_index(drop=True)

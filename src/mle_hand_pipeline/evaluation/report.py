@@ -27,6 +27,11 @@ from mle_hand_pipeline.keypoints import PAPER_KEYPOINTS
 PREDICTION_ID_COLUMNS = ["split", "sample_id", "image_id", "side", "crop_path", "crop_size", "mirrored"]
 CALIBRATION_COLUMNS = ["sigma_mean", "rms_error", "mean_abs_error", "count"]
 FINAL_STAGE_ONLY = "final"  # the per-stage table's `stage` when only the last stage is known
+# The parts of a report in the order :meth:`EvaluationReport.outputs` returns them (the train and
+# evaluate pipelines name their datasets after them: `test_<part>`, `evaluation_<part>`), and the keys
+# of :func:`evaluation_figures`.
+EVALUATION_OUTPUTS = ("metrics", "predictions", "per_keypoint", "per_stage", "pck_curve", "calibration")
+EVALUATION_FIGURES = ("pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qualitative")
 
 
 @dataclass
@@ -49,6 +54,18 @@ class EvaluationReport:
     pck_curve: pd.DataFrame
     calibration: pd.DataFrame
     predictions: pd.DataFrame
+
+    def outputs(self) -> tuple:
+        """The parts in :data:`EVALUATION_OUTPUTS` order (metrics first)."""
+        return tuple(getattr(self, name) for name in EVALUATION_OUTPUTS)
+
+    def summary(self) -> str:
+        """One log line: NME, PCK@0.2, AUC, EPE and the number of crops."""
+        m = self.metrics
+        return (
+            f"NME {m['nme']:.4f}  PCK@0.2 {m['pck_0.2']:.4f}  AUC {m['auc_0.2']:.4f}  "
+            f"EPE {m['epe_px']:.2f} px  ({int(m['n_crops'])} crops)"
+        )
 
 
 def stack_nested(column: pd.Series) -> np.ndarray:
@@ -211,15 +228,26 @@ def qualitative_figure(predictions: pd.DataFrame, crops_dir: str | Path, label: 
     return fig
 
 
-def evaluation_figures(report: EvaluationReport, crops_dir: str | Path, label: str) -> dict[str, Figure]:
-    """The five figures of one evaluation, keyed ``pck_curve``, ``per_keypoint_nme``,
-    ``per_stage_pck``, ``calibration``, ``qualitative``."""
+def evaluation_figures(
+    predictions: pd.DataFrame,
+    per_keypoint: pd.DataFrame,
+    per_stage: pd.DataFrame,
+    pck_curve: pd.DataFrame,
+    calibration: pd.DataFrame,
+    crops_dir: str | Path,
+    label: str | None = None,
+) -> dict[str, Figure]:
+    """The five figures of one evaluation from its tables (an :class:`EvaluationReport`'s parts, or the
+    saved files), keyed as :data:`EVALUATION_FIGURES`: ``pck_curve``, ``per_keypoint_nme``,
+    ``per_stage_pck``, ``calibration``, ``qualitative``. ``label`` defaults to the predictions'
+    ``method``."""
+    label = str(predictions["method"].iloc[0]) if label is None else label
     return {
-        "pck_curve": pck_curve_figure(report.pck_curve, label),
-        "per_keypoint_nme": per_keypoint_figure(report.per_keypoint, label),
-        "per_stage_pck": per_stage_figure(report.per_stage, label),
-        "calibration": calibration_figure(report.calibration, label),
-        "qualitative": qualitative_figure(report.predictions, crops_dir, label),
+        "pck_curve": pck_curve_figure(pck_curve, label),
+        "per_keypoint_nme": per_keypoint_figure(per_keypoint, label),
+        "per_stage_pck": per_stage_figure(per_stage, label),
+        "calibration": calibration_figure(calibration, label),
+        "qualitative": qualitative_figure(predictions, crops_dir, label),
     }
 
 

@@ -53,6 +53,12 @@ class ModelSpec:
     loss: dict[str, Any] = field(default_factory=dict)
     init_checkpoint: str | None = None
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ModelSpec:
+        """The ``model`` parameter block (loss options another method's loss takes are ignored by
+        :func:`~mle_hand_pipeline.models.build_loss`, so one block serves every method)."""
+        return cls(**params)
+
     def build_model(self, pretrained: bool | None = None) -> nn.Module:
         return build_model(
             self.method,
@@ -89,6 +95,21 @@ class TrainConfig:
     eval_batch_size: int = 64
     sigma_warmup_epochs: int = 0
     augment: AugmentSettings = field(default_factory=AugmentSettings)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> TrainConfig:
+        """The ``train`` parameter block (its ``label_noise`` is applied to the labels, not here)."""
+        params = {k: v for k, v in params.items() if k != "label_noise"}
+        augment = dict(params.get("augment") or {})
+        if "scale" in augment:
+            augment["scale"] = tuple(augment["scale"])
+        return cls(
+            **{
+                **params,
+                "augment": AugmentSettings(**augment),
+                "lr_milestones": tuple(params.get("lr_milestones", ())),
+            }
+        )
 
 
 @dataclass

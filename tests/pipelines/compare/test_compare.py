@@ -153,10 +153,10 @@ def test_each_method_and_noise_level_is_a_nested_mlflow_run(tiny_rhd, tmp_path):
 def test_a_diverging_method_is_reported_and_the_comparison_goes_on(tiny_rhd, tmp_path, monkeypatch):
     real = nodes.train_method
 
-    def diverge_on_heatmap(hands, crops_dir, root, model, train):
+    def diverge_on_heatmap(hands, crops_dir, root, model, train, **callbacks):
         if model["method"] == "heatmap_l2":
             raise NonFiniteLossError("20 training steps in a row had a non-finite loss")
-        return real(hands, crops_dir, root, model, train)
+        return real(hands, crops_dir, root, model, train, **callbacks)
 
     monkeypatch.setattr(nodes, "train_method", diverge_on_heatmap)
     table, curves, per_keypoint, per_stage = nodes.compare_methods(

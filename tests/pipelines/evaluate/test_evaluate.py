@@ -11,8 +11,8 @@ from mle_hand_pipeline.evaluation.report import FINAL_STAGE_ONLY, stack_nested
 from mle_hand_pipeline.export import log_mlflow_model
 from mle_hand_pipeline.pipelines.evaluate.nodes import evaluate_model, is_mlflow_uri
 from mle_hand_pipeline.pipelines.evaluate.pipeline import create_pipeline
-from mle_hand_pipeline.pipelines.train.nodes import evaluate_checkpoint, split
 from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig, fit, load_model
+from mle_hand_pipeline.training.runs import evaluate_on_test, split
 
 SPEC = ModelSpec(method="mle", backbone="resnet18", stages=2, input_size=64, head_channels=16)
 CONFIG = TrainConfig(
@@ -56,9 +56,7 @@ def test_evaluate_pipeline_on_a_checkpoint_matches_the_train_evaluation(tiny_rhd
     SequentialRunner().run(create_pipeline("rhd"), catalog)
 
     metrics = catalog.load("rhd.evaluation_metrics")
-    reference = evaluate_checkpoint(
-        tiny_rhd["hands"], tiny_rhd["crops"], {"best_checkpoint": str(checkpoint)}, params
-    )[0]
+    reference = evaluate_on_test(tiny_rhd["hands"], tiny_rhd["crops"], checkpoint, 16).metrics
     assert metrics == pytest.approx(reference)
     assert "stage1_pck_0.2" in metrics and "within_1sigma" in metrics
     assert (tmp_path / "p.parquet").is_file() and (tmp_path / "per_stage.csv").read_text().count("\n") == 3
@@ -81,7 +79,7 @@ def test_an_mlflow_model_gives_the_final_stage_of_its_checkpoint(tiny_rhd, check
         metrics, predictions, _, per_stage, _, calibration = evaluate_model(hands, crops, params)
     finally:
         mlflow.set_tracking_uri(None)
-    _, reference, *_ = evaluate_checkpoint(hands, crops, {"best_checkpoint": str(checkpoint)}, params)
+    reference = evaluate_on_test(hands, crops, checkpoint, batch_size).predictions
     coords = stack_nested(predictions["pred_crop"])
     assert coords.shape == (n_test, 1, 21, 2)
     np.testing.assert_allclose(coords[:, 0], stack_nested(reference["pred_crop"])[:, -1], atol=1e-3)

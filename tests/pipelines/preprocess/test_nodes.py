@@ -5,16 +5,16 @@ import pandas as pd
 import pytest
 
 from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
-from mle_hand_pipeline.datasets.records import BadSampleError, stack_column
+from mle_hand_pipeline.datasets.records import BadSampleError, filter_visible, stack_column
 from mle_hand_pipeline.datasets.rhd import read_rhd
-from mle_hand_pipeline.pipelines.preprocess.nodes import filter_visible, summarise
+from mle_hand_pipeline.pipelines.preprocess.nodes import summarise
 
 PARAMS = {"min_visible": 10, "on_bad_sample": "raise", "crop": {}}
 
 
 def _rhd(root, on_bad_sample="raise"):
     hands, rejections = read_rhd(root, ["evaluation"], val_ratio=0.1, seed=0, on_bad_sample=on_bad_sample)
-    kept, dropped = filter_visible(hands, PARAMS)
+    kept, dropped = filter_visible(hands, PARAMS["min_visible"])
     return kept, dropped, rejections
 
 

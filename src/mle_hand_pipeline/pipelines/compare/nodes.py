@@ -21,9 +21,9 @@ from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation import report as R
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
 from mle_hand_pipeline.models import METHODS
-from mle_hand_pipeline.pipelines.train.nodes import evaluate_on_test, model_spec, split, train_method
-from mle_hand_pipeline.training.engine import NonFiniteLossError
+from mle_hand_pipeline.training.engine import ModelSpec, NonFiniteLossError
 from mle_hand_pipeline.training.label_noise import LabelNoise
+from mle_hand_pipeline.training.runs import evaluate_on_test, split, train_method
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,15 @@ def _log_child_artifacts(
     """The files a ``train_<dataset>`` run has, logged to the active (child) run."""
     if not mlflow.active_run():
         return
-    figures = R.evaluation_figures(report, crops_dir, label)
+    figures = R.evaluation_figures(
+        report.predictions,
+        report.per_keypoint,
+        report.per_stage,
+        report.pck_curve,
+        report.calibration,
+        crops_dir,
+        label,
+    )
     mlflow.log_text(history.to_csv(index=False), "training/train_history.csv")
     mlflow.log_figure(plot_training_curves(history), "training/training_curves.png")
     mlflow.log_dict(report.metrics, "evaluation/test_metrics.json")
@@ -180,6 +188,8 @@ def compare_methods(
                     Path(checkpoint_root) / "compare" / item["noise"],
                     item["model"],
                     item["train"],
+                    on_epoch_end=tracking.active_epoch_logger(),
+                    log_metrics=tracking.log_metrics,
                 )
             except NonFiniteLossError as error:
                 logger.warning("%s diverged: %s", run_name, error)
@@ -201,7 +211,8 @@ def compare_methods(
                     "best_val_nme": training["best_val_nme"],
                     "train_wall_time_s": training["train_wall_time_s"],
                     "n_params": sum(
-                        p.numel() for p in model_spec(item["model"]).build_model(False).parameters()
+                        p.numel()
+                        for p in ModelSpec.from_params(item["model"]).build_model(False).parameters()
                     ),
                     "checkpoint": checkpoint,
                 }

@@ -15,10 +15,10 @@ from mlflow.tracking import MlflowClient
 from torch.utils.data import DataLoader
 
 from mle_hand_pipeline import tracking
-from mle_hand_pipeline.evaluation import report as R
-from mle_hand_pipeline.pipelines.train.nodes import predict_checkpoint, report_outputs, split
+from mle_hand_pipeline.evaluation.report import evaluate_predictions
 from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.data import HandCrops
+from mle_hand_pipeline.training.runs import predict_checkpoint, split
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,8 @@ def evaluate_model(
     tracking.log_dict(
         {"model": str(source), "method": method, "all_stages": all_stages}, "evaluation/source.json"
     )
-    report = R.evaluate_predictions(test, coords, sigmas, all_stages=all_stages)
+    report = evaluate_predictions(test, coords, sigmas, all_stages=all_stages)
     report.predictions.insert(0, "method", method)
-    return report_outputs(report)
+    tracking.log_metrics(report.metrics, prefix="test_")
+    logger.info("test %s", report.summary())
+    return report.outputs()

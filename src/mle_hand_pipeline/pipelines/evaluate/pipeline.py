@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
+from mle_hand_pipeline.evaluation.report import EVALUATION_OUTPUTS
 from mle_hand_pipeline.pipelines.evaluate.nodes import evaluate_model
-from mle_hand_pipeline.pipelines.train.nodes import EVALUATION_OUTPUTS
 from mle_hand_pipeline.pipelines.train.pipeline import evaluation_plot_node
 
 

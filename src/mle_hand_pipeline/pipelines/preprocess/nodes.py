@@ -13,11 +13,7 @@ from PIL import Image
 
 from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
 from mle_hand_pipeline.datasets.freihand import read_freihand
-from mle_hand_pipeline.datasets.records import (
-    REJECTION_COLUMNS,
-    TOO_FEW_VISIBLE,
-    stack_column,
-)
+from mle_hand_pipeline.datasets.records import filter_visible, stack_column
 from mle_hand_pipeline.datasets.rhd import read_rhd
 from mle_hand_pipeline.evaluation.plots import keypoint_grid
 
@@ -46,26 +42,9 @@ def read_rhd_annotations(root: str, params: dict[str, Any]) -> tuple[pd.DataFram
     )
 
 
-def filter_visible(annotations: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def keep_visible(annotations: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keep hands with at least ``min_visible`` visible keypoints; the others become rejections."""
-    n_visible = np.array([int(np.sum(v)) for v in annotations["visible"]], dtype=int)
-    keep = n_visible >= params["min_visible"]
-    dropped = annotations[~keep]
-    rejections = pd.DataFrame(
-        {
-            "dataset": dropped["dataset"],
-            "split": dropped["split"],
-            "sample_id": dropped["sample_id"],
-            "image_id": dropped["image_id"],
-            "side": dropped["side"],
-            "reason": TOO_FEW_VISIBLE,
-            "detail": [
-                f"{n} visible keypoints < min_visible={params['min_visible']}" for n in n_visible[~keep]
-            ],
-        },
-        columns=REJECTION_COLUMNS,
-    )
-    return annotations[keep].reset_index(drop=True), rejections.reset_index(drop=True)
+    return filter_visible(annotations, params["min_visible"])
 
 
 def make_crops(

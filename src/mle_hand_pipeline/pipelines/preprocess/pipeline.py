@@ -9,7 +9,7 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from mle_hand_pipeline.pipelines.preprocess.nodes import (
-    filter_visible,
+    keep_visible,
     make_crops,
     plot_crop_grid,
     read_freihand_annotations,
@@ -30,7 +30,7 @@ def _template(reader) -> Pipeline:
                 name="read",
             ),
             Node(
-                filter_visible,
+                keep_visible,
                 ["annotations", "params:preprocess"],
                 ["visible_annotations", "filter_rejections"],
                 name="filter_visible",

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from mle_hand_pipeline.pipelines.train.nodes import (
-    EVALUATION_FIGURES,
-    EVALUATION_OUTPUTS,
-    evaluate_checkpoint,
-    log_model,
-    plot_evaluation,
-    plot_history,
-    train_model,
-)
+from mle_hand_pipeline.evaluation.report import EVALUATION_FIGURES, EVALUATION_OUTPUTS, evaluation_figures
+from mle_hand_pipeline.pipelines.train.nodes import evaluate_checkpoint, log_model, plot_history, train_model
 
 
 def evaluation_plot_node(prefix: str) -> Node:
     """The node drawing the five evaluation figures from ``<prefix>_*`` tables (train and evaluate)."""
     return Node(
-        plot_evaluation,
+        evaluation_figures,
         [f"{prefix}_{name}" for name in EVALUATION_OUTPUTS if name != "metrics"] + ["crops_dir"],
-        [f"{prefix}_{name}_plot" for name in EVALUATION_FIGURES],
+        {name: f"{prefix}_{name}_plot" for name in EVALUATION_FIGURES},
         name=f"plot_{prefix}_evaluation",
     )
 

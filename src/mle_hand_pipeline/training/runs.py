@@ -1,0 +1,131 @@
+"""One training or evaluation run over a hand table: what the train, evaluate and compare pipelines share.
+
+Plain library code (no Kedro, no MLflow): metrics reach a tracker through the ``on_epoch_end`` and
+``log_metrics`` callbacks, which the pipeline nodes point at the active MLflow run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mle_hand_pipeline.evaluation.report import EvaluationReport, evaluate_predictions
+from mle_hand_pipeline.training.data import HandCrops
+from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig, fit, load_model
+from mle_hand_pipeline.training.inference import predict_crops
+from mle_hand_pipeline.training.label_noise import LabelNoise, corrupt_labels
+
+logger = logging.getLogger(__name__)
+
+MetricsCallback = Callable[[dict[str, float]], None]
+
+
+def split(hands: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The rows of split ``name`` (train, val or test), re-indexed; an error names the splits present."""
+    subset = hands[hands["split"] == name].reset_index(drop=True)
+    if subset.empty:
+        raise ValueError(
+            f"the hand table has no '{name}' crops; splits present: {sorted(hands['split'].unique())}"
+        )
+    return subset
+
+
+def train_method(
+    hands: pd.DataFrame,
+    crops_dir: Path,
+    checkpoint_root: Path,
+    model_params: dict[str, Any],
+    train_params: dict[str, Any],
+    on_epoch_end: Callable[[dict], None] | None = None,
+    log_metrics: MetricsCallback | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Train the ``model`` block's method on the ``train`` crops, validating on ``val`` every epoch.
+
+    Checkpoints go to ``checkpoint_root/<method>/``. ``train_params["label_noise"]`` (see
+    :mod:`.label_noise`) corrupts the TRAINING labels before :func:`~.engine.fit`; validation and test
+    labels stay clean. ``on_epoch_end`` receives each epoch's history row (see :func:`~.engine.fit`);
+    ``log_metrics`` receives the ``label_noise_*`` statistics before training and
+    ``train_wall_time_s``/``best_epoch`` after it.
+
+    Returns the per-epoch history and a report: method, checkpoint paths, best epoch and its
+    validation NME, epochs, wall time and the label-noise statistics.
+    """
+    spec, config = ModelSpec.from_params(model_params), TrainConfig.from_params(train_params)
+    noise = LabelNoise.from_params(train_params.get("label_noise"))
+    train_table, noise_stats = corrupt_labels(split(hands, "train"), noise)
+    if noise.active:
+        logger.info(
+            "label noise on the training labels: %d jittered, %d outliers of %d visible keypoints "
+            "(label NME %.4f)",
+            noise_stats["n_jittered"],
+            noise_stats["n_outliers"],
+            noise_stats["n_visible"],
+            noise_stats["label_nme"],
+        )
+    if log_metrics is not None:
+        log_metrics(
+            {
+                f"label_noise_{k}": noise_stats[k]
+                for k in ("n_jittered", "n_outliers", "mean_shift_px", "label_nme")
+            }
+        )
+    checkpoint_dir = Path(checkpoint_root) / spec.method
+    started = time.perf_counter()
+    result = fit(
+        spec,
+        config,
+        train_table,
+        split(hands, "val"),
+        crops_dir,
+        checkpoint_dir,
+        on_epoch_end=on_epoch_end,
+    )
+    wall_time = time.perf_counter() - started
+    best = result.history.loc[result.history["val_nme"].idxmin()]
+    report = {
+        "method": spec.method,
+        "best_checkpoint": str(result.best_checkpoint),
+        "last_checkpoint": str(result.last_checkpoint),
+        "best_epoch": int(best["epoch"]),
+        "best_val_nme": float(best["val_nme"]),
+        "epochs": int(result.history["epoch"].max()),
+        "train_wall_time_s": wall_time,
+        "label_noise": noise_stats,
+    }
+    if log_metrics is not None:
+        log_metrics({"train_wall_time_s": wall_time, "best_epoch": report["best_epoch"]})
+    return result.history, report
+
+
+def predict_checkpoint(
+    path: str | Path, table: pd.DataFrame, crops_dir: Path, batch_size: int
+) -> tuple[np.ndarray, np.ndarray | None, ModelSpec]:
+    """All stages' predictions of a ``best.pt``/``last.pt`` checkpoint on ``table``'s crops.
+
+    Returns coords ``(N, T, K, 2)`` and sigmas ``(N, T, K, 2)`` (None without uncertainty) in
+    stored-crop pixels, and the checkpoint's :class:`ModelSpec`. Runs on CUDA when present.
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, spec = load_model(path, device)
+    predictions = predict_crops(
+        model, HandCrops(table, crops_dir), spec.input_size, device, batch_size=batch_size
+    )
+    return predictions.coords, predictions.sigmas, spec
+
+
+def evaluate_on_test(
+    hands: pd.DataFrame, crops_dir: Path, checkpoint: str | Path, batch_size: int
+) -> EvaluationReport:
+    """The evaluation report of a checkpoint on the ``test`` split (predictions tagged with the method)."""
+    test = split(hands, "test")
+    coords, sigmas, spec = predict_checkpoint(checkpoint, test, crops_dir, batch_size)
+    report = evaluate_predictions(test, coords, sigmas)
+    report.predictions.insert(0, "method", spec.method)
+    return report
