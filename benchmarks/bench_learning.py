@@ -28,8 +28,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
+from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
 from mle_hand_pipeline.training.data import HandCrops
-from mle_hand_pipeline.training.engine import ModelSpec, load_model
 from mle_hand_pipeline.training.inference import score_crops
 from mle_hand_pipeline.training.runs import split, train_method
 

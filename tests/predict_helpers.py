@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from mle_hand_pipeline.training.checkpoint import save_atomic
-from mle_hand_pipeline.training.engine import ModelSpec
+from mle_hand_pipeline.training.checkpoint import ModelSpec, save_atomic
 
 SIZE = 64
 TINY_SPEC = ModelSpec(method="mle", backbone="resnet18", stages=2, input_size=SIZE, head_channels=16)

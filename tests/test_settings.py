@@ -6,7 +6,8 @@ import pytest
 from kedro.config import OmegaConfigLoader
 
 from mle_hand_pipeline.settings import CONFIG_LOADER_ARGS
-from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig
+from mle_hand_pipeline.training.checkpoint import ModelSpec
+from mle_hand_pipeline.training.engine import TrainConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

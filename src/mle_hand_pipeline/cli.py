@@ -119,7 +119,7 @@ def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mle_hand_pipeline.export import check_onnx, export_onnx
-    from mle_hand_pipeline.training.engine import load_model
+    from mle_hand_pipeline.training.checkpoint import load_model
 
     if not Path(args.model).is_file():
         print(f"mle-hand export-onnx: error: no such checkpoint {args.model}", file=sys.stderr)

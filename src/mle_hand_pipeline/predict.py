@@ -212,7 +212,7 @@ def _onnx_predictor(source: bytes | str, name: str) -> Predictor:
 
 def _checkpoint_predictor(path: Path, backend: str, device: str) -> Predictor:
     from mle_hand_pipeline.models.pose_net import InferenceWrapper
-    from mle_hand_pipeline.training.engine import load_model
+    from mle_hand_pipeline.training.checkpoint import load_model
 
     try:
         model, spec = load_model(path, device)

@@ -17,7 +17,7 @@ from mle_hand_pipeline.models import (
     build_model,
     predict,
 )
-from mle_hand_pipeline.training.engine import ModelSpec
+from mle_hand_pipeline.training.checkpoint import ModelSpec
 
 K = 21
 STAGES = 2

@@ -9,8 +9,8 @@ from helpers import KillAfterFirstEpoch, fit_in_child
 
 from mle_hand_pipeline.models import InferenceWrapper
 from mle_hand_pipeline.training.augment import AugmentSettings
-from mle_hand_pipeline.training.checkpoint import load_checkpoint
-from mle_hand_pipeline.training.engine import ModelSpec, NonFiniteLossError, TrainConfig, fit, load_model
+from mle_hand_pipeline.training.checkpoint import ModelSpec, load_checkpoint, load_model
+from mle_hand_pipeline.training.engine import NonFiniteLossError, TrainConfig, fit
 
 SPEC = ModelSpec(method="mle", backbone="resnet18", stages=2, input_size=64, head_channels=16)
 
@@ -99,24 +99,6 @@ def test_resume_refuses_a_different_model(tiny_rhd, tmp_path):
         fit(other, _config(resume=True), train, val, tiny_rhd["crops"], tmp_path)
 
 
-def test_warm_start_loads_shared_weights_and_keeps_new_heads(tmp_path):
-    from mle_hand_pipeline.training.checkpoint import save_atomic
-    from mle_hand_pipeline.training.engine import warm_start
-
-    source = ModelSpec(**{**SPEC.__dict__, "method": "integral"}).build_model()
-    save_atomic({"model": source.state_dict()}, tmp_path / "best.pt")
-    torch.manual_seed(123)
-    target = SPEC.build_model()
-    fresh = {k: v.clone() for k, v in target.state_dict().items()}
-    warm_start(target, tmp_path / "best.pt", log=False)
-    loaded = target.state_dict()
-    for key, value in source.state_dict().items():
-        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
-    variance = [k for k in loaded if k not in source.state_dict()]
-    assert variance and all("variance" in k or k == "sigma_scale" for k in variance)
-    assert all(torch.equal(loaded[k], fresh[k]) for k in variance)
-
-
 def test_checkpoints_carry_the_flows_rms_and_inference_applies_it(tiny_rhd, tmp_path):
     train, val = _splits(tiny_rhd)
     result = fit(SPEC, _config(epochs=1), train, val, tiny_rhd["crops"], tmp_path)
@@ -134,18 +116,3 @@ def test_checkpoints_carry_the_flows_rms_and_inference_applies_it(tiny_rhd, tmp_
         raw = model(images).sigmas[:, -1]
         _, sigmas_px = InferenceWrapper(model)(images)
     torch.testing.assert_close(sigmas_px, raw * scale[-1] * 64)
-
-
-def test_load_model_accepts_checkpoints_from_before_sigma_calibration_only(tmp_path, caplog):
-    from mle_hand_pipeline.training.checkpoint import save_atomic
-    from mle_hand_pipeline.training.engine import _spec_dict
-
-    weights = SPEC.build_model().state_dict()
-    del weights["sigma_scale"]
-    save_atomic({"model": weights, "spec": _spec_dict(SPEC)}, tmp_path / "old.pt")
-    model, _ = load_model(tmp_path / "old.pt")
-    assert torch.equal(model.sigma_scale, torch.ones(2, 2)) and "predates sigma calibration" in caplog.text
-    del weights["stages.0.variance_head.fc.0.weight"]
-    save_atomic({"model": weights, "spec": _spec_dict(SPEC)}, tmp_path / "broken.pt")
-    with pytest.raises(RuntimeError, match=r"broken\.pt does not fit.*variance_head"):
-        load_model(tmp_path / "broken.pt")

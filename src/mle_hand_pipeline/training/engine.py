@@ -14,7 +14,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,52 +27,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from mle_hand_pipeline.models import build_loss, build_model
-from mle_hand_pipeline.models.heads import DEFAULT_SIGMA_EPS
 from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
-from mle_hand_pipeline.training.checkpoint import load_checkpoint, save_atomic
+from mle_hand_pipeline.training.checkpoint import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    ModelSpec,
+    load_checkpoint,
+    save_atomic,
+    warm_start,
+)
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.inference import autocast_context, score_crops
 
 logger = logging.getLogger(__name__)
-
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to rebuild a model and its loss (the ``model`` parameter block)."""
-
-    method: str = "mle"
-    backbone: str = "resnet50"
-    stages: int = 5
-    input_size: int = 256
-    pretrained: bool = False
-    head_channels: int = 256
-    loss: dict[str, Any] = field(default_factory=dict)
-    init_checkpoint: str | None = None
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> ModelSpec:
-        """The ``model`` parameter block (loss options another method's loss takes are ignored by
-        :func:`~mle_hand_pipeline.models.build_loss`, so one block serves every method)."""
-        return cls(**params)
-
-    def build_model(self, pretrained: bool | None = None) -> nn.Module:
-        return build_model(
-            self.method,
-            backbone=self.backbone,
-            stages=self.stages,
-            input_size=self.input_size,
-            pretrained=self.pretrained if pretrained is None else pretrained,
-            head_channels=self.head_channels,
-            # One sigma floor for the sigma head and the loss (the loss's floor is then a no-op).
-            sigma_eps=self.loss.get("sigma_eps", DEFAULT_SIGMA_EPS),
-        )
-
-    def build_loss(self) -> nn.Module:
-        return build_loss(self.method, stages=self.stages, **self.loss)
 
 
 @dataclass(frozen=True)
@@ -319,9 +286,9 @@ class Trainer:
             return
         state = load_checkpoint(path, map_location=self.device)
         saved_spec = state["spec"]
-        if saved_spec != _spec_dict(self.spec):
+        if saved_spec != self.spec.checkpoint_dict():
             raise ValueError(
-                f"{path} was trained with model {saved_spec}, not {_spec_dict(self.spec)}; "
+                f"{path} was trained with model {saved_spec}, not {self.spec.checkpoint_dict()}; "
                 "use another checkpoint folder or train.resume=false"
             )
         self.module.load_state_dict(state["module"])
@@ -479,7 +446,7 @@ class Trainer:
     def _save(self, epochs_done: int, row: dict) -> None:
         state = {
             "epoch": epochs_done,
-            "spec": _spec_dict(self.spec),
+            "spec": self.spec.checkpoint_dict(),
             "module": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -503,44 +470,3 @@ class Trainer:
                 self.checkpoint_dir / BEST_CHECKPOINT,
             )
         save_atomic(state, self.checkpoint_dir / LAST_CHECKPOINT)
-
-
-def _spec_dict(spec: ModelSpec) -> dict[str, Any]:
-    # Initialisation choices don't describe the model: a resumed or loaded model has its own weights.
-    return {k: v for k, v in asdict(spec).items() if k not in ("pretrained", "init_checkpoint")}
-
-
-def warm_start(model: nn.Module, path: str | Path, log: bool = True) -> None:
-    """Initialise ``model`` from another run's ``best.pt``/``last.pt`` where names and shapes match.
-
-    The RLE authors and MMPose users start likelihood losses from a heatmap- or integral-trained
-    network; heads the source lacks (e.g. the variance head) keep their fresh initialisation.
-    """
-    weights = _model_weights(load_checkpoint(path))
-    own = model.state_dict()
-    usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise ValueError(f"{path}: no weight matches this model's names and shapes; nothing to warm-start")
-    model.load_state_dict(usable, strict=False)
-    if log:
-        logger.info("warm start from %s: %d of %d tensors loaded", path, len(usable), len(own))
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
-    """A model in eval mode from ``best.pt`` or ``last.pt``, and its spec (no ImageNet download)."""
-    state = load_checkpoint(path, map_location=device)
-    spec = ModelSpec(**state["spec"])
-    model = spec.build_model(pretrained=False)
-    missing, unexpected = model.load_state_dict(_model_weights(state), strict=False)
-    if missing == ["sigma_scale"] and not unexpected:
-        logger.warning("%s predates sigma calibration: its sigmas are raw scales, not pixel errors", path)
-    elif missing or unexpected:
-        raise RuntimeError(f"{path} does not fit its model: missing {missing}, unexpected {unexpected}")
-    return model.to(device).eval(), spec
-
-
-def _model_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The network's state dict from ``best.pt`` (``model``) or ``last.pt`` (``module`` = model + loss)."""
-    if "model" in state:
-        return state["model"]
-    return {k.removeprefix("model."): v for k, v in state["module"].items() if k.startswith("model.")}

@@ -17,8 +17,9 @@ import pandas as pd
 import torch
 
 from mle_hand_pipeline.evaluation.report import EvaluationReport, evaluate_predictions
+from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
 from mle_hand_pipeline.training.data import HandCrops
-from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig, fit, load_model
+from mle_hand_pipeline.training.engine import TrainConfig, fit
 from mle_hand_pipeline.training.inference import predict_crops
 from mle_hand_pipeline.training.label_noise import LabelNoise, corrupt_labels
 

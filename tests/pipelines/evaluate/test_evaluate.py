@@ -11,7 +11,8 @@ from mle_hand_pipeline.evaluation.report import FINAL_STAGE_ONLY, stack_nested
 from mle_hand_pipeline.export import log_mlflow_model
 from mle_hand_pipeline.pipelines.evaluate.nodes import evaluate_model, is_mlflow_uri
 from mle_hand_pipeline.pipelines.evaluate.pipeline import create_pipeline
-from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig, fit, load_model
+from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
+from mle_hand_pipeline.training.engine import TrainConfig, fit
 from mle_hand_pipeline.training.runs import evaluate_on_test, split
 
 SPEC = ModelSpec(method="mle", backbone="resnet18", stages=2, input_size=64, head_channels=16)

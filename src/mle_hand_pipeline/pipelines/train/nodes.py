@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
 from mle_hand_pipeline.export import log_mlflow_model
-from mle_hand_pipeline.training.engine import load_model
+from mle_hand_pipeline.training.checkpoint import load_model
 from mle_hand_pipeline.training.runs import evaluate_on_test, train_method
 
 logger = logging.getLogger(__name__)
