@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
 from mle_hand_pipeline.export import export_onnx
-from mle_hand_pipeline.models import InferenceWrapper, build_loss, build_model
+from mle_hand_pipeline.methods import build_loss, build_model
+from mle_hand_pipeline.models import InferenceWrapper
 
 CONFIGS = {
     "paper": {"backbone": "resnet50", "input_size": 256, "stages": 5, "head_channels": 256, "train_batch": 8},

@@ -37,7 +37,7 @@ import _common
 from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
 from mle_hand_pipeline.datasets.records import filter_visible
 from mle_hand_pipeline.datasets.rhd import read_rhd
-from mle_hand_pipeline.models import build_loss, build_model
+from mle_hand_pipeline.methods import build_loss, build_model
 from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
 from mle_hand_pipeline.training.data import HandCrops
 

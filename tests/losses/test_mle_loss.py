@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mle_hand_pipeline.losses import LossResult, MLELoss, RLELoss
-from mle_hand_pipeline.models import PoseOutput, build_loss, build_model
+from mle_hand_pipeline.methods import build_loss, build_model
+from mle_hand_pipeline.models import PoseOutput
 
 B, T, K = 3, 2, 5
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mle_hand_pipeline.models import METHODS, build_loss, build_model
+from mle_hand_pipeline.methods import METHODS, build_loss, build_model
 
 
 @pytest.fixture

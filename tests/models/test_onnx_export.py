@@ -5,7 +5,8 @@ import io
 import pytest
 import torch
 
-from mle_hand_pipeline.models import InferenceWrapper, build_model
+from mle_hand_pipeline.methods import build_model
+from mle_hand_pipeline.models import InferenceWrapper
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

@@ -2,7 +2,7 @@
 
 All are called as ``loss(output: PoseOutput, target (B, K, 2), visible (B, K) bool) -> LossResult``
 with normalised crop coordinates. Build one by method name with
-:func:`mle_hand_pipeline.models.build_loss`.
+:func:`mle_hand_pipeline.methods.build_loss`.
 """
 
 from .common import LossResult

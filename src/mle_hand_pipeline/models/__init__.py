@@ -1,12 +1,11 @@
 """Plain-PyTorch hand pose models (no Kedro): the paper's sequential heatmap network and baselines.
 
 Coordinates are normalised crop coordinates ``u = x / S - 0.5``; every model returns a
-:class:`PoseOutput`. Build one with :func:`build_model` and its loss with :func:`build_loss`.
+:class:`PoseOutput`. Build one by method name, with its loss, in :mod:`mle_hand_pipeline.methods`.
 """
 
 from .backbone import BACKBONES, ResNetBackbone, load_imagenet_state_dict, weights_checkpoint_path
 from .cpm import CPM, CPMFeatures
-from .factory import METHODS, build_loss, build_model
 from .flow import RealNVP
 from .heads import DEFAULT_SIGMA_EPS, HeatmapHead, PoseStage, VarianceHead
 from .integral import argmax_decode, cell_centres, soft_argmax
@@ -18,7 +17,6 @@ __all__ = [
     "BACKBONES",
     "CPM",
     "DEFAULT_SIGMA_EPS",
-    "METHODS",
     "CPMFeatures",
     "HeatmapHead",
     "InferenceWrapper",
@@ -30,8 +28,6 @@ __all__ = [
     "SequentialHeatmapNet",
     "VarianceHead",
     "argmax_decode",
-    "build_loss",
-    "build_model",
     "cell_centres",
     "load_imagenet_state_dict",
     "predict",

@@ -13,7 +13,7 @@ receptive field growth of 144 px per stage at stride 8). c = ``stage_channels`` 
 Differences from the original, deliberately: every conv but each stage's last is followed by BatchNorm
 (+ ReLU) so it trains from scratch with Adam; the belief maps have K channels (no background map); no
 centre map input (our crops are already hand-centred). It has its own feature extractor and so ignores
-the ``backbone`` argument of :func:`~mle_hand_pipeline.models.factory.build_model`.
+the ``backbone`` argument of :func:`~mle_hand_pipeline.methods.build_model`.
 
 Output: heatmaps (B, T, K, S/8, S/8) trained with the heatmap MSE summed over stages (intermediate
 supervision); coords decoded by argmax + quarter-cell shift (no gradient), no sigmas.

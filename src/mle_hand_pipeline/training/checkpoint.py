@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mle_hand_pipeline.models import build_loss, build_model
+from mle_hand_pipeline.methods import build_loss, build_model
 from mle_hand_pipeline.models.heads import DEFAULT_SIGMA_EPS
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class ModelSpec:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ModelSpec:
         """The ``model`` parameter block (loss options another method's loss takes are ignored by
-        :func:`~mle_hand_pipeline.models.build_loss`, so one block serves every method)."""
+        :func:`~mle_hand_pipeline.methods.build_loss`, so one block serves every method)."""
         return cls(**params)
 
     def build_model(self, pretrained: bool | None = None) -> nn.Module:

@@ -11,7 +11,7 @@ from kedro_datasets.pandas import CSVDataset, ParquetDataset
 from matplotlib.figure import Figure
 
 from mle_hand_pipeline.evaluation.report import stack_nested
-from mle_hand_pipeline.models import METHODS
+from mle_hand_pipeline.methods import METHODS
 from mle_hand_pipeline.pipelines.train.pipeline import create_pipeline
 
 MODEL = TINY_MODEL_PARAMS

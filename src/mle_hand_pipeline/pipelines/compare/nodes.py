@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation import report as R
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
-from mle_hand_pipeline.models import METHODS
+from mle_hand_pipeline.methods import METHODS
 from mle_hand_pipeline.training.checkpoint import ModelSpec
 from mle_hand_pipeline.training.engine import NonFiniteLossError
 from mle_hand_pipeline.training.label_noise import LabelNoise

@@ -1,6 +1,7 @@
-"""Build a model or its loss by method name. Plain if/elif, no registry.
+"""The training methods: each method's network (:mod:`.models`) and loss (:mod:`.losses`) by name.
 
-Methods:
+This module sits above both packages (the losses import ``models.outputs``/``models.flow``, so the
+models package cannot import the losses). Methods:
 
 =============  ==========================================  ================================
 method         model                                        loss
@@ -21,14 +22,22 @@ from typing import Any
 
 from torch import nn
 
-from .cpm import CPM
-from .heads import DEFAULT_SIGMA_EPS
-from .pose_net import SequentialHeatmapNet
-from .rle_net import RLENet
+from mle_hand_pipeline.losses import HeatmapMSELoss, IntegralL1Loss, MLELoss, RLELoss
+from mle_hand_pipeline.models.cpm import CPM
+from mle_hand_pipeline.models.heads import DEFAULT_SIGMA_EPS
+from mle_hand_pipeline.models.pose_net import SequentialHeatmapNet
+from mle_hand_pipeline.models.rle_net import RLENet
 
 logger = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("mle", "heatmap_l2", "integral", "rle", "cpm")
+
+# The methods built on the paper's network: (variance head, coordinate decoding) of each.
+SEQUENTIAL_HEATMAP_METHODS: dict[str, tuple[bool, str]] = {
+    "mle": (True, "soft_argmax"),
+    "integral": (False, "soft_argmax"),
+    "heatmap_l2": (False, "argmax"),
+}
 
 
 def _unknown(method: str) -> ValueError:
@@ -56,39 +65,18 @@ def build_model(
 
     ``sigma_eps`` (keyword only) is added to the sigmoid of the sigma heads of "mle" and "rle".
     """
-    if method == "mle":
+    if method in SEQUENTIAL_HEATMAP_METHODS:
+        with_variance, decode = SEQUENTIAL_HEATMAP_METHODS[method]
         return SequentialHeatmapNet(
             backbone,
             stages,
             input_size,
             head_channels,
             num_keypoints,
-            with_variance=True,
-            decode="soft_argmax",
+            with_variance=with_variance,
+            decode=decode,
             pretrained=pretrained,
-            sigma_eps=sigma_eps,
-        )
-    elif method == "integral":
-        return SequentialHeatmapNet(
-            backbone,
-            stages,
-            input_size,
-            head_channels,
-            num_keypoints,
-            with_variance=False,
-            decode="soft_argmax",
-            pretrained=pretrained,
-        )
-    elif method == "heatmap_l2":
-        return SequentialHeatmapNet(
-            backbone,
-            stages,
-            input_size,
-            head_channels,
-            num_keypoints,
-            with_variance=False,
-            decode="argmax",
-            pretrained=pretrained,
+            sigma_eps=sigma_eps,  # used by the variance head only
         )
     elif method == "rle":
         return RLENet(backbone, num_keypoints, pretrained=pretrained, sigma_eps=sigma_eps)
@@ -133,10 +121,6 @@ def build_loss(method: str, stages: int, num_keypoints: int = 21, **options: Any
 
 
 def _loss_class(method: str) -> type[nn.Module]:
-    # Imported here: the losses import models.outputs/models.flow, so a module-level import would be
-    # circular when `mle_hand_pipeline.losses` is imported first.
-    from ..losses import HeatmapMSELoss, IntegralL1Loss, MLELoss, RLELoss
-
     if method == "mle":
         return MLELoss
     elif method == "rle":
