@@ -87,3 +87,34 @@ def test_missing_files(real_freihand, tmp_path):
     (real_freihand / "training_xyz.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"training_xyz.json"):
         _read(real_freihand)
+
+
+def _set_entry(index, value):
+    return lambda d: d.__setitem__(index, value)
+
+
+def _set_element(index, row, column, value):
+    return lambda d: d[index][row].__setitem__(column, value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set_entry(1, [[0.0] * 3] * 3), r"training_K.json entry 1 is a singular intrinsic matrix"),
+        (_set_element(1, 0, 0, 0.0), r"training_K.json entry 1 is a singular intrinsic matrix"),
+        (_set_element(1, 1, 1, 0.0), r"training_K.json entry 1 is a singular intrinsic matrix"),
+        # An invertible K whose third row flips the depth sign: every joint lands behind the camera.
+        (_set_element(1, 2, 2, -1.0), r"training_K.json entry 1 projects joint 0 to depth w = -[\d.]+ <= 0"),
+    ],
+)
+def test_cameras_that_cannot_project_are_named_or_counted(real_freihand, edit, message):
+    _edit_json(real_freihand, "training_K.json", edit)
+    with pytest.raises(BadSampleError, match=message):
+        _read(real_freihand)
+    hands, rejections = _read(real_freihand, on_bad_sample="skip")
+    assert set(hands["sample_id"]) == {0} and len(hands) == 4
+    assert sorted(rejections["image_id"]) == [1, 3, 5, 7]  # the four versions of sample 1
+    assert (rejections["reason"] == "bad_annotation").all()
+    assert rejections["detail"].str.contains("training_K.json entry 1").all()
+    keypoints = stack_column(hands["keypoints_source"])
+    assert np.isfinite(keypoints).all() and (keypoints.max(axis=1) - keypoints.min(axis=1) > 10).all()

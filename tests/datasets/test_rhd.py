@@ -73,6 +73,11 @@ def test_missing_root_split_and_pickle(real_rhd, tmp_path):
             lambda d: d[1]["uv_vis"].__setitem__((0, 2), 0.5),
             r"sample 1 'uv_vis': visibility flags must be 0 or 1",
         ),
+        (
+            lambda d: d[1].pop("uv_vis"),
+            r"anno_evaluation.pickle sample 1: missing key 'uv_vis' \(keys present: \['K', 'xyz'\]\)",
+        ),
+        (lambda d: d.__setitem__(1, [1, 2]), r"sample 1: expected a dict with key 'uv_vis', got list"),
     ],
 )
 def test_bad_annotations_raise_or_are_counted(real_rhd, edit, message):
@@ -108,3 +113,16 @@ def test_malicious_pickle_is_refused_without_running(real_rhd, tmp_path):
     with pytest.raises(UnsafePickleError, match=r"anno_evaluation.pickle: refusing to unpickle"):
         _read(real_rhd, on_bad_sample="skip")
     assert not marker.exists()
+
+
+def test_deeply_nested_pickle_is_an_unreadable_pickle_not_a_recursion_error(real_rhd):
+    # Protocol-2 opcodes written directly (cheap: no million-deep Python object is pickled):
+    # {0: [[[...]]]} with the list nested a million levels, EMPTY_LIST then APPEND per level.
+    depth = 1_000_000
+    (real_rhd / "evaluation" / "anno_evaluation.pickle").write_bytes(
+        b"\x80\x02}K\x00" + b"]" * depth + b"a" * (depth - 1) + b"s."
+    )
+    with pytest.raises(
+        ValueError, match=r"anno_evaluation.pickle: not a readable pickle \(containers nested"
+    ):
+        _read(real_rhd, on_bad_sample="skip")

@@ -21,6 +21,7 @@ from mle_hand_pipeline.datasets.crops import (
 from mle_hand_pipeline.datasets.records import (
     IDENTITY_COLUMNS,
     UNREADABLE_IMAGE,
+    ZERO_SIZE_HAND,
     OnBadSample,
     Rejection,
     reject_or_raise,
@@ -110,6 +111,7 @@ def crop_hands(
     visible = stack_column(annotations["visible"]).astype(bool)
 
     rows = []
+    rejections: list[Rejection] = []
     for index, row in enumerate(annotations.itertuples(index=False)):
         mirrored = settings.mirror_left and row.side == "left"
         box = square_crop_box(
@@ -117,6 +119,22 @@ def crop_hands(
         )
         crop_points = source_to_crop(keypoints[index], box, settings.size, mirrored)
         hand_x0, hand_y0, hand_x1, hand_y1 = keypoint_box(crop_points, visible[index])
+        hand_size = max(hand_x1 - hand_x0, hand_y1 - hand_y0)
+        if not hand_size > 0:  # the NME/PCK divisor: a hand of size 0 would make every error infinite
+            point = keypoints[index][visible[index]][0]
+            detail = (
+                f"{raw_root / row.source_image}: {row.side} hand of sample {row.sample_id} has a zero-size "
+                f"box: its {int(visible[index].sum())} visible keypoints all lie at "
+                f"({point[0]:.2f}, {point[1]:.2f})"
+            )
+            reject_or_raise(
+                Rejection(
+                    row.dataset, row.split, row.sample_id, row.image_id, row.side, ZERO_SIZE_HAND, detail
+                ),
+                on_bad_sample,
+                rejections,
+            )
+            continue
         rows.append(
             {
                 **{column: getattr(row, column) for column in IDENTITY_COLUMNS},
@@ -136,7 +154,7 @@ def crop_hands(
                 "hand_y0": hand_y0,
                 "hand_x1": hand_x1,
                 "hand_y1": hand_y1,
-                "hand_size": max(hand_x1 - hand_x0, hand_y1 - hand_y0),
+                "hand_size": hand_size,
             }
         )
     table = pd.DataFrame(rows, columns=HAND_COLUMNS)
@@ -150,7 +168,6 @@ def crop_hands(
     ]
     errors = _run_jobs(job_list, workers)
 
-    rejections: list[Rejection] = []
     failed: set[str] = set()
     for source, error in zip(jobs, errors, strict=True):
         if error is None:

@@ -35,6 +35,26 @@ def project(xyz: np.ndarray, camera: np.ndarray) -> np.ndarray:
     return uvw[..., :2] / uvw[..., 2:3]
 
 
+def _checked_projection(points: np.ndarray, intrinsics: np.ndarray, what: str) -> np.ndarray:
+    """:func:`project` of (21, 3) joints, or ValueError naming ``what`` when K cannot be a camera.
+
+    A singular K (all zeros, a zero focal length) or a joint projecting to depth ``w <= 0`` would
+    give NaN keypoints or put every joint on one point, and so a hand of size 0.
+    """
+    if np.linalg.matrix_rank(intrinsics) < 3:
+        raise ValueError(
+            f"{what} is a singular intrinsic matrix {intrinsics.tolist()}; expected "
+            "[[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with non-zero focal lengths fx, fy"
+        )
+    depth = (points @ intrinsics.T)[:, 2]
+    if not (depth > 0).all():
+        joint = int(np.argmax(~(depth > 0)))
+        raise ValueError(
+            f"{what} projects joint {joint} to depth w = {depth[joint]:.6g} <= 0 (behind the camera)"
+        )
+    return project(points, intrinsics)
+
+
 def _read_json_list(path: Path) -> list:
     if not path.is_file():
         raise FileNotFoundError(f"FreiHAND file not found: {path}")
@@ -148,6 +168,9 @@ def _collect(
                 raise ValueError(
                     f"{root / f'{part}_xyz.json'} entry {sample_id} has joints at or behind the camera"
                 )
+            keypoints = _checked_projection(
+                points, intrinsics, f"{root / f'{part}_K.json'} entry {sample_id}"
+            )
         except ValueError as error:
             for image_id in image_ids:
                 reject_or_raise(
@@ -156,7 +179,6 @@ def _collect(
                     rejections,
                 )
             continue
-        keypoints = project(points, intrinsics)
         for version, image_id in enumerate(image_ids):
             relative = f"{part}/rgb/{image_id:08d}.jpg"
             if not (root / relative).is_file():

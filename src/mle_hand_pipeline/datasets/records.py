@@ -20,6 +20,7 @@ TOO_FEW_VISIBLE = "too_few_visible"
 BAD_ANNOTATION = "bad_annotation"
 MISSING_IMAGE = "missing_image"
 UNREADABLE_IMAGE = "unreadable_image"
+ZERO_SIZE_HAND = "zero_size_hand"  # all visible keypoints at one point: no scale to normalise errors by
 
 # Which hand of which image: carried unchanged from the readers' rows to the hand table.
 IDENTITY_COLUMNS = ["dataset", "split", "sample_id", "image_id", "version", "side", "source_image"]

@@ -101,8 +101,10 @@ def _collect_sample(
     try:
         if not isinstance(sample_id, int | np.integer) or sample_id < 0:
             raise ValueError(f"{where}: sample ids must be non-negative integers")
-        if not isinstance(annotation, dict) or "uv_vis" not in annotation:
-            raise ValueError(f"{where}: expected a dict with 'uv_vis', got {type(annotation).__name__}")
+        if not isinstance(annotation, dict):
+            raise ValueError(f"{where}: expected a dict with key 'uv_vis', got {type(annotation).__name__}")
+        if "uv_vis" not in annotation:
+            raise ValueError(f"{where}: missing key 'uv_vis' (keys present: {sorted(map(str, annotation))})")
         uv_vis = check_finite_array(annotation["uv_vis"], (42, 3), f"{where} 'uv_vis'")
         for key, shape in (("xyz", (42, 3)), ("K", (3, 3))):  # unused for 2D, but corrupt if malformed
             if key in annotation:

@@ -46,19 +46,37 @@ class _RestrictedUnpickler(pickle.Unpickler):
         )
 
 
-def _check_plain(value: Any, path: Path, where: str) -> None:
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            raise UnsafePickleError(f"{path}: {where} is an array of dtype {value.dtype}, expected numbers")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_plain(key, path, f"{where} key")
-            _check_plain(item, path, f"{where}[{key!r}]")
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_plain(item, path, f"{where}[{index}]")
-    elif not isinstance(value, int | float | str | bytes | bool | np.generic | None):
-        raise UnsafePickleError(f"{path}: {where} has unexpected type {type(value).__name__}")
+# Annotation files nest a few levels (dict of samples -> dict of arrays). The limit keeps the walk
+# below, and NumPy's array conversion after it, away from Python's recursion limit.
+MAX_NESTING = 32
+
+
+def _check_plain(value: Any, path: Path) -> None:
+    """Refuse anything but plain containers, numbers, strings and numeric arrays, nested <= MAX_NESTING.
+
+    Iterative, so a pickle nested a million levels deep fails with a message, not a RecursionError.
+    """
+    pending: list[tuple[Any, str, int]] = [(value, "content", 0)]
+    while pending:
+        value, where, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise ValueError(
+                f"{path}: not a readable pickle (containers nested more than {MAX_NESTING} levels deep "
+                f"at {where[:200]}...; annotation files nest only a few)"
+            )
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind not in "biuf":
+                raise UnsafePickleError(
+                    f"{path}: {where} is an array of dtype {value.dtype}, expected numbers"
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                pending.append((key, f"{where} key", depth + 1))
+                pending.append((item, f"{where}[{key!r}]", depth + 1))
+        elif isinstance(value, list | tuple):
+            pending.extend((item, f"{where}[{index}]", depth + 1) for index, item in enumerate(value))
+        elif not isinstance(value, int | float | str | bytes | bool | np.generic | None):
+            raise UnsafePickleError(f"{path}: {where} has unexpected type {type(value).__name__}")
 
 
 def load_annotation_pickle(path: str | Path) -> Any:
@@ -67,7 +85,7 @@ def load_annotation_pickle(path: str | Path) -> Any:
     Raises:
         FileNotFoundError: the file does not exist.
         UnsafePickleError: the file names any other global (its code never runs) or holds other types.
-        ValueError: the file is truncated or not a pickle.
+        ValueError: the file is truncated, not a pickle, or nested implausibly deep.
     """
     path = Path(path)
     if not path.is_file():
@@ -79,5 +97,5 @@ def load_annotation_pickle(path: str | Path) -> Any:
             raise
         except Exception as error:  # truncated or corrupt pickles raise many different types
             raise ValueError(f"{path}: not a readable pickle ({type(error).__name__}: {error})") from error
-    _check_plain(data, path, "content")
+    _check_plain(data, path)
     return data
