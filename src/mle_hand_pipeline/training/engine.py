@@ -33,6 +33,7 @@ from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
 from mle_hand_pipeline.training.checkpoint import load_checkpoint, save_atomic
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.inference import autocast_context, score_crops
+from mle_hand_pipeline.training.pretrained import is_backbone_checkpoint, load_backbone
 
 logger = logging.getLogger(__name__)
 
@@ -490,12 +491,17 @@ def _spec_dict(spec: ModelSpec) -> dict[str, Any]:
 
 
 def warm_start(model: nn.Module, path: str | Path, log: bool = True) -> None:
-    """Initialise ``model`` from another run's ``best.pt``/``last.pt`` where names and shapes match.
+    """Initialise ``model`` from another run's ``best.pt``/``last.pt`` where names and shapes match,
+    or from a backbone checkpoint of ``pretrain_<dataset>`` (backbone only, see ``training.pretrained``).
 
     The RLE authors and MMPose users start likelihood losses from a heatmap- or integral-trained
     network; heads the source lacks (e.g. the variance head) keep their fresh initialisation.
     """
-    weights = _model_weights(load_checkpoint(path))
+    state = load_checkpoint(path)
+    if is_backbone_checkpoint(state):
+        load_backbone(model, state, path, log=log)
+        return
+    weights = _model_weights(state)
     own = model.state_dict()
     usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     if not usable:
