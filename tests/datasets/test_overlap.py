@@ -18,7 +18,11 @@ def _image(path, seed):
 def test_disjoint_sets_pass_and_are_counted(tmp_path):
     pretrain = [_image(tmp_path / f"p{i}.png", i) for i in range(3)]
     held_out = [_image(tmp_path / f"h{i}.png", 100 + i) for i in range(2)]
-    assert check_disjoint(pretrain, held_out) == {"n_pretrain_images": 3, "n_held_out_images": 2, "n_shared": 0}
+    assert check_disjoint(pretrain, held_out) == {
+        "n_pretrain_images": 3,
+        "n_held_out_images": 2,
+        "n_shared": 0,
+    }
 
 
 def test_a_shared_image_is_found_even_re_encoded(tmp_path):
@@ -33,5 +37,5 @@ def test_a_shared_image_is_found_even_re_encoded(tmp_path):
 def test_unreadable_image_is_named(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
-    with pytest.raises(ValueError, match="bad.png: not a readable image"):
+    with pytest.raises(ValueError, match=r"bad\.png: not a readable image"):
         pixel_fingerprint(bad)

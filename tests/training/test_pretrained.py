@@ -64,4 +64,3 @@ def test_cpm_has_no_resnet_and_trains_from_scratch(tmp_path, caplog):
     assert "trains from scratch" in caplog.text
     with pytest.raises(ValueError, match="no ResNet backbone"):
         backbone_checkpoint(cpm)
-

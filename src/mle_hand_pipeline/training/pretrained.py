@@ -116,4 +116,3 @@ def load_backbone(model: nn.Module, state: dict[str, Any], path: str | Path, log
             heads,
         )
     return True
-

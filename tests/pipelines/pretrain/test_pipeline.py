@@ -26,7 +26,7 @@ pretrain_rhd:
 
 
 def test_the_evaluation_seed_is_refused_before_rendering(tmp_path):
-    with pytest.raises(ValueError, match="equals synthetic_data.seed"):
+    with pytest.raises(ValueError, match=r"equals synthetic_data\.seed"):
         render_pretrain_set({"root": str(tmp_path / "never")}, seed=5, workers=1, evaluation_seed=5)
     assert not (tmp_path / "never").exists()
 
@@ -68,5 +68,9 @@ def test_pretrain_rhd_writes_a_backbone_checkpoint_and_an_mlflow_run(kedro_proje
     assert run.data.params["pretrain_rhd.model.method"] == "integral"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_nme")] == [1]
     artifacts = artifact_paths(client, run.info.run_id)
-    for expected in ("pretrain/held_out_check.json", "preprocess/preprocess_summary.json", "checkpoints/best.pt"):
+    for expected in (
+        "pretrain/held_out_check.json",
+        "preprocess/preprocess_summary.json",
+        "checkpoints/best.pt",
+    ):
         assert expected in artifacts, artifacts

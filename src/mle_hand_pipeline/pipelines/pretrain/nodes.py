@@ -69,7 +69,9 @@ def check_no_held_out_images(
     return {**result, "pretrain_seed": render_summary["seed"], "evaluation_root": str(evaluation_root)}
 
 
-def pretrain_preprocess_settings(dataset_settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def pretrain_preprocess_settings(
+    dataset_settings: dict[str, Any], overrides: dict[str, Any]
+) -> dict[str, Any]:
     """The evaluation data's preprocessing block with the pretraining overrides (same crops)."""
     return {**dataset_settings, **overrides}
 

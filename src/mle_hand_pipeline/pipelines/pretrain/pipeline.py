@@ -78,7 +78,9 @@ def _template() -> Pipeline:
                 name="pretrain",
             ),
             Node(plot_pretrain_history, "train_history", "training_curves", name="plot_history"),
-            Node(extract_backbone, ["training_report", "render_summary"], "backbone", name="extract_backbone"),
+            Node(
+                extract_backbone, ["training_report", "render_summary"], "backbone", name="extract_backbone"
+            ),
         ]
     )
 
