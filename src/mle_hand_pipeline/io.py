@@ -31,3 +31,31 @@ class FolderDataset(AbstractDataset[Path, Path]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class TorchCheckpointDataset(AbstractDataset[dict, dict]):
+    """A checkpoint file: saved atomically with ``torch.save``, loaded with ``weights_only=True``.
+
+    Holds tensors and plain containers only (e.g. a backbone checkpoint), never pickled code.
+    """
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    # torch is imported on use: the catalog builds every dataset at start-up, most runs need none of these.
+    def load(self) -> dict:
+        from mle_hand_pipeline.training.checkpoint import load_checkpoint
+
+        return load_checkpoint(self._filepath)
+
+    def save(self, data: dict) -> None:
+        from mle_hand_pipeline.training.checkpoint import save_atomic
+
+        save_atomic(data, self._filepath)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

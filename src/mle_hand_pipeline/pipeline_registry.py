@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from mle_hand_pipeline.pipelines import compare, evaluate, predict, preprocess, synthetic_data, train
+from mle_hand_pipeline.pipelines import (
+    compare,
+    evaluate,
+    predict,
+    preprocess,
+    pretrain,
+    synthetic_data,
+    train,
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -19,6 +27,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "compare_freihand": compare.create_pipeline("freihand"),
         "compare_rhd": compare.create_pipeline("rhd"),
         "predict": predict.create_pipeline(),
+        "pretrain_rhd": pretrain.create_pipeline("rhd"),
     }
     # Each step is its own `kedro run` (and MLflow run): the preprocessing readers take the raw roots
     # as parameters, so nothing orders them after `synthetic_data` inside one run. See README.

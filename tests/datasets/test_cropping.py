@@ -1,9 +1,9 @@
 import pytest
 
 from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
-from mle_hand_pipeline.datasets.records import BadSampleError, rejections_frame
+from mle_hand_pipeline.datasets.records import BadSampleError, filter_visible, rejections_frame
 from mle_hand_pipeline.datasets.rhd import read_rhd
-from mle_hand_pipeline.pipelines.preprocess.nodes import filter_visible, summarise
+from mle_hand_pipeline.pipelines.preprocess.nodes import summarise
 
 
 def _collapse_hand(hands, index):
@@ -15,7 +15,7 @@ def _collapse_hand(hands, index):
 
 def test_zero_size_hand_never_reaches_the_table(real_rhd, tmp_path):
     hands, _ = read_rhd(real_rhd, ["evaluation"], val_ratio=0.1, seed=0, on_bad_sample="raise")
-    kept, dropped = filter_visible(hands, {"min_visible": 10})
+    kept, dropped = filter_visible(hands, 10)
     kept = _collapse_hand(kept, 1)  # sample 1, left hand
     with pytest.raises(BadSampleError, match=r"00001.png: left hand of sample 1 has a zero-size box"):
         crop_hands(
@@ -40,7 +40,7 @@ def test_zero_size_hand_never_reaches_the_table(real_rhd, tmp_path):
 
 def test_a_single_visible_keypoint_is_a_zero_size_hand(real_rhd, tmp_path):
     hands, _ = read_rhd(real_rhd, ["evaluation"], val_ratio=0.1, seed=0, on_bad_sample="raise")
-    kept, _ = filter_visible(hands, {"min_visible": 1})
+    kept, _ = filter_visible(hands, 1)
     one = kept.iloc[:1].copy()
     one.at[0, "visible"] = [True] + [False] * 20
     table, rejections = crop_hands(one, real_rhd, tmp_path / "crops", CropSettings(size=64), 1, "skip")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -90,6 +92,44 @@ def test_auc_step_curves():
     assert M.auc(thr, values) == pytest.approx(0.4875)
     # perfect predictions: 1 everywhere -> 1
     assert M.auc(*M.pck_curve(np.zeros((2, 2)), np.ones((2, 2), bool))) == pytest.approx(1.0)
+
+
+def test_mmpose_pck_strict_per_keypoint_annotation_box(case):
+    pred, gt, vis, norm = case
+    # e = 0.1 0.2 0.5 (crop 0), 0.1 0.3 (crop 1). Per keypoint, strict e < 0.2: kp0 2/2, kp1 0/2
+    # (0.2 is not < 0.2), kp2 0/1 -> mean 1/3 (our inclusive pooled PCK gives 3/5).
+    assert M.mmpose_pck(pred, gt, vis, norm, 0.2) == pytest.approx(1 / 3)
+    assert M.pck(M.normalised_errors(pred, gt, norm), vis, 0.2) == pytest.approx(0.6)
+    # at 0.25: kp0 1, kp1 1/2, kp2 0 -> 0.5 per keypoint, where pooling would give 3/5
+    assert M.mmpose_pck(pred, gt, vis, norm, 0.25) == pytest.approx(0.5)
+    # the box is the annotation box, not the tight one: a box 1.2x larger turns 0.2 into 0.1667 < 0.2
+    assert M.mmpose_pck(pred, gt, vis, 1.2 * norm, 0.2) == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+def test_zero_size_box_is_left_out_and_counted(case):
+    pred, gt, vis, norm = case
+    # a third crop whose visible keypoints all sit at one point: box 0, no division by zero
+    pred3 = np.concatenate([pred, np.ones((1, 3, 2))])
+    gt3 = np.concatenate([gt, np.zeros((1, 3, 2))])
+    vis3 = np.concatenate([vis, np.array([[True, True, False]])])
+    norm3 = np.append(norm, M.hand_box_size(gt3[2:], vis3[2:]))
+    assert norm3[2] == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a division by zero would warn
+        e = M.normalised_errors(pred3, gt3, norm3)
+        out = M.evaluate(pred3, gt3, vis3, norm3, pred_src=pred3, gt_src=gt3, mmpose_box_px=norm3)
+    assert np.isnan(e[2]).all()
+    np.testing.assert_array_equal(M.zero_box_crops(vis3, norm3), [2])
+    # the normalised metrics equal those of the first two crops alone; the pixel ones see all three
+    assert out["n_zero_box"] == 1.0
+    assert out["nme"] == pytest.approx(0.24) and out["pck_0.2"] == pytest.approx(0.6)
+    assert out["mmpose_pck_0.2"] == pytest.approx(1 / 3)
+    assert out["epe_px"] == pytest.approx((16 + 2 * np.sqrt(2)) / 7)
+    # NaN and inf boxes are left out the same way; a crop with nothing labelled is not counted
+    assert M.zero_box_crops(vis3, [np.nan, np.inf, 0.0]).tolist() == [0, 1, 2]
+    assert M.zero_box_crops(np.zeros((1, 3), bool), [0.0]).tolist() == []
+    per_kp, _ = M.evaluation_tables(pred3, gt3, vis3, norm3)
+    np.testing.assert_allclose(per_kp["nme"], [0.1, 0.25, 0.5])
 
 
 def test_epe(case):
@@ -213,6 +253,7 @@ def test_evaluate_names_and_values(case):
         "pck_0.15",
         "pck_0.2",
         "auc_0.2",
+        "n_zero_box",
         "epe_px",
         "mmpose_auc",
         "stage1_nme",

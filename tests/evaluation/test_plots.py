@@ -154,3 +154,47 @@ def test_select_qualitative():
     np.testing.assert_array_equal(sel["median"], [5, 3])
     sel = P.select_qualitative(e, n=10)
     assert len(sel["best"]) == 5 and 2 not in sel["median"]
+
+
+def _seed_summary():
+    from mle_hand_pipeline.evaluation.statistics import summarise_seeds
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for init in ("scratch", "pretrained"):
+        for noise_index, noise in enumerate(("clean", "outliers30")):
+            for method in ("mle", "integral"):
+                for seed in range(3 if method == "mle" else 1):  # integral: one seed, no interval
+                    rows.append((method, noise, noise_index, init, seed, rng.uniform(0.3, 0.6)))
+    runs = pd.DataFrame(rows, columns=["method", "noise", "noise_index", "init", "seed", "pck"])
+    return summarise_seeds(runs, ["method", "noise", "noise_index", "init"], ["pck"])
+
+
+def test_plot_seed_summary_error_bars_per_init(tmp_path):
+    summary = _seed_summary()
+    clean = summary[summary["noise"] == "clean"]
+    fig = P.plot_seed_summary(clean, "pck")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mle", "integral"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["scratch, n = 1/3", "pretrained, n = 1/3"]
+    # one error-bar container per init; mle's bar spans exactly its interval
+    containers = ax.containers
+    assert len(containers) == 2
+    segments = containers[0].lines[2][0].get_segments()
+    mle = clean[(clean["method"] == "mle") & (clean["init"] == "scratch")].iloc[0]
+    np.testing.assert_allclose(sorted(segments[0][:, 1]), [mle["pck_ci_low"], mle["pck_ci_high"]])
+    assert segments[1][0, 1] == segments[1][1, 1]  # integral, one seed: a zero-length bar
+    _save(fig, tmp_path, "seed_summary")
+
+
+def test_plot_metric_vs_noise_one_line_per_method_and_init(tmp_path):
+    summary = _seed_summary()
+    fig = P.plot_metric_vs_noise(summary, "pck")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "outliers30"]
+    assert len(ax.containers) == 4  # (mle, integral) x (scratch, pretrained)
+    assert "95% interval" in ax.get_ylabel()
+    _save(fig, tmp_path, "metric_vs_noise")
+    with pytest.raises(ValueError, match="'noise'"):
+        P.plot_metric_vs_noise(summary.drop(columns="noise"), "pck")

@@ -66,6 +66,30 @@ def _predictions():
     return coords, sigmas
 
 
+def test_mmpose_box_size_per_dataset():
+    table = _table()
+    _, vis = _gt()
+    gt_src = np.stack([np.asarray(r, dtype=float) for r in table["keypoints_source"]])
+    # RHD (and no dataset column): 1.2 x the visible keypoints' box in source pixels. Crop 0: 40 crop
+    # px at 50/100 -> 20 src px -> 24; crop 1: 20 crop px at 80/100 -> 16 -> 19.2
+    np.testing.assert_allclose(R.mmpose_box_size(table, gt_src, vis), [24.0, 19.2])
+    np.testing.assert_allclose(R.mmpose_box_size(table.assign(dataset="rhd"), gt_src, vis), [24.0, 19.2])
+    # FreiHAND: MMPose's box is the whole 224 x 224 image
+    mixed = table.assign(dataset=["freihand", "rhd"])
+    np.testing.assert_allclose(R.mmpose_box_size(mixed, gt_src, vis), [224.0, 19.2])
+
+
+def test_zero_size_box_crop_is_reported_not_divided(caplog):
+    table = _table()
+    coords, sigmas = _predictions()
+    table.loc[1, "hand_size"] = 0.0  # as if all of crop 1's visible keypoints sat at one point
+    report = R.evaluate_predictions(table, coords, sigmas)
+    assert report.metrics["n_zero_box"] == 1
+    assert report.metrics["nme"] == pytest.approx(0.1)  # crop 0 only
+    assert np.isnan(report.predictions["nme"][1])
+    assert "c1.png" in caplog.text and "zero-size hand box" in caplog.text
+
+
 def test_metrics_match_hand_computed_values():
     table = _table()
     coords, sigmas = _predictions()
@@ -86,7 +110,10 @@ def test_metrics_match_hand_computed_values():
     n0, n1 = int((paper & vis[0]).sum()), int(paper.sum())
     assert (n0, n1) == (8, 11)
     assert m["nme_paper11"] == pytest.approx((n0 * 0.1 + n1 * 0.15) / (n0 + n1))
-    assert m["n_crops"] == 2 and m["n_keypoints"] == 36
+    assert m["n_crops"] == 2 and m["n_keypoints"] == 36 and m["n_zero_box"] == 0
+    # MMPose's PCK: RHD box = 1.2 x the visible keypoints' box in source pixels (crop 0: 40 crop px
+    # at 50/100 -> 20 src px -> 24; crop 1: 20 at 80/100 -> 16 -> 19.2); errors 2 and 2.4 px pass
+    assert m["mmpose_pck_0.2"] == 1.0
     # uncertainty: coordinates within 1 and 2 sigma: crop 0 both (x: 4 <= 4), crop 1 only x (y: 3 > 2)
     assert m["within_1sigma"] == pytest.approx((15 * 2 + 21) / 72)
     assert m["within_2sigma"] == pytest.approx((15 * 2 + 21) / 72)

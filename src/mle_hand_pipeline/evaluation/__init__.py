@@ -9,7 +9,9 @@ from mle_hand_pipeline.evaluation.metrics import (
     hand_box_size,
     metric_key,
     mmpose_auc,
+    mmpose_pck,
     nme,
+    normalisable,
     normalised_errors,
     pck,
     pck_curve,
@@ -20,6 +22,8 @@ from mle_hand_pipeline.evaluation.metrics import (
     sample_nme,
     stage_errors,
     uncertainty_stats,
+    usable_box,
+    zero_box_crops,
 )
 
 __all__ = [
@@ -31,7 +35,9 @@ __all__ = [
     "hand_box_size",
     "metric_key",
     "mmpose_auc",
+    "mmpose_pck",
     "nme",
+    "normalisable",
     "normalised_errors",
     "pck",
     "pck_curve",
@@ -42,4 +48,6 @@ __all__ = [
     "sample_nme",
     "stage_errors",
     "uncertainty_stats",
+    "usable_box",
+    "zero_box_crops",
 ]

@@ -14,6 +14,17 @@ keypoints, in the same pixel units as ``pred`` and ``gt`` (see :func:`hand_box_s
 box is measured on the same image as the error, ``e`` does not depend on the units (crop or source
 pixels), as long as both use the same ones.
 
+A crop whose normaliser is zero or not finite (e.g. a single visible keypoint, or all visible
+keypoints at one point) cannot be normalised: :func:`normalised_errors` gives NaN for it (no
+division by zero), and :func:`evaluate` / :func:`evaluation_tables` leave it out of every normalised
+metric and count it (``n_zero_box``), as MMPose's ``keypoint_pck_accuracy`` leaves out samples with a
+zero normaliser.
+
+Two PCKs, two conventions (see :func:`pck` and :func:`mmpose_pck`): ``pck_s`` is the paper's
+(tight box of the visible keypoints, ``e <= s``, pooled over keypoints); ``mmpose_pck_s`` is
+MMPose's ``PCKAccuracy(norm_item='bbox')`` (the annotation box, ``e < s``, averaged per keypoint),
+the number to set beside MMPose's model-zoo tables.
+
 Metric names returned by :func:`evaluate` contain no ``@`` (MLflow metric names allow only
 alphanumerics, ``_ - . /`` and spaces): PCK at 0.2 is ``"pck_0.2"``, see :func:`metric_key`.
 """
@@ -68,6 +79,30 @@ def hand_box_size(keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
     return np.maximum(w, h)
 
 
+def usable_box(norm_size: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: the normaliser is finite and positive (errors can be divided by it)."""
+    size = np.asarray(norm_size, dtype=np.float64)
+    return np.isfinite(size) & (size > 0)
+
+
+def normalisable(visible: np.ndarray, norm_size: np.ndarray) -> np.ndarray:
+    """``visible`` with every keypoint of a crop whose normaliser is zero or not finite cleared.
+
+    Args:
+        visible: ``(N, K)``.
+        norm_size: ``(N,)``.
+
+    Returns:
+        ``(N, K)`` bool.
+    """
+    return _mask(visible) & usable_box(norm_size)[:, None]
+
+
+def zero_box_crops(visible: np.ndarray, norm_size: np.ndarray) -> np.ndarray:
+    """Indices of the crops that have a labelled keypoint but a zero or non-finite normaliser."""
+    return np.flatnonzero(_mask(visible).any(axis=1) & ~usable_box(norm_size))
+
+
 def normalised_errors(pred: np.ndarray, gt: np.ndarray, norm_size: np.ndarray) -> np.ndarray:
     """``e[n, k] = ||pred[n, k] - gt[n, k]|| / norm_size[n]``.
 
@@ -77,11 +112,14 @@ def normalised_errors(pred: np.ndarray, gt: np.ndarray, norm_size: np.ndarray) -
         norm_size: ``(N,)`` ``max(w, h)`` of the ground-truth hand box, same units.
 
     Returns:
-        ``(N, K)`` normalised Euclidean errors (values at invisible keypoints are meaningless).
+        ``(N, K)`` normalised Euclidean errors (values at invisible keypoints are meaningless). A crop
+        whose ``norm_size`` is zero or not finite gets NaN (see :func:`normalisable`).
     """
     diff = np.asarray(pred, dtype=np.float64) - np.asarray(gt, dtype=np.float64)
     dist = np.linalg.norm(diff, axis=-1)
-    return dist / np.asarray(norm_size, dtype=np.float64)[:, None]
+    size = np.asarray(norm_size, dtype=np.float64)
+    ok = usable_box(size)
+    return np.where(ok[:, None], dist / np.where(ok, size, 1.0)[:, None], np.nan)
 
 
 def sample_nme(errors: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -239,6 +277,47 @@ def mmpose_auc(
         hits = ((d < r) & vis).sum(axis=0)
         pcks.append((hits[valid_k] / counts[valid_k]).mean())
     return float(np.mean(pcks))
+
+
+def mmpose_pck(
+    pred_px: np.ndarray,
+    gt_px: np.ndarray,
+    visible: np.ndarray,
+    box_size_px: np.ndarray,
+    threshold: float = 0.2,
+) -> float:
+    """MMPose's PCK (``PCKAccuracy(norm_item='bbox')``, the ``PCK`` of its hand tables).
+
+    Reproduces ``mmpose.evaluation.functional.keypoint_pck_accuracy`` with MMPose's bbox normaliser:
+
+    - ``e[n, k] = ||pred - gt|| / box_size_px[n]``, where ``box_size_px`` is ``max(w, h)`` of each
+      sample's ANNOTATION box (not the tight keypoint box; see
+      :func:`mle_hand_pipeline.evaluation.report.mmpose_box_size` for RHD and FreiHAND);
+    - STRICT ``e < threshold``;
+    - the accuracy of keypoint ``k`` is ``#{n : v[n,k], e[n,k] < s} / #{n : v[n,k]}`` and the PCK is
+      the mean of these accuracies over the keypoints with at least one valid sample (a per-keypoint
+      average, not pooled);
+    - samples whose box is zero or not finite are left out (MMPose masks samples with a zero
+      normaliser the same way).
+
+    Args:
+        pred_px, gt_px: ``(N, K, 2)`` pixels (source-image pixels, the units of ``box_size_px``).
+        visible: ``(N, K)``.
+        box_size_px: ``(N,)`` annotation box side ``max(w, h)``, same units.
+        threshold: normalised distance threshold (MMPose's hand tables use 0.2).
+
+    Returns:
+        float in ``[0, 1]``; NaN when no keypoint has a valid sample (MMPose returns 0 there).
+    """
+    vis = normalisable(visible, box_size_px)
+    counts = vis.sum(axis=0)  # (K,)
+    valid_k = counts > 0
+    if not valid_k.any():
+        return float("nan")
+    errors = normalised_errors(pred_px, gt_px, box_size_px)
+    with np.errstate(invalid="ignore"):
+        hits = ((errors < threshold) & vis).sum(axis=0)
+    return float((hits[valid_k] / counts[valid_k]).mean())
 
 
 def per_keypoint_nme(errors: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -442,6 +521,7 @@ def evaluate(
     gt_src: np.ndarray | None = None,
     sigmas: np.ndarray | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    mmpose_box_px: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All scalar metrics, under stable MLflow-safe names.
 
@@ -456,6 +536,8 @@ def evaluate(
             pixels, for ``epe_px`` and ``mmpose_auc`` (omitted when either is None).
         sigmas: ``(N, K, 2)`` final-stage predicted scales in crop pixels, or None.
         thresholds: PCK thresholds reported as ``pck_{s}``.
+        mmpose_box_px: ``(N,)`` MMPose's annotation-box side in SOURCE pixels, for ``mmpose_pck_0.2``
+            (with ``pred_src``/``gt_src``; omitted when None).
 
     Returns:
         Flat ``dict[str, float]``:
@@ -463,7 +545,10 @@ def evaluate(
         - ``nme`` (pooled, final stage), ``nme_per_sample`` (paper eq. (9));
         - ``pck_0.05``, ``pck_0.1``, ``pck_0.15``, ``pck_0.2`` (one per ``thresholds`` entry);
         - ``auc_0.2``: normalised area under the PCK curve over ``[0, 0.2]`` (41 thresholds);
+        - ``n_zero_box``: crops left out of the normalised metrics because ``norm_size`` is zero or
+          not finite (0 on any usable test set);
         - ``epe_px``, ``mmpose_auc`` (source pixels; when ``pred_src``/``gt_src`` are given);
+        - ``mmpose_pck_0.2`` (:func:`mmpose_pck`; when ``mmpose_box_px`` is given too);
         - ``stage{t}_nme``, ``stage{t}_pck_0.2`` for ``t = 1 .. T``;
         - when ``sigmas`` is given: ``sigma_error_spearman``, ``sigma_error_pearson``,
           ``within_1sigma``, ``within_2sigma``, ``error_sigma_rms``, ``mean_sigma_px``.
@@ -471,6 +556,8 @@ def evaluate(
     stages = _as_stages(pred_stages)
     errs = stage_errors(stages, gt, norm_size)
     final = errs[-1]
+    all_visible = visible
+    visible = normalisable(all_visible, norm_size)
     out: dict[str, float] = {
         "nme": nme(final, visible),
         "nme_per_sample": nme(final, visible, per_sample=True),
@@ -478,14 +565,18 @@ def evaluate(
     for s in thresholds:
         out[metric_key("pck", s)] = pck(final, visible, s)
     out["auc_0.2"] = auc(*pck_curve(final, visible, PCK_CURVE_THRESHOLDS))
+    out["n_zero_box"] = float(len(zero_box_crops(all_visible, norm_size)))
     if pred_src is not None and gt_src is not None:
-        out["epe_px"] = epe(pred_src, gt_src, visible)
-        out["mmpose_auc"] = mmpose_auc(pred_src, gt_src, visible)
+        # Pixel metrics need no normaliser: every labelled keypoint counts.
+        out["epe_px"] = epe(pred_src, gt_src, all_visible)
+        out["mmpose_auc"] = mmpose_auc(pred_src, gt_src, all_visible)
+        if mmpose_box_px is not None:
+            out["mmpose_pck_0.2"] = mmpose_pck(pred_src, gt_src, all_visible, mmpose_box_px, 0.2)
     for t, e in enumerate(errs, start=1):
         out[f"stage{t}_nme"] = nme(e, visible)
         out[f"stage{t}_pck_0.2"] = pck(e, visible, 0.2)
     if sigmas is not None:
-        stats = uncertainty_stats(stages[-1] - np.asarray(gt, dtype=np.float64), sigmas, visible)
+        stats = uncertainty_stats(stages[-1] - np.asarray(gt, dtype=np.float64), sigmas, all_visible)
         out.update({k: v for k, v in stats.items() if k != "n_keypoints"})
     return out
 
@@ -508,10 +599,11 @@ def evaluation_tables(
         - ``per_stage``: one row per stage, columns ``stage`` (1-based), ``nme``, ``pck_0.2``,
           ``auc_0.2`` (normalised AUC of the PCK curve over [0, 0.2]).
 
-        The ``pck_0.2`` column name follows ``threshold`` (:func:`metric_key`).
+        The ``pck_0.2`` column name follows ``threshold`` (:func:`metric_key`). Crops whose
+    ``norm_size`` is zero or not finite are left out (:func:`normalisable`).
     """
     errs = stage_errors(pred_stages, gt, norm_size)
-    vis = _mask(visible)
+    vis = normalisable(visible, norm_size)
     pck_col = metric_key("pck", threshold)
     per_keypoint = pd.DataFrame(
         {

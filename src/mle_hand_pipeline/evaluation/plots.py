@@ -248,6 +248,114 @@ def plot_training_curves(history: pd.DataFrame, title: str | None = None) -> Fig
 
 
 # --------------------------------------------------------------------------------------------------
+# Seed summaries (tables of :func:`mle_hand_pipeline.evaluation.statistics.summarise_seeds`)
+# --------------------------------------------------------------------------------------------------
+
+
+def _interval_errors(group: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Means and the ``(2, n)`` asymmetric error-bar lengths of the intervals (0 where NaN: 1 seed)."""
+    mean = group[f"{metric}_mean"].to_numpy(float)
+    low = np.nan_to_num(mean - group[f"{metric}_ci_low"].to_numpy(float), nan=0.0)
+    high = np.nan_to_num(group[f"{metric}_ci_high"].to_numpy(float) - mean, nan=0.0)
+    return mean, np.stack([low, high])
+
+
+def _check_summary(summary: pd.DataFrame, columns: Sequence[str], caller: str) -> None:
+    missing = [c for c in columns if c not in summary.columns]
+    if missing:
+        raise ValueError(
+            f"{caller}: column(s) {missing} not in the summary (columns: {list(summary.columns)})"
+        )
+
+
+def plot_seed_summary(
+    summary: pd.DataFrame, metric: str, by: str = "method", *, confidence: float = 0.95
+) -> Figure:
+    """Mean of ``metric`` per ``by`` value with its confidence interval as error bars.
+
+    With an ``init`` column holding several values (``scratch``, ``pretrained``), each ``by`` value
+    gets one point per init, side by side. A group with one seed has no interval: its point has no
+    bar, and the legend says ``n = 1``.
+
+    Args:
+        summary: :func:`..statistics.summarise_seeds` output with ``by``, ``n_seeds`` and
+            ``<metric>_mean``, ``<metric>_ci_low``, ``<metric>_ci_high``.
+        metric: the metric's name without suffix.
+        by: the column on the x axis.
+        confidence: the level the summary's intervals were made with (axis label only).
+    """
+    _check_summary(
+        summary, [by, f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"], "plot_seed_summary"
+    )
+    labels = list(dict.fromkeys(summary[by]))
+    x = {label: i for i, label in enumerate(labels)}
+    inits = list(dict.fromkeys(summary["init"])) if "init" in summary.columns else [None]
+    width = 0.6 / max(len(inits), 1)
+    fig = Figure(figsize=(max(5.0, 1.1 * len(labels) + 2), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for j, init in enumerate(inits):
+        group = summary if init is None else summary[summary["init"] == init]
+        offset = (j - (len(inits) - 1) / 2) * width
+        mean, err = _interval_errors(group, metric)
+        positions = np.array([x[v] for v in group[by]], dtype=float) + offset
+        seeds = sorted(set(group["n_seeds"].astype(int))) if "n_seeds" in group.columns else []
+        seeds_text = f"n = {'/'.join(str(n) for n in seeds)}" if seeds else ""
+        label = ", ".join(t for t in (None if init is None else str(init), seeds_text) if t)
+        ax.errorbar(positions, mean, yerr=err, fmt="o", capsize=4, label=label or None)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels([str(v) for v in labels], rotation=20, ha="right")
+    ax.set_xlabel(by)
+    ax.set_ylabel(f"{metric} (mean, {confidence:.0%} interval)")
+    ax.grid(True, axis="y", alpha=0.3)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize="small")
+    ax.set_title(f"{metric} over seeds")
+    return fig
+
+
+def plot_metric_vs_noise(summary: pd.DataFrame, metric: str, *, confidence: float = 0.95) -> Figure:
+    """``metric`` against the training-label noise level, one line per method, interval error bars.
+
+    The x axis lists the ``noise`` values (level names) in the order of ``noise_index`` when the
+    summary has it, else in order of first appearance. With several ``init`` values, each
+    (method, init) pair is its own line.
+
+    Args:
+        summary: :func:`..statistics.summarise_seeds` output with ``method``, ``noise`` and
+            ``<metric>_mean``, ``<metric>_ci_low``, ``<metric>_ci_high``.
+        metric: the metric's name without suffix.
+        confidence: the level the summary's intervals were made with (axis label only).
+    """
+    _check_summary(
+        summary,
+        ["method", "noise", f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"],
+        "plot_metric_vs_noise",
+    )
+    ordered = summary.sort_values("noise_index", kind="stable") if "noise_index" in summary else summary
+    levels = list(dict.fromkeys(ordered["noise"]))
+    x = {level: i for i, level in enumerate(levels)}
+    line_keys = (
+        ["method", "init"] if "init" in summary.columns and summary["init"].nunique() > 1 else ["method"]
+    )
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for key, group in ordered.groupby(line_keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        group = group.assign(_x=[x[v] for v in group["noise"]]).sort_values("_x")
+        mean, err = _interval_errors(group, metric)
+        label = " ".join(str(k) for k in key)
+        ax.errorbar(group["_x"].to_numpy(float), mean, yerr=err, marker="o", capsize=4, label=label)
+    ax.set_xticks(range(len(levels)))
+    ax.set_xticklabels([str(v) for v in levels], rotation=20, ha="right")
+    ax.set_xlabel("training-label noise level")
+    ax.set_ylabel(f"{metric} (mean, {confidence:.0%} interval)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(f"{metric} against label noise")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------------------
 

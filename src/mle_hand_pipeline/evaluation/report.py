@@ -5,11 +5,13 @@ Shared by the train, evaluate and compare pipelines (plain python: no Kedro, no 
 Normalisation: every normalised error (NME, PCK, AUC) divides by ``max(w, h)`` of the tight box of
 the crop's VISIBLE ground-truth keypoints, measured in crop pixels (the hand table's ``hand_size``;
 see :mod:`.metrics`). EPE and MMPose's AUC use source-image pixels (predictions mapped back through
-each crop's box and mirror flag).
+each crop's box and mirror flag). ``mmpose_pck_0.2`` follows MMPose's convention instead (its
+annotation box, see :func:`mmpose_box_size`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,12 @@ FINAL_STAGE_ONLY = "final"  # the per-stage table's `stage` when only the last s
 # of :func:`evaluation_figures`.
 EVALUATION_OUTPUTS = ("metrics", "predictions", "per_keypoint", "per_stage", "pck_curve", "calibration")
 EVALUATION_FIGURES = ("pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qualitative")
+# MMPose's hand annotation boxes: its RHD files carry a box 1.2x the keypoints' extent; its
+# FreiHandDataset uses the whole 224 x 224 image as the box.
+MMPOSE_RHD_BOX_SCALE = 1.2
+MMPOSE_FREIHAND_IMAGE_SIDE = 224.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -89,6 +97,31 @@ def to_source(coords: np.ndarray, table: pd.DataFrame) -> np.ndarray:
     )
 
 
+def mmpose_box_size(table: pd.DataFrame, gt_src: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """MMPose's PCK normaliser per crop, in SOURCE pixels: ``max(w, h)`` of its annotation box.
+
+    - FreiHAND (``dataset == "freihand"``): the whole 224 x 224 image (MMPose's ``FreiHandDataset``
+      sets ``bbox = [0, 0, 224, 224]``), so the normaliser is 224 px for every crop.
+    - RHD and anything else: :data:`MMPOSE_RHD_BOX_SCALE` (1.2) x the tight box of the visible
+      keypoints. MMPose's RHD files hold a box 1.2x the keypoints' extent; we measure the extent on
+      the visible keypoints (the only ones our tables keep), which can be smaller than a box over all
+      21 annotated points when some are occluded.
+
+    Args:
+        table: hand table rows (the ``dataset`` column decides; absent means RHD's convention).
+        gt_src: ``(N, K, 2)`` ground truth in source pixels.
+        visible: ``(N, K)``.
+
+    Returns:
+        ``(N,)`` float.
+    """
+    keypoint_box = MMPOSE_RHD_BOX_SCALE * M.hand_box_size(gt_src, visible)
+    if "dataset" not in table.columns:
+        return keypoint_box
+    is_freihand = table["dataset"].to_numpy() == "freihand"
+    return np.where(is_freihand, MMPOSE_FREIHAND_IMAGE_SIDE, keypoint_box)
+
+
 def evaluate_predictions(
     table: pd.DataFrame,
     coords: np.ndarray,
@@ -107,7 +140,8 @@ def evaluate_predictions(
 
     Returns:
         An :class:`EvaluationReport`. ``metrics`` holds :func:`.metrics.evaluate`'s keys (``nme``,
-        ``nme_per_sample``, ``pck_0.05`` .. ``pck_0.2``, ``auc_0.2``, ``epe_px``, ``mmpose_auc``,
+        ``nme_per_sample``, ``pck_0.05`` .. ``pck_0.2``, ``auc_0.2``, ``n_zero_box``, ``epe_px``,
+        ``mmpose_auc``, ``mmpose_pck_0.2`` (MMPose's convention, :func:`mmpose_box_size`),
         ``stage{t}_nme``/``stage{t}_pck_0.2``, and the uncertainty keys when ``sigmas`` is given) plus
         ``nme_paper11`` (pooled NME over the paper's 11 joints), ``n_crops`` and ``n_keypoints``.
     """
@@ -122,14 +156,31 @@ def evaluate_predictions(
     stages = np.moveaxis(coords, 1, 0)  # (T, N, K, 2)
     final_sigmas = None if sigmas is None else np.asarray(sigmas, dtype=np.float64)[:, -1]
 
+    zero_box = M.zero_box_crops(visible, hand_size)
+    if len(zero_box):
+        rows = table.iloc[zero_box]
+        logger.warning(
+            "%d test crop(s) have a zero-size hand box (hand_size <= 0: all visible keypoints at one "
+            "point) and are left out of NME/PCK/AUC (counted in n_zero_box): %s",
+            len(zero_box),
+            ", ".join(str(c) for c in rows["crop_path"].head(10)),
+        )
     metrics = M.evaluate(
-        stages, gt, visible, hand_size, pred_src=pred_src[:, -1], gt_src=gt_src, sigmas=final_sigmas
+        stages,
+        gt,
+        visible,
+        hand_size,
+        pred_src=pred_src[:, -1],
+        gt_src=gt_src,
+        sigmas=final_sigmas,
+        mmpose_box_px=mmpose_box_size(table, gt_src, visible),
     )
     if not all_stages:
         metrics = {k: v for k, v in metrics.items() if not k.startswith("stage")}
     errors = M.normalised_errors(coords[:, -1], gt, hand_size)
+    normalised_visible = M.normalisable(visible, hand_size)
     paper = list(PAPER_KEYPOINTS)
-    metrics["nme_paper11"] = M.nme(errors[:, paper], visible[:, paper])
+    metrics["nme_paper11"] = M.nme(errors[:, paper], normalised_visible[:, paper])
     metrics["n_crops"] = float(len(table))
     metrics["n_keypoints"] = float(visible.sum())
 
@@ -137,7 +188,7 @@ def evaluate_predictions(
     per_keypoint["paper_view"] = per_keypoint["keypoint"].isin(paper)
     if not all_stages:
         per_stage["stage"] = FINAL_STAGE_ONLY
-    thresholds, values = M.pck_curve(errors, visible)
+    thresholds, values = M.pck_curve(errors, normalised_visible)
     pck_curve = pd.DataFrame({"threshold": thresholds, "pck": values})
     if final_sigmas is None:
         calibration = pd.DataFrame(columns=CALIBRATION_COLUMNS)
@@ -152,7 +203,7 @@ def evaluate_predictions(
     predictions["pred_crop"] = coords.tolist()
     predictions["pred_source"] = pred_src.tolist()
     predictions["sigma_crop"] = None if sigmas is None else np.asarray(sigmas, dtype=np.float64).tolist()
-    predictions["nme"] = M.sample_nme(errors, visible)
+    predictions["nme"] = M.sample_nme(errors, normalised_visible)
     return EvaluationReport(metrics, per_keypoint, per_stage, pck_curve, calibration, predictions)
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from mle_hand_pipeline.methods import build_loss, build_model
 from mle_hand_pipeline.models.heads import DEFAULT_SIGMA_EPS
+from mle_hand_pipeline.training.pretrained import is_backbone_checkpoint, load_backbone
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +95,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def warm_start(model: nn.Module, path: str | Path, log: bool = True) -> None:
-    """Initialise ``model`` from another run's ``best.pt``/``last.pt`` where names and shapes match.
+    """Initialise ``model`` from another run's ``best.pt``/``last.pt`` where names and shapes match,
+    or from a backbone checkpoint of ``pretrain_<dataset>`` (backbone only, see ``training.pretrained``).
 
     The RLE authors and MMPose users start likelihood losses from a heatmap- or integral-trained
     network; heads the source lacks (e.g. the variance head) keep their fresh initialisation.
     """
-    weights = _model_weights(load_checkpoint(path))
+    state = load_checkpoint(path)
+    if is_backbone_checkpoint(state):
+        load_backbone(model, state, path, log=log)
+        return
+    weights = _model_weights(state)
     own = model.state_dict()
     usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     if not usable:

@@ -1,0 +1,152 @@
+"""Seed statistics for a comparison: mean, spread and a Student-t interval per group, and the only
+order claims those intervals support (pure pandas/scipy; no Kedro, no torch).
+
+A comparison trains each cell (method, noise level, init, ...) with several seeds. For one metric
+and one group of ``n`` seeds with values ``x_1 .. x_n``:
+
+    mean = sum_i x_i / n
+    std  = sqrt( sum_i (x_i - mean)^2 / (n - 1) )                   (sample standard deviation)
+    CI   = mean -/+ t_{(1 + confidence) / 2, n - 1} * std / sqrt(n)  (Student-t interval of the mean)
+
+With ``n < 2`` there is no spread to estimate: ``std`` and the interval are NaN (never a zero-width
+interval that would look certain). NaN metric values (a diverged run) are left out of that metric's
+statistics; ``n_seeds`` counts the rows of the group.
+
+:func:`order_claims` claims "A is better than B" only when the two intervals do not overlap: a
+conservative rule (non-overlapping 95 % intervals imply a difference at a level stricter than 5 %;
+overlapping ones do not prove equality), chosen so that the written verdict never over-claims.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+STAT_SUFFIXES: tuple[str, ...] = ("mean", "std", "ci_low", "ci_high")
+
+
+def _interval(values: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
+    """``(mean, std, ci_low, ci_high)`` of the finite ``values`` (NaN spread when fewer than 2)."""
+    x = values[np.isfinite(values)]
+    n = x.size
+    if n == 0:
+        return (math.nan,) * 4
+    mean = float(x.mean())
+    if n < 2:
+        return mean, math.nan, math.nan, math.nan
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1)) * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def summarise_seeds(
+    runs: pd.DataFrame,
+    by: Sequence[str],
+    metrics: Sequence[str],
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """One row per group of runs (one run per seed): mean, std and Student-t interval per metric.
+
+    Args:
+        runs: one row per finished run, with the ``by`` columns and the ``metrics`` columns (numeric;
+            NaN for a missing value).
+        by: grouping columns, e.g. ``["method", "noise", "init"]``.
+        metrics: metric columns to summarise, e.g. ``["test_nme", "test_pck_0.2"]``.
+        confidence: two-sided level of the interval, in ``(0, 1)``.
+
+    Returns:
+        DataFrame with the ``by`` columns, ``n_seeds`` (rows in the group) and, per metric ``m``,
+        ``m_mean``, ``m_std``, ``m_ci_low``, ``m_ci_high`` (NaN spread and interval when fewer than 2
+        finite values). Groups appear in order of first appearance in ``runs``.
+
+    Raises:
+        ValueError: naming a ``by`` or metric column that ``runs`` lacks, or a bad ``confidence``.
+    """
+    by = list(by)
+    metrics = list(metrics)
+    if not by:
+        raise ValueError("summarise_seeds: `by` needs at least one grouping column")
+    missing = [c for c in by + metrics if c not in runs.columns]
+    if missing:
+        raise ValueError(
+            f"summarise_seeds: column(s) {missing} not in the runs table (columns: {list(runs.columns)})"
+        )
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"summarise_seeds: confidence must be in (0, 1), got {confidence}")
+    rows = []
+    for key, group in runs.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, object] = dict(zip(by, key, strict=True))
+        row["n_seeds"] = len(group)
+        for m in metrics:
+            values = pd.to_numeric(group[m], errors="coerce").to_numpy(dtype=np.float64)
+            for suffix, value in zip(STAT_SUFFIXES, _interval(values, confidence), strict=True):
+                row[f"{m}_{suffix}"] = value
+        rows.append(row)
+    columns = by + ["n_seeds"] + [f"{m}_{s}" for m in metrics for s in STAT_SUFFIXES]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def order_claims(summary: pd.DataFrame, metric: str, higher_is_better: bool, by: str = "method") -> list[str]:
+    """The order claims the intervals support: one sentence per pair whose intervals do not overlap.
+
+    Two rows are compared when every other grouping column they share (any non-statistic column
+    besides ``by``, e.g. ``noise`` or ``init``) is equal, so a claim never mixes conditions. A pair
+    whose intervals overlap, or where either interval is NaN (fewer than 2 seeds), gives no sentence:
+    nothing else is claimed.
+
+    Args:
+        summary: :func:`summarise_seeds`'s output.
+        metric: the metric's name without suffix (``summary`` holds ``<metric>_mean`` etc.).
+        higher_is_better: True for PCK/AUC, False for NME/EPE.
+        by: the column naming what is compared (default ``method``).
+
+    Returns:
+        Sentences such as ``"integral beats mle on test_pck_0.2 (noise=clean): 0.432 [0.420, 0.444]
+        vs 0.338 [0.320, 0.356], intervals do not overlap (3 vs 3 seeds)."``, best first.
+
+    Raises:
+        ValueError: naming a missing column.
+    """
+    needed = [by] + [f"{metric}_{s}" for s in STAT_SUFFIXES]
+    missing = [c for c in needed if c not in summary.columns]
+    if missing:
+        raise ValueError(
+            f"order_claims: column(s) {missing} not in the summary (columns: {list(summary.columns)})"
+        )
+    context = [
+        c
+        for c in summary.columns
+        if c not in (by, "n_seeds") and not any(c.endswith(f"_{s}") for s in STAT_SUFFIXES)
+    ]
+    mean, low, high = (f"{metric}_{s}" for s in ("mean", "ci_low", "ci_high"))
+    ordered = summary.sort_values(mean, ascending=not higher_is_better, kind="stable")
+    groups = ordered.groupby(context, sort=False, dropna=False) if context else [((), ordered)]
+    claims = []
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        where = ", ".join(f"{c}={v}" for c, v in zip(context, key, strict=True))
+        where = f" ({where})" if where else ""
+        rows = group.to_dict("records")
+        for i, a in enumerate(rows):
+            for b in rows[i + 1 :]:
+                if not np.all(np.isfinite([a[low], a[high], b[low], b[high]])):
+                    continue  # fewer than 2 seeds on one side: no interval, no claim
+                separated = a[low] > b[high] if higher_is_better else a[high] < b[low]
+                if not separated:
+                    continue
+                seeds = f" ({a['n_seeds']} vs {b['n_seeds']} seeds)" if "n_seeds" in a else ""
+                claims.append(
+                    f"{a[by]} beats {b[by]} on {metric}{where}: "
+                    f"{_fmt(a[mean])} [{_fmt(a[low])}, {_fmt(a[high])}] vs "
+                    f"{_fmt(b[mean])} [{_fmt(b[low])}, {_fmt(b[high])}], intervals do not overlap{seeds}."
+                )
+    return claims

@@ -1,0 +1,106 @@
+"""``pretrain_rhd``: render a separate synthetic RHD-layout set, check it shares no image with the
+evaluation data's validation and test splits, preprocess it like the evaluation data, train a plain
+objective on it and save the network's backbone (``training.pretrained``). One ``kedro run``, one
+MLflow run.
+
+Inputs: parameters ``pretrain_rhd.*`` (``conf/base/parameters_pretrain.yml``), the evaluation data's
+``rhd.preprocess`` block, ``rhd_root`` and its hand table ``rhd_hands`` (for the overlap check).
+Outputs: ``rhd_pretrained_backbone`` (``data/06_models/rhd/pretrained_backbone.pt``) and the
+``pretrain_rhd.*`` entries of ``conf/base/catalog_pretrain.yml``.
+"""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from mle_hand_pipeline.pipelines.preprocess.nodes import filter_visible, summarise
+from mle_hand_pipeline.pipelines.pretrain.nodes import (
+    check_no_held_out_images,
+    crop_pretrain_set,
+    extract_backbone,
+    plot_pretrain_history,
+    pretrain,
+    pretrain_preprocess_settings,
+    read_pretrain_set,
+    render_pretrain_set,
+)
+
+
+def _template() -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                render_pretrain_set,
+                ["params:render", "params:seed", "params:workers", "params:evaluation_seed"],
+                "render_summary",
+                name="render",
+            ),
+            Node(
+                check_no_held_out_images,
+                ["render_summary", "evaluation_hands", "params:evaluation_root"],
+                "held_out_check",
+                name="check_no_held_out_images",
+            ),
+            Node(
+                pretrain_preprocess_settings,
+                ["params:evaluation_preprocess", "params:preprocess"],
+                "preprocess_settings",
+                name="preprocess_settings",
+            ),
+            Node(
+                read_pretrain_set,
+                ["render_summary", "preprocess_settings"],
+                ["annotations", "read_rejections"],
+                name="read",
+            ),
+            Node(
+                filter_visible,
+                ["annotations", "preprocess_settings"],
+                ["visible_annotations", "filter_rejections"],
+                name="filter_visible",
+            ),
+            Node(
+                crop_pretrain_set,
+                ["visible_annotations", "render_summary", "crops", "preprocess_settings"],
+                ["hands", "crop_rejections"],
+                name="make_crops",
+            ),
+            Node(
+                summarise,
+                ["hands", "read_rejections", "filter_rejections", "crop_rejections", "preprocess_settings"],
+                ["preprocess_summary", "rejections"],
+                name="summarise",
+            ),
+            Node(
+                pretrain,
+                ["hands", "crops", "checkpoints", "held_out_check", "params:model", "params:train"],
+                ["train_history", "training_report"],
+                name="pretrain",
+            ),
+            Node(plot_pretrain_history, "train_history", "training_curves", name="plot_history"),
+            Node(
+                extract_backbone, ["training_report", "render_summary"], "backbone", name="extract_backbone"
+            ),
+        ]
+    )
+
+
+def create_pipeline(dataset: str = "rhd") -> Pipeline:
+    """The pretraining pipeline of ``dataset`` (namespace ``pretrain_<dataset>``).
+
+    Only ``rhd`` has a renderer and reader wired in (``nodes.render_pretrain_set``,
+    ``nodes.read_pretrain_set``); a FreiHAND variant would swap those two nodes and reuse the rest.
+    """
+    namespace = f"pretrain_{dataset}"
+    return Pipeline(
+        _template(),
+        namespace=namespace,
+        inputs={"evaluation_hands": f"{dataset}_hands"},
+        outputs={"backbone": f"{dataset}_pretrained_backbone"},
+        parameters={
+            "params:evaluation_seed": "params:synthetic_data.seed",
+            "params:evaluation_root": f"params:{dataset}_root",
+            "params:evaluation_preprocess": f"params:{dataset}.preprocess",
+        },
+        tags=["pretrain", dataset],
+    )

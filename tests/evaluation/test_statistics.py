@@ -1,0 +1,108 @@
+"""Seed statistics and order claims on tiny hand-computed tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mle_hand_pipeline.evaluation.statistics import order_claims, summarise_seeds
+
+# Student-t quantile t_{0.975, df=2} (tables: 4.303), so the 95 % half-width for std 1, n 3 is
+# 4.302653 / sqrt(3) = 2.484138.
+T975_DF2 = 4.302652729911275
+
+
+def _runs() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "method": ["a", "a", "a", "b", "b", "b", "c"],
+            "noise": ["clean"] * 7,
+            "seed": [0, 1, 2, 0, 1, 2, 0],
+            "pck": [1.0, 2.0, 3.0, 10.0, 10.0, 10.0, 5.0],
+            "nme": [0.3, 0.3, np.nan, 0.1, 0.2, 0.3, 0.2],
+        }
+    )
+
+
+def test_summarise_seeds_mean_std_student_t_interval():
+    s = summarise_seeds(_runs(), by=["method", "noise"], metrics=["pck", "nme"])
+    assert list(s.columns) == [
+        "method",
+        "noise",
+        "n_seeds",
+        *(f"pck_{x}" for x in ("mean", "std", "ci_low", "ci_high")),
+        *(f"nme_{x}" for x in ("mean", "std", "ci_low", "ci_high")),
+    ]
+    a, b, c = (s[s["method"] == m].iloc[0] for m in "abc")
+    assert a["n_seeds"] == 3 and a["pck_mean"] == 2.0 and a["pck_std"] == pytest.approx(1.0)
+    half = T975_DF2 / math.sqrt(3)
+    assert (a["pck_ci_low"], a["pck_ci_high"]) == pytest.approx((2.0 - half, 2.0 + half))
+    # ties: three equal values -> std 0, a zero-width interval at the value
+    assert b["pck_std"] == 0.0 and b["pck_ci_low"] == b["pck_ci_high"] == 10.0
+    # n = 1: a mean but no spread and no interval
+    assert c["n_seeds"] == 1 and c["pck_mean"] == 5.0
+    assert all(math.isnan(c[k]) for k in ("pck_std", "pck_ci_low", "pck_ci_high"))
+    # a NaN value (diverged run) is left out of that metric only: a's nme from 2 seeds, equal -> std 0
+    assert a["nme_mean"] == pytest.approx(0.3) and a["nme_std"] == 0.0
+    # a wider confidence widens the interval
+    s99 = summarise_seeds(_runs(), by=["method"], metrics=["pck"], confidence=0.99)
+    assert s99.loc[0, "pck_ci_high"] > a["pck_ci_high"]
+
+
+def test_summarise_seeds_bad_input_names_the_problem():
+    with pytest.raises(ValueError, match="'test_nme'"):
+        summarise_seeds(_runs(), by=["method"], metrics=["test_nme"])
+    with pytest.raises(ValueError, match="confidence"):
+        summarise_seeds(_runs(), by=["method"], metrics=["pck"], confidence=95)
+
+
+def _summary(rows):
+    return pd.DataFrame(
+        rows, columns=["method", "noise", "n_seeds", "pck_mean", "pck_std", "pck_ci_low", "pck_ci_high"]
+    )
+
+
+def test_order_claims_only_separated_intervals():
+    summary = _summary(
+        [
+            ["mle", "clean", 3, 0.50, 0.01, 0.48, 0.52],
+            ["integral", "clean", 3, 0.60, 0.01, 0.58, 0.62],  # separated from mle
+            ["rle", "clean", 3, 0.55, 0.05, 0.45, 0.65],  # overlaps both
+            ["cpm", "clean", 1, 0.90, np.nan, np.nan, np.nan],  # one seed: no interval, no claim
+        ]
+    )
+    claims = order_claims(summary, "pck", higher_is_better=True)
+    assert claims == [
+        "integral beats mle on pck (noise=clean): 0.600 [0.580, 0.620] vs 0.500 [0.480, 0.520], "
+        "intervals do not overlap (3 vs 3 seeds)."
+    ]
+    # lower is better (an NME): the same intervals now put mle ahead
+    assert order_claims(summary, "pck", higher_is_better=False)[0].startswith("mle beats integral")
+    # touching intervals are not separated
+    touching = summary.copy()
+    touching.loc[1, "pck_ci_low"] = 0.52
+    assert order_claims(touching, "pck", higher_is_better=True) == []
+
+
+def test_order_claims_never_mix_conditions():
+    summary = _summary(
+        [
+            ["mle", "clean", 3, 0.50, 0.01, 0.49, 0.51],
+            ["integral", "outliers30", 3, 0.70, 0.01, 0.69, 0.71],
+            ["mle", "outliers30", 3, 0.40, 0.01, 0.39, 0.41],
+        ]
+    )
+    claims = order_claims(summary, "pck", higher_is_better=True)
+    assert len(claims) == 1 and "(noise=outliers30)" in claims[0]
+    assert claims[0].startswith("integral beats mle")
+    with pytest.raises(ValueError, match="nme_mean"):
+        order_claims(summary, "nme", higher_is_better=False)
+
+
+def test_summary_feeds_claims_end_to_end():
+    runs = pd.DataFrame({"method": ["x"] * 3 + ["y"] * 3, "pck": [0.1, 0.11, 0.12, 0.5, 0.51, 0.52]})
+    claims = order_claims(summarise_seeds(runs, ["method"], ["pck"]), "pck", higher_is_better=True)
+    assert len(claims) == 1 and claims[0].startswith("y beats x on pck:")
