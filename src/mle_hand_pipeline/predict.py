@@ -6,14 +6,10 @@ it to the model input, normalise, run the model (stage T only), and map keypoint
 pixels back to SOURCE-image pixels. Cropping and the mapping are those of the logged pyfunc
 (:mod:`mle_hand_pipeline.pyfunc_model`), so every way of predicting gives the same numbers.
 
-Models (``model`` argument of :func:`load_predictor`):
-
-- a local training checkpoint (``best.pt`` / ``last.pt``);
-- a local ONNX file (``model.onnx``, onnx backend only);
-- an MLflow run id, ``runs:/<run_id>`` (the run's ``model`` / ``onnx/model.onnx``), a model URI
-  (``runs:/<run_id>/model``, ``models:/<name>/<version>``) or a local MLflow model folder. The
-  tracking store is MLflow's usual one (``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the
-  working directory).
+Models (``model`` argument of :func:`load_predictor`, resolved by :mod:`mle_hand_pipeline.model_source`):
+a local training checkpoint (``best.pt`` / ``last.pt``), a local ONNX file (onnx backend only), a local
+MLflow model folder, an MLflow run id or ``runs:/<run_id>`` (the run's ``model`` / ``onnx/model.onnx``),
+or a model URI (``runs:/<run_id>/model``, ``models:/<name>/<version>``).
 
 Backends: ``torch`` (PyTorch eager; from MLflow, the ``pt2`` PyTorch model) or ``onnx`` (ONNX Runtime;
 a checkpoint is exported on the fly).
@@ -34,6 +30,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mle_hand_pipeline.keypoints import KEYPOINT_NAMES
+from mle_hand_pipeline.model_source import (
+    CHECKPOINT,
+    ONNX,
+    ModelNotFoundError,
+    ModelSource,
+    load_mlflow_pytorch,
+    mlflow_load_errors,
+    resolve_model_source,
+)
 from mle_hand_pipeline.pyfunc_model import (
     DEFAULT_BOX_SCALE,
     DEFAULT_MIN_SIDE,
@@ -47,8 +52,6 @@ from mle_hand_pipeline.pyfunc_model import (
 )
 
 BACKENDS = ("torch", "onnx")
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # runs:/..., models:/..., file:/..., s3://...
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 __all__ = [
     "BACKENDS",
@@ -62,13 +65,10 @@ __all__ = [
     "overlay",
     "parse_box",
     "predict_images",
+    "predictions_document",
     "resolve_images",
     "write_outputs",
 ]
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """The model cannot be found or loaded; the message names it and says what was tried."""
 
 
 @dataclass
@@ -148,32 +148,20 @@ class Failure:
 
 
 def load_predictor(model: str | Path, backend: str = "torch", device: str = "cpu") -> Predictor:
-    """Load ``model`` (checkpoint, ONNX file, MLflow run id / URI / model folder) for ``backend``.
+    """Load ``model`` (checkpoint, ONNX file, MLflow model folder, run id or URI) for ``backend``.
 
     Raises :class:`ModelNotFoundError` naming the model when it does not exist or cannot be loaded.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    text = str(model)
-    path = Path(text).expanduser()
-    if path.is_file() and path.suffix == ".onnx":
+    source = resolve_model_source(model)
+    if source.kind == ONNX:
         if backend != "onnx":
-            raise ValueError(f"{text} is an ONNX file: use the onnx backend (--backend onnx)")
-        return _onnx_predictor(str(path), text)
-    if path.is_file():
-        return _checkpoint_predictor(path, backend, device)
-    if path.is_dir():
-        if not (path / "MLmodel").is_file():
-            raise ModelNotFoundError(f"model {text}: a folder, but not an MLflow model (no MLmodel file)")
-        return _mlflow_predictor(path.resolve().as_uri(), backend, device, text)
-    if _RUN_ID.match(text):
-        return _mlflow_predictor(f"runs:/{text}", backend, device, text)
-    if _URI.match(text):
-        return _mlflow_predictor(text, backend, device, text)
-    raise ModelNotFoundError(
-        f"model {text!r} not found: no such file, and not an MLflow run id or model URI "
-        "(runs:/<run_id>, runs:/<run_id>/model, models:/<name>/<version>)"
-    )
+            raise ValueError(f"{source.name} is an ONNX file: use the onnx backend (--backend onnx)")
+        return _onnx_predictor(source.location, source.name)
+    if source.kind == CHECKPOINT:
+        return _checkpoint_predictor(Path(source.location), backend, device)
+    return _mlflow_predictor(source, backend, device)
 
 
 def _torch_run(module, device: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -227,51 +215,32 @@ def _checkpoint_predictor(path: Path, backend: str, device: str) -> Predictor:
     return Predictor(_torch_run(InferenceWrapper(model).eval(), device), spec.input_size, "torch", str(path))
 
 
-def _mlflow_predictor(uri: str, backend: str, device: str, name: str) -> Predictor:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        if backend == "onnx":
-            return _onnx_predictor(_mlflow_onnx_file(uri), name)
-        if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
-            uri = f"{uri.rstrip('/')}/model"  # a bare run: its PyTorch model
-        info = mlflow.models.get_model_info(uri)
-        if "pytorch" not in info.flavors:
-            raise ModelNotFoundError(
-                f"model {name}: {uri} has no PyTorch flavour (flavours: {', '.join(info.flavors)}); "
-                "use --backend onnx, or the run's 'model'"
-            )
-        size = int(info.signature.inputs.inputs[0].shape[-1])
-        module = mlflow.pytorch.load_model(uri)
-    except (MlflowException, OSError) as error:
-        if isinstance(error, ModelNotFoundError):
-            raise
-        raise ModelNotFoundError(
-            f"model {name}: cannot load it from MLflow (tracking URI {mlflow.get_tracking_uri()}; set "
-            f"MLFLOW_TRACKING_URI or --tracking-uri if the run is elsewhere): {error}"
-        ) from error
-    return Predictor(_torch_run(module, device), size, "torch", name)
+def _mlflow_predictor(source: ModelSource, backend: str, device: str) -> Predictor:
+    if backend == "onnx":
+        with mlflow_load_errors(source.name):
+            return _onnx_predictor(_mlflow_onnx_file(source), source.name)
+    module, size = load_mlflow_pytorch(source, device)
+    return Predictor(_torch_run(module, device), size, "torch", source.name)
 
 
-def _mlflow_onnx_file(uri: str) -> str:
-    """Local path of the ONNX graph behind an MLflow run or model URI."""
+def _mlflow_onnx_file(source: ModelSource) -> str:
+    """Local path of the ONNX graph behind an MLflow source."""
     import mlflow
 
     from mle_hand_pipeline.export import ONNX_ARTIFACT_DIR, ONNX_FILE
 
-    parts = uri.removeprefix("runs:/").strip("/").split("/", 1) if uri.startswith("runs:/") else None
-    if parts is not None and (len(parts) == 1 or parts[1] == "model"):
-        # The run itself or its PyTorch model: the ONNX graph logged next to it.
+    if source.run_id and source.location == f"runs:/{source.run_id}/model":
+        # The run's PyTorch model: the ONNX graph logged next to it.
         return mlflow.artifacts.download_artifacts(
-            run_id=parts[0], artifact_path=f"{ONNX_ARTIFACT_DIR}/{ONNX_FILE}"
+            run_id=source.run_id, artifact_path=f"{ONNX_ARTIFACT_DIR}/{ONNX_FILE}"
         )
-    if uri.endswith(".onnx"):
-        return mlflow.artifacts.download_artifacts(uri)
-    folder = Path(mlflow.artifacts.download_artifacts(uri))
+    if source.location.endswith(".onnx"):
+        return mlflow.artifacts.download_artifacts(source.location)
+    local = Path(source.location)
+    folder = local if local.is_dir() else Path(mlflow.artifacts.download_artifacts(source.location))
     found = sorted(folder.rglob("*.onnx"))
     if not found:
-        raise ModelNotFoundError(f"model {uri}: holds no ONNX file; use --backend torch")
+        raise ModelNotFoundError(f"model {source.name}: holds no ONNX file; use --backend torch")
     return str(found[0])
 
 
@@ -423,6 +392,21 @@ def overlay_names(predictions: Sequence[Prediction]) -> list[str]:
     return names
 
 
+def predictions_document(
+    predictions: Sequence[Prediction], failures: Sequence[Failure], predictor: Predictor | None = None
+) -> dict[str, Any]:
+    """The JSON document of a prediction run: ``model``, ``backend``, ``input_size``, ``units``,
+    ``predictions`` (one :meth:`Prediction.to_record` per image) and ``failures`` (image and error)."""
+    return {
+        "model": None if predictor is None else predictor.source,
+        "backend": None if predictor is None else predictor.backend,
+        "input_size": None if predictor is None else predictor.input_size,
+        "units": "source-image pixels; pixel i covers [i, i + 1)",
+        "predictions": [p.to_record() for p in predictions],
+        "failures": [f.to_record() for f in failures],
+    }
+
+
 @dataclass
 class WrittenOutputs:
     """Files written by :func:`write_outputs`."""
@@ -442,16 +426,8 @@ def write_outputs(
     ``overlays/<image stem>.png`` under ``out_dir``."""
     out_dir = Path(out_dir)
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
-    document = {
-        "model": None if predictor is None else predictor.source,
-        "backend": None if predictor is None else predictor.backend,
-        "input_size": None if predictor is None else predictor.input_size,
-        "units": "source-image pixels; pixel i covers [i, i + 1)",
-        "predictions": [p.to_record() for p in predictions],
-        "failures": [f.to_record() for f in failures],
-    }
     json_path = out_dir / "predictions.json"
-    json_path.write_text(json.dumps(document, indent=2))
+    json_path.write_text(json.dumps(predictions_document(predictions, failures, predictor), indent=2))
     csv_path = out_dir / "keypoints.csv"
     rows = keypoints_rows(predictions)
     with csv_path.open("w", newline="") as file:

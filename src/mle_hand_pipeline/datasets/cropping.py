@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,11 @@ class CropSettings:
     min_side: float = 16.0
     mirror_left: bool = True
     image_format: str = "jpg"
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> CropSettings:
+        """The ``preprocess.crop`` parameter block."""
+        return cls(**params)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
 from mle_hand_pipeline.evaluation.report import EvaluationReport, evaluate_predictions
+from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import TrainConfig, fit
@@ -119,6 +122,27 @@ def predict_checkpoint(
         model, HandCrops(table, crops_dir), spec.input_size, device, batch_size=batch_size
     )
     return predictions.coords, predictions.sigmas, spec
+
+
+@torch.no_grad()
+def predict_packed(
+    model: nn.Module, input_size: int, table: pd.DataFrame, crops_dir: Path, batch_size: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Final-stage predictions of a packed model (an MLflow PyTorch model: ``(B, K, 4)`` = x, y,
+    sigma_x, sigma_y in input-crop pixels, on the CPU) mapped to stored-crop pixels: coords
+    ``(N, 1, K, 2)``, sigmas ``(N, 1, K, 2)`` or None when the model's sigmas are all zero (methods
+    without uncertainty)."""
+    dataset = HandCrops(table, crops_dir)
+    outputs = []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        images, _, _ = prepare_batch(batch, input_size, torch.device("cpu"), settings=None, generator=None)
+        n = len(images)
+        if n == 1:  # torch.export specialises batch sizes 0 and 1: the dynamic batch axis starts at 2
+            images = images.repeat(2, 1, 1, 1)
+        outputs.append(model(images)[:n].float())
+    packed = torch.cat(outputs).numpy().astype(np.float64) * (dataset.crop_size / input_size)
+    coords, sigmas = packed[:, None, :, :2], packed[:, None, :, 2:]
+    return coords, (None if not sigmas.any() else sigmas)
 
 
 def evaluate_on_test(

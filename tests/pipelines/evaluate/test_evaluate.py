@@ -9,7 +9,7 @@ from kedro_datasets.pandas import CSVDataset, ParquetDataset
 
 from mle_hand_pipeline.evaluation.report import FINAL_STAGE_ONLY, stack_nested
 from mle_hand_pipeline.export import log_mlflow_model
-from mle_hand_pipeline.pipelines.evaluate.nodes import evaluate_model, is_mlflow_uri
+from mle_hand_pipeline.pipelines.evaluate.nodes import evaluate_model
 from mle_hand_pipeline.pipelines.evaluate.pipeline import create_pipeline
 from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
 from mle_hand_pipeline.training.engine import TrainConfig, fit
@@ -33,12 +33,6 @@ def checkpoint(tiny_rhd, tmp_path_factory):
         tmp_path_factory.mktemp("ck"),
     )
     return result.best_checkpoint
-
-
-def test_uri_or_path():
-    assert is_mlflow_uri("runs:/0123abcd/model") and is_mlflow_uri("models:/hand/3")
-    assert is_mlflow_uri("file:///tmp/model") and is_mlflow_uri("s3://bucket/model")
-    assert not is_mlflow_uri("data/06_models/rhd/mle/best.pt") and not is_mlflow_uri("/abs/best.pt")
 
 
 def test_evaluate_pipeline_on_a_checkpoint_matches_the_train_evaluation(tiny_rhd, checkpoint, tmp_path):

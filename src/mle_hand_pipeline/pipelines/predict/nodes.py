@@ -15,6 +15,7 @@ from mle_hand_pipeline.predict import (
     overlay,
     overlay_names,
     predict_images,
+    predictions_document,
     resolve_images,
 )
 
@@ -37,9 +38,8 @@ def find_images(images: str | list[str]) -> list[str]:
 def predict_keypoints(image_paths: list[str], params: dict[str, Any]) -> dict[str, Any]:
     """Load ``predict.model`` and predict every image; bad images are listed under ``failures``.
 
-    Returns the JSON document: ``model``, ``backend``, ``input_size``, ``predictions`` (one record per
-    image, :meth:`Prediction.to_record`: keypoints and sigmas (21, 2) in source pixels, the crop) and
-    ``failures`` (image and error).
+    Returns the JSON document of :func:`...predict.predictions_document` (keypoints and sigmas (21, 2)
+    in source pixels and the crop per image; the failures).
     """
     predictor = load_predictor(params["model"], params.get("backend", "torch"), params.get("device", "cpu"))
     predictions, failures = predict_images(
@@ -52,14 +52,7 @@ def predict_keypoints(image_paths: list[str], params: dict[str, Any]) -> dict[st
     )
     for failure in failures:
         logger.warning("FAILED %s", failure.error)
-    return {
-        "model": predictor.source,
-        "backend": predictor.backend,
-        "input_size": predictor.input_size,
-        "units": "source-image pixels; pixel i covers [i, i + 1)",
-        "predictions": [p.to_record() for p in predictions],
-        "failures": [f.to_record() for f in failures],
-    }
+    return predictions_document(predictions, failures, predictor)
 
 
 def _predictions(results: dict[str, Any]) -> list[Prediction]:

@@ -51,7 +51,7 @@ def make_crops(
     annotations: pd.DataFrame, raw_root: str, crops_dir: Path, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write a square crop per hand under ``crops_dir`` and return the hand table and failed images."""
-    settings = CropSettings(**params["crop"])
+    settings = CropSettings.from_params(params["crop"])
     return crop_hands(annotations, raw_root, crops_dir, settings, params["workers"], params["on_bad_sample"])
 
 

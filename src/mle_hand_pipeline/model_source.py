@@ -1,0 +1,146 @@
+"""Where a trained model comes from: the one resolver behind ``predict`` and the ``evaluate`` pipelines.
+
+A model is named by (tried in this order):
+
+- a local file: an ONNX graph (``*.onnx``) or a training checkpoint (``best.pt`` / ``last.pt``);
+- a local folder holding an ``MLmodel`` file: an MLflow model (e.g. one downloaded, or a logged
+  model's ``artifacts/`` folder under the run store);
+- an MLflow run id (32 hex digits) or ``runs:/<run_id>``: the run's PyTorch model ``model``;
+- an MLflow model URI: ``runs:/<run_id>/<name>``, ``models:/<name>/<version>`` or any
+  ``scheme:/...`` whose scheme has two or more letters (so ``C:/x/best.pt`` is a Windows path, not a
+  URI).
+
+The tracking store for run ids and URIs is MLflow's usual one (``MLFLOW_TRACKING_URI``, else the
+project's ``mlflow.db``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKPOINT, ONNX, MLFLOW = "checkpoint", "onnx", "mlflow"
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # runs:/..., models:/..., file:/..., s3://...
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_RUN_URI = re.compile(r"^runs:/([^/]+)/?(.*)$")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model cannot be found or loaded; the message names it and says what was tried."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model reference.
+
+    kind: ``"checkpoint"``, ``"onnx"`` or ``"mlflow"``.
+    location: the local path (checkpoint, ONNX file, MLflow model folder) or the MLflow model URI
+        (a bare run is completed to its ``model``).
+    name: the reference as given (for messages and output files).
+    run_id: the MLflow run of a ``runs:/`` URI or run id, else None.
+    """
+
+    kind: str
+    location: str
+    name: str
+    run_id: str | None = None
+
+
+def is_mlflow_uri(text: str) -> bool:
+    """``runs:/<id>/model``, ``models:/<name>/<version>`` or any ``scheme:/`` URI, as opposed to a path."""
+    return bool(_URI.match(str(text)))
+
+
+def resolve_model_source(model: str | Path) -> ModelSource:
+    """Resolve ``model`` (see the module docstring); :class:`ModelNotFoundError` names what was tried."""
+    text = str(model)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return ModelSource(ONNX if path.suffix == ".onnx" else CHECKPOINT, str(path), text)
+    if path.is_dir():
+        if not (path / "MLmodel").is_file():
+            raise ModelNotFoundError(f"model {text}: a folder, but not an MLflow model (no MLmodel file)")
+        # A plain path, not a file:// URI: MLflow's Model.load only finds local MLmodel files by path.
+        return ModelSource(MLFLOW, str(path.resolve()), text)
+    if _RUN_ID.match(text):
+        text_uri = f"runs:/{text}"
+    elif is_mlflow_uri(text):
+        text_uri = text
+    else:
+        raise ModelNotFoundError(
+            f"model {text!r} not found: no such file, and not an MLflow run id or model URI "
+            "(runs:/<run_id>, runs:/<run_id>/model, models:/<name>/<version>)"
+        )
+    run = _RUN_URI.match(text_uri)
+    if run and not run.group(2).strip("/"):
+        text_uri = f"runs:/{run.group(1)}/model"  # a bare run: its PyTorch model
+    return ModelSource(MLFLOW, text_uri, text, run.group(1) if run else None)
+
+
+@dataclass(frozen=True)
+class MlflowModelInfo:
+    """What this project reads from an MLflow model's ``MLmodel`` file."""
+
+    flavors: tuple[str, ...]
+    input_size: int | None  # S of the (-1, 3, S, S) input signature; None without a tensor signature
+
+
+def mlflow_model_info(location: str) -> MlflowModelInfo:
+    """Flavours and input crop side of the MLflow model at ``location`` (path or URI).
+
+    Reads the ``MLmodel`` file itself (``mlflow.models.Model.load``), not ``get_model_info``: that
+    also looks the logged model up in the tracking store, which fails for a model folder copied or
+    downloaded from another store.
+    """
+    from mlflow.models import Model
+
+    model = Model.load(location)
+    size = None
+    if model.signature is not None and model.signature.inputs is not None:
+        specs = model.signature.inputs.inputs
+        shape = getattr(specs[0], "shape", None) if specs else None
+        size = int(shape[-1]) if shape else None
+    return MlflowModelInfo(tuple(model.flavors), size)
+
+
+@contextmanager
+def mlflow_load_errors(name: str) -> Iterator[None]:
+    """Turn MLflow's and the file system's errors while loading model ``name`` into
+    :class:`ModelNotFoundError` naming the model and the tracking store."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except ModelNotFoundError:
+        raise
+    except (MlflowException, OSError) as error:
+        raise ModelNotFoundError(
+            f"model {name}: cannot load it from MLflow (tracking URI {mlflow.get_tracking_uri()}; "
+            f"set MLFLOW_TRACKING_URI or --tracking-uri if the run is elsewhere): {error}"
+        ) from error
+
+
+def load_mlflow_pytorch(source: ModelSource, device: str = "cpu"):
+    """The PyTorch model of an MLflow source (``(B, 3, S, S)`` normalised crops -> ``(B, K, 4)`` = x, y,
+    sigma_x, sigma_y in input-crop pixels, as :func:`...export.log_mlflow_model` logs it) and its S.
+
+    Raises :class:`ModelNotFoundError` naming the model when it cannot be loaded or has no PyTorch
+    flavour.
+    """
+    import mlflow
+
+    with mlflow_load_errors(source.name):
+        info = mlflow_model_info(source.location)
+        if "pytorch" not in info.flavors:
+            raise ModelNotFoundError(
+                f"model {source.name}: {source.location} has no PyTorch flavour (flavours: "
+                f"{', '.join(info.flavors)}); use --backend onnx, or the run's 'model'"
+            )
+        if info.input_size is None:
+            raise ModelNotFoundError(f"model {source.name}: its MLmodel has no (B, 3, S, S) input signature")
+        return mlflow.pytorch.load_model(source.location, map_location=device), info.input_size
