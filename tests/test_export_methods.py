@@ -17,8 +17,8 @@ from predict_helpers import FREIHAND_IMAGES, RHD_IMAGES
 
 from mle_hand_pipeline import pyfunc_model
 from mle_hand_pipeline.export import ONNX_TOLERANCE_PX, PackedKeypoints, log_onnx_and_pyfunc
-from mle_hand_pipeline.models import InferenceWrapper, build_model
-from mle_hand_pipeline.models.factory import METHODS
+from mle_hand_pipeline.methods import METHODS, build_model
+from mle_hand_pipeline.models import InferenceWrapper
 
 SIZE = 64
 MIN_SPREAD_PX = 1.0  # mean over keypoints of the std of a coordinate across inputs
