@@ -45,7 +45,6 @@ def build_model(
     num_keypoints: int = 21,
     *,
     sigma_eps: float = DEFAULT_SIGMA_EPS,
-    feedback: str = "raw",
 ) -> nn.Module:
     """The network of ``method``; its ``forward(images (B, 3, S, S))`` returns a ``PoseOutput``.
 
@@ -68,7 +67,6 @@ def build_model(
             decode="soft_argmax",
             pretrained=pretrained,
             sigma_eps=sigma_eps,
-            feedback=feedback,
         )
     elif method == "integral":
         return SequentialHeatmapNet(
@@ -80,7 +78,6 @@ def build_model(
             with_variance=False,
             decode="soft_argmax",
             pretrained=pretrained,
-            feedback=feedback,
         )
     elif method == "heatmap_l2":
         return SequentialHeatmapNet(

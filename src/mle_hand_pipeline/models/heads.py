@@ -27,7 +27,6 @@ import torch
 from torch import Tensor, nn
 
 DEFAULT_SIGMA_EPS = 1e-4
-FEEDBACKS = ("raw", "softmax")
 
 
 def conv1x1_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -112,12 +111,8 @@ class PoseStage(nn.Module):
         first: bool,
         with_variance: bool = True,
         sigma_eps: float = DEFAULT_SIGMA_EPS,
-        feedback: str = "raw",
     ) -> None:
         super().__init__()
-        if feedback not in FEEDBACKS:
-            raise ValueError(f"unknown feedback {feedback!r}; valid: {', '.join(FEEDBACKS)}")
-        self.feedback = feedback
         self.feature_proj = conv1x1_bn_relu(in_channels, head_channels)
         self.heatmap_pool = None if first else nn.AvgPool2d(kernel_size=8, stride=8)
         self.heatmap_proj = None if first else conv1x1_bn_relu(num_keypoints, head_channels)
@@ -141,10 +136,6 @@ class PoseStage(nn.Module):
                 raise ValueError("a stage after the first needs the previous stage's heatmaps")
             # The maps are exactly 8x the feature size, so this equals adaptive avg pooling to the
             # feature size; a fixed kernel also exports to ONNX with a dynamic batch.
-            if self.feedback == "softmax":
-                b, k, h, w = prev_heatmaps.shape
-                prev_heatmaps = torch.softmax(prev_heatmaps.flatten(2).float(), -1).reshape(b, k, h, w)
-                prev_heatmaps = prev_heatmaps.to(x.dtype)
             pooled = self.heatmap_pool(prev_heatmaps)
             x = torch.cat((x, self.heatmap_proj(pooled)), dim=1)
         heatmaps = self.heatmap_head(x)

@@ -66,7 +66,6 @@ class SequentialHeatmapNet(nn.Module):
         decode: str = "soft_argmax",
         pretrained: bool = False,
         sigma_eps: float = DEFAULT_SIGMA_EPS,
-        feedback: str = "raw",
     ) -> None:
         super().__init__()
         if stages < 1:
@@ -84,7 +83,6 @@ class SequentialHeatmapNet(nn.Module):
                 first=t == 0,
                 with_variance=with_variance,
                 sigma_eps=sigma_eps,
-                feedback=feedback,
             )
             for t in range(stages)
         )
