@@ -202,6 +202,29 @@ def evaluate(model, data, args) -> list[dict]:
     return rows
 
 
+def pooled_location_error(samples: int = 2000, seed: int = 0) -> list[dict]:
+    """What survives pooling a map to the feature grid (no model): Gaussian probability maps of spread s
+    cells at random positions, summed over each 8x8 block (the stage's average pooling, times 64), the
+    location read back as the mass-weighted block centre; RMS error per axis in crop sides."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for side in (16, 32, 64):  # maps of 64, 128 and 256 px inputs
+        centres = np.arange(side) + 0.5
+        blocks = (np.arange(side // 8) + 0.5) * 8
+        for spread in (1.0, 2.0, 4.0):
+            errors = []
+            for _ in range(samples):
+                u = rng.uniform(0.1, 0.9, 2) * side
+                d2 = (centres[None, :] - u[0]) ** 2 + (centres[:, None] - u[1]) ** 2
+                p = np.exp(-d2 / (2 * spread**2))
+                mass = (p / p.sum()).reshape(side // 8, 8, side // 8, 8).sum(axis=(1, 3))
+                estimate = np.array([(mass.sum(0) * blocks).sum(), (mass.sum(1) * blocks).sum()])
+                errors.append((estimate - u) / side)
+            rms_error = float(np.sqrt(np.square(errors).mean()))
+            rows.append({"map": side, "grid": side // 8, "spread_cells": spread, "rms_crop_sides": rms_error})
+    return rows
+
+
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--hands", type=Path, default=_common.REPO / "data/03_primary/rhd_hands.parquet")
@@ -267,6 +290,7 @@ def main() -> None:
             "train_wall_s": wall,
             "stages": rows,
             "gradients": log_rows,
+            "pooling_check": pooled_location_error(200 if args.quick else 2000),
         },
         load_before,
         args.quick,

@@ -12,6 +12,7 @@ import pytest
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "bench_stages.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["integral", "cpm"])
 def test_bench_stages_quick(tmp_path, tiny_rhd, method):
     tiny_rhd["hands"].to_parquet(tmp_path / "hands.parquet")
@@ -30,3 +31,6 @@ def test_bench_stages_quick(tmp_path, tiny_rhd, method):
     # The gradient read-outs are real numbers for both model families (not NaN: a slice's .grad).
     last = document["gradients"][-1]
     assert last["fb_grad_s2"] > 0 and last["fb_w_grad_rms_s2"] > 0 and last["feat_w_grad_rms_s2"] > 0
+    # A finer feature grid keeps a sharp map's location better (8x8 at 256 px vs 2x2 at 64 px).
+    check = {(r["map"], r["spread_cells"]): r["rms_crop_sides"] for r in document["pooling_check"]}
+    assert check[(64, 1.0)] < check[(16, 1.0)]
