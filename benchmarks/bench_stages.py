@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
 from mle_hand_pipeline.evaluation.metrics import normalised_errors
-from mle_hand_pipeline.models import build_loss, build_model
+from mle_hand_pipeline.methods import build_loss, build_model
 from mle_hand_pipeline.models.cpm import CPM
 from mle_hand_pipeline.models.integral import argmax_decode, soft_argmax
 from mle_hand_pipeline.models.outputs import PoseOutput
