@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig, fit, load_model
 from mle_hand_pipeline.training.inference import predict_crops
 from mle_hand_pipeline.training.label_noise import LabelNoise, corrupt_labels
+from mle_hand_pipeline.training.validation import validate_model_params, validate_train_params
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +87,16 @@ def train_method(
     model_params: dict[str, Any],
     train_params: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """:func:`train_model` without the artifacts: checkpoints go to ``checkpoint_root/<method>/``.
+    """:func:`train_model` without the artifacts: checkpoints go to ``checkpoint_root/<method>/<run_id>/``
+    (:mod:`...training.run_dirs`: the MLflow run id, else a timestamp; ``train.resume``: true continues
+    the newest interrupted run of the method, a run id that run).
 
     ``train_params["label_noise"]`` (see :mod:`...training.label_noise`) corrupts the TRAINING labels
     before :func:`fit`; validation and test labels stay clean. Its statistics go to the report and
     to the active MLflow run as ``label_noise_*`` metrics.
     """
+    validate_model_params(model_params)
+    validate_train_params(train_params)
     spec, config = model_spec(model_params), train_config(train_params)
     noise = LabelNoise.from_params(train_params.get("label_noise"))
     train_table, noise_stats = corrupt_labels(split(hands, "train"), noise)
@@ -107,21 +113,23 @@ def train_method(
         {k: noise_stats[k] for k in ("n_jittered", "n_outliers", "mean_shift_px", "label_nme")},
         prefix="label_noise_",
     )
-    checkpoint_dir = Path(checkpoint_root) / spec.method
     started = time.perf_counter()
-    result = fit(
-        spec,
-        config,
-        train_table,
-        split(hands, "val"),
-        crops_dir,
-        checkpoint_dir,
-        on_epoch_end=tracking.active_epoch_logger(),
-    )
+    with tracking.tracked_run_dir(Path(checkpoint_root) / spec.method, config.resume) as run:
+        result = fit(
+            spec,
+            replace(config, resume=run.resumed_from is not None),
+            train_table,
+            split(hands, "val"),
+            crops_dir,
+            run.path,
+            on_epoch_end=tracking.active_epoch_logger(),
+        )
     wall_time = time.perf_counter() - started
     best = result.history.loc[result.history["val_nme"].idxmin()]
     report = {
         "method": spec.method,
+        "run_id": run.run_id,
+        "resumed_from": run.resumed_from,
         "best_checkpoint": str(result.best_checkpoint),
         "last_checkpoint": str(result.last_checkpoint),
         "best_epoch": int(best["epoch"]),
