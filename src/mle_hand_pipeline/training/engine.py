@@ -126,7 +126,9 @@ def resolve_devices(devices: str | int) -> tuple[str, int]:
     if isinstance(devices, int) and devices >= 1:
         available = torch.cuda.device_count() if cuda else 0
         if devices > available:
-            raise ValueError(f"train.devices={devices} but {available} CUDA devices (cpu:{devices}: CPU processes)")
+            raise ValueError(
+                f"train.devices={devices} but {available} CUDA devices (cpu:{devices}: CPU processes)"
+            )
         return "cuda", devices
     raise ValueError(f"train.devices must be 'auto', 'cpu', 'cpu:N' or a positive int, got {devices!r}")
 

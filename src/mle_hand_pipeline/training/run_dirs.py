@@ -117,7 +117,11 @@ def _resume_candidates(method_dir: Path, resume: bool | str) -> list[Path]:
         raise ValueError(f"train.resume must be true, false or a run id, got {resume!r}")
     source = method_dir / resume
     if not (source / "last.pt").is_file():
-        known = sorted(p.name for p in method_dir.iterdir() if (p / "last.pt").is_file()) if method_dir.is_dir() else []
+        known = (
+            sorted(p.name for p in method_dir.iterdir() if (p / "last.pt").is_file())
+            if method_dir.is_dir()
+            else []
+        )
         raise FileNotFoundError(
             f"train.resume={resume}: no checkpoint {source / 'last.pt'}; runs with a last.pt: {known or 'none'}"
         )
@@ -157,7 +161,9 @@ def claim_run_dir(
                     source = candidate
                     break
                 if resume is not True:
-                    raise RunInProgressError(f"train.resume={resume}: that run is still training in another process")
+                    raise RunInProgressError(
+                        f"train.resume={resume}: that run is still training in another process"
+                    )
             if source is None:
                 logger.info("train.resume: no interrupted run in %s, starting from scratch", method_dir)
         path.mkdir(parents=True, exist_ok=False)  # a run id is never reused

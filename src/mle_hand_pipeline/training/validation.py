@@ -30,7 +30,11 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 
 class ParameterError(ValueError):
-    """One or more parameters are invalid; the message names each one (``rhd.train.lr ...``)."""
+    """One or more parameters are invalid; ``problems`` has one line per parameter (``rhd.train.lr ...``)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("invalid parameters:\n  " + "\n  ".join(self.problems))
 
 
 def _is_int(value: Any) -> bool:
@@ -71,7 +75,7 @@ class _Checker:
 
     def raise_if_any(self) -> None:
         if self.problems:
-            raise ParameterError("invalid parameters:\n  " + "\n  ".join(self.problems))
+            raise ParameterError(self.problems)
 
 
 def _positive_int(value: Any) -> bool:

@@ -56,9 +56,7 @@ def test_evaluate_pipeline_on_a_checkpoint_matches_the_train_evaluation(tiny_rhd
     SequentialRunner().run(create_pipeline("rhd"), catalog)
 
     metrics = catalog.load("rhd.evaluation_metrics")
-    reference = evaluate_checkpoint(
-        tiny_rhd["hands"], tiny_rhd["crops"], {"best_checkpoint": str(checkpoint)}, params
-    )[0]
+    reference = evaluate_checkpoint(tiny_rhd["hands"], tiny_rhd["crops"], checkpoint, params)[0]
     assert metrics == pytest.approx(reference)
     assert "stage1_pck_0.2" in metrics and "within_1sigma" in metrics
     assert (tmp_path / "p.parquet").is_file() and (tmp_path / "per_stage.csv").read_text().count("\n") == 3
@@ -81,7 +79,7 @@ def test_an_mlflow_model_gives_the_final_stage_of_its_checkpoint(tiny_rhd, check
         metrics, predictions, _, per_stage, _, calibration = evaluate_model(hands, crops, params)
     finally:
         mlflow.set_tracking_uri(None)
-    _, reference, *_ = evaluate_checkpoint(hands, crops, {"best_checkpoint": str(checkpoint)}, params)
+    _, reference, *_ = evaluate_checkpoint(hands, crops, checkpoint, params)
     coords = stack_nested(predictions["pred_crop"])
     assert coords.shape == (n_test, 1, 21, 2)
     np.testing.assert_allclose(coords[:, 0], stack_nested(reference["pred_crop"])[:, -1], atol=1e-3)

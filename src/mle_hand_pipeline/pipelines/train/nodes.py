@@ -192,19 +192,20 @@ def evaluate_on_test(
     return report
 
 
+def select_model(training_report: dict[str, Any], params: dict[str, Any]) -> Path:
+    """The checkpoint the run publishes as its model (``params["checkpoint"]``: best | last)."""
+    return Path(training_report[f"{params['checkpoint']}_checkpoint"])
+
+
 def evaluate_checkpoint(
-    hands: pd.DataFrame,
-    crops_dir: Path,
-    training_report: dict[str, Any],
-    params: dict[str, Any],
+    hands: pd.DataFrame, crops_dir: Path, model: Path, params: dict[str, Any]
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Evaluate the chosen checkpoint (``params["checkpoint"]``: best | last) on the ``test`` split.
+    """Evaluate the checkpoint file ``model`` on the ``test`` split.
 
     Metrics are also logged as ``test_*``. Returns the metrics, the per-crop predictions (all stages,
     crop and source pixels), and the per-keypoint, per-stage, PCK-curve and calibration tables.
     """
-    checkpoint = training_report[f"{params['checkpoint']}_checkpoint"]
-    return report_outputs(evaluate_on_test(hands, crops_dir, checkpoint, params["batch_size"]))
+    return report_outputs(evaluate_on_test(hands, crops_dir, model, params["batch_size"]))
 
 
 def plot_evaluation(
@@ -226,8 +227,8 @@ def plot_evaluation(
     )
 
 
-def log_model(training_report: dict[str, Any], params: dict[str, Any]) -> None:
-    """Log the chosen checkpoint to the active MLflow run as the model ``model`` (see :mod:`..export`)."""
+def log_model(model: Path) -> None:
+    """Log the checkpoint file ``model`` to the active MLflow run as the model ``model`` (:mod:`..export`)."""
     if mlflow.active_run():
-        model, spec = load_model(training_report[f"{params['checkpoint']}_checkpoint"])
-        log_mlflow_model(model, spec.input_size)
+        network, spec = load_model(model)
+        log_mlflow_model(network, spec.input_size)
