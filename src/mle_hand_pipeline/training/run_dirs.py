@@ -83,7 +83,7 @@ def _lock(run_dir: Path) -> Iterator[bool]:
     if fcntl is None:
         yield True
         return
-    handle: IO[str] = open(run_dir / LOCK_FILE, "a")  # noqa: SIM115 (held for the whole block)
+    handle: IO[str] = open(run_dir / LOCK_FILE, "a")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -117,13 +117,9 @@ def _resume_candidates(method_dir: Path, resume: bool | str) -> list[Path]:
         raise ValueError(f"train.resume must be true, false or a run id, got {resume!r}")
     source = method_dir / resume
     if not (source / "last.pt").is_file():
-        known = (
-            sorted(p.name for p in method_dir.iterdir() if (p / "last.pt").is_file())
-            if method_dir.is_dir()
-            else []
-        )
+        known = [path.parent.name for path in sorted(method_dir.glob("*/last.pt"))]
         raise FileNotFoundError(
-            f"train.resume={resume}: no checkpoint {source / 'last.pt'}; runs with a last.pt: {known or 'none'}"
+            f"train.resume={resume}: no checkpoint {source / 'last.pt'}; runs that have one: {known or 'none'}"
         )
     return [source]
 
