@@ -119,7 +119,7 @@ def _resume_candidates(method_dir: Path, resume: bool | str) -> list[Path]:
     if not (source / "last.pt").is_file():
         known = [path.parent.name for path in sorted(method_dir.glob("*/last.pt"))]
         raise FileNotFoundError(
-            f"train.resume={resume}: no checkpoint {source / 'last.pt'}; runs that have one: {known or 'none'}"
+            f"train.resume={resume}: no checkpoint {source / 'last.pt'}; runs with one: {known or 'none'}"
         )
     return [source]
 
