@@ -79,6 +79,6 @@ def test_resume_by_run_id(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"train.resume=zzz: no checkpoint .*runs with one: \['a'"):
         with claim_run_dir(tmp_path, "d", resume="zzz"):
             pass
-    with pytest.raises(ValueError, match=r"train\.resume must be"), claim_run_dir(tmp_path, "e", resume="../a"):
+    with pytest.raises(ValueError, match=r"resume must be"), claim_run_dir(tmp_path, "e", resume="../a"):
         pass
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
