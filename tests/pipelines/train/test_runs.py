@@ -69,7 +69,8 @@ def test_concurrent_runs_log_their_own_checkpoints_and_metrics(project, tmp_path
         own = project / "data/06_models/rhd/mle" / run_id  # the run's folder is named after its MLflow run
         best = load_checkpoint(own / "best.pt")
         assert run.data.metrics["val_nme"] == pytest.approx(best["val"]["val_nme"])
-        logged = load_checkpoint(client.download_artifacts(run_id, "checkpoints/best.pt", str(tmp_path / run_id)))
+        logged_path = client.download_artifacts(run_id, "checkpoints/best.pt", str(tmp_path / run_id))
+        logged = load_checkpoint(logged_path)
         weights[run_id] = logged["model"]
         assert all(torch.equal(logged["model"][k], best["model"][k]) for k in best["model"])
     a, b = weights.values()
