@@ -180,7 +180,15 @@ def fit(
     if world_size == 1:
         _worker(0, *args)
     else:
-        mp.spawn(_worker, args=args, nprocs=world_size, join=True)
+        workers = mp.spawn(_worker, args=args, nprocs=world_size, join=False)
+        try:
+            while not workers.join():
+                pass
+        except BaseException:  # Ctrl-C, SIGTERM (hooks.MarkInterruptedRuns) or a failed worker
+            for process in workers.processes:  # would otherwise train on, and block this process's exit
+                if process.is_alive():
+                    process.terminate()
+            raise
     last = load_checkpoint(checkpoint_dir / LAST_CHECKPOINT)
     return FitResult(
         pd.DataFrame(last["history"]), checkpoint_dir / BEST_CHECKPOINT, checkpoint_dir / LAST_CHECKPOINT
