@@ -3,14 +3,16 @@ checkpoints, Ctrl-C/SIGTERM/SIGKILL leave an honest MLflow status, resume links 
 parameter ends the output with its message. MLflow on a temporary SQLite store (fixture kedro_project)."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
-from helpers import kedro_run, preprocess_rhd, project_experiment
+from helpers import kedro_run, make_project, preprocess_rhd, project_experiment
 
 from mle_hand_pipeline.training.checkpoint import load_checkpoint
 
@@ -22,11 +24,19 @@ rhd:
 """
 
 
+@pytest.fixture(scope="module")
+def preprocessed(tmp_path_factory, tiny_rhd):
+    """A project with the tiny RHD set preprocessed, made once for this module."""
+    project = make_project(tmp_path_factory.mktemp("preprocessed"))
+    (project / "conf/local/parameters_tiny.yml").write_text(TINY)
+    preprocess_rhd(project, tiny_rhd["root"])
+    return project
+
+
 @pytest.fixture
-def project(kedro_project, tiny_rhd):
-    (kedro_project / "conf/local/parameters_tiny.yml").write_text(TINY)
-    preprocess_rhd(kedro_project, tiny_rhd["root"])
-    return kedro_project
+def project(preprocessed, tmp_path):
+    """A fresh copy of it per test (its own data/, mlflow.db and mlruns/)."""
+    return Path(shutil.copytree(preprocessed, tmp_path / "project"))
 
 
 def _start(project, *params: str) -> subprocess.Popen:
