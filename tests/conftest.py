@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import make_project
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -57,10 +58,4 @@ PROJECT_ROOT = Path(__file__).parents[1]
 def kedro_project(tmp_path: Path) -> Path:
     """A temporary copy of the project's configuration: `kedro run` there writes data, mlflow.db and
     mlruns/ under tmp_path, never into the repository."""
-    project = tmp_path / "project"
-    project.mkdir()
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", project)
-    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir()
-    (project / "src").mkdir()  # kedro wants a source folder; the package itself is installed
-    return project
+    return make_project(tmp_path)

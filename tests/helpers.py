@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).parents[1]
+
+
+def make_project(parent: Path) -> Path:
+    """``parent/project``: the project's configuration without conf/local (fixture ``kedro_project``)."""
+    project = parent / "project"
+    project.mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project)
+    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    (project / "src").mkdir()  # kedro wants a source folder; the package itself is installed
+    return project
 
 
 def kedro_run(project: Path, *args: str, timeout: float = 600, check: bool = True) -> str:

@@ -1,11 +1,26 @@
-"""Project hooks."""
+"""Project hooks: refuse bad parameters and missing inputs before a run starts, record interrupted
+runs as KILLED in MLflow, and end a failed ``kedro run`` with its error message."""
 
 from __future__ import annotations
+
+import atexit
+import logging
+import re
+import signal
+import sys
+import threading
+from types import FrameType, TracebackType
+from typing import Any
 
 import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
+from mlflow.tracking import MlflowClient
+
+from mle_hand_pipeline.training.validation import ParameterError, validate_model_params, validate_train_params
+
+logger = logging.getLogger(__name__)
 
 PREPROCESS_OUTPUTS = {"freihand_hands": "freihand", "rhd_hands": "rhd"}
 
@@ -28,3 +43,137 @@ class RequirePreprocessedData:
                     f"'{name}' does not exist yet: run `kedro run --pipeline={dataset}_preprocess` first "
                     f"(add --params={dataset}_root=PATH for the real {dataset.upper()} download)"
                 )
+
+
+_VALIDATORS = {"model": validate_model_params, "train": validate_train_params}
+_BLOCK = re.compile(r"^params:(?:(?P<namespace>.+)\.)?(?P<block>model|train)$")
+
+
+class ValidateParameters:
+    """Check every ``model``/``train`` parameter block the pipeline reads before anything runs: before
+    kedro-mlflow opens a run (``tryfirst``) and before any node writes a file. Errors name the full
+    parameter path (``rhd.train.lr``)."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog: DataCatalog) -> None:
+        problems = []
+        for name in sorted(pipeline.inputs()):
+            match = _BLOCK.match(name)
+            if match:
+                prefix = ".".join(filter(None, (match["namespace"], match["block"])))
+                try:
+                    _VALIDATORS[match["block"]](catalog.load(name), prefix=prefix)
+                except ParameterError as error:
+                    problems += error.problems
+        if problems:
+            raise ParameterError(problems)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised in the main thread by the SIGTERM handler, so a terminated run unwinds like Ctrl-C."""
+
+
+class MarkInterruptedRuns:
+    """Record a ``kedro run`` stopped by Ctrl-C or SIGTERM as KILLED in MLflow.
+
+    kedro-mlflow closes its run as FAILED on an ``Exception`` but never sees a ``KeyboardInterrupt``,
+    so MLflow's own exit handler closed it as FINISHED; and SIGTERM's default action ends the process
+    with no handler at all, leaving it RUNNING. Here SIGTERM raises :class:`Interrupted` while the
+    pipeline runs, and an exit handler (registered after MLflow's, so it runs first) closes a run whose
+    pipeline neither finished nor failed as KILLED. SIGKILL cannot be handled: the next
+    ``train.resume`` closes that run instead (``tracking.link_resumed_run``).
+    """
+
+    def __init__(self) -> None:
+        self._run_id: str | None = None
+        self._previous_handler: Any = None
+        self._exit_handler_registered = False
+
+    @hook_impl(trylast=True)  # after kedro-mlflow's before_pipeline_run has opened the run
+    def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog: DataCatalog) -> None:
+        run = mlflow.active_run()
+        self._run_id = run.info.run_id if run else None
+        if not self._exit_handler_registered:
+            atexit.register(self._close_interrupted_run)
+            self._exit_handler_registered = True
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
+
+    @hook_impl
+    def after_pipeline_run(
+        self, run_params: dict, run_result: dict, pipeline: Pipeline, catalog: DataCatalog
+    ):
+        self._pipeline_ended()
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: dict, pipeline: Pipeline, catalog: DataCatalog):
+        self._pipeline_ended()
+
+    def _pipeline_ended(self) -> None:
+        self._run_id = None
+        if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous_handler)
+            self._previous_handler = None
+
+    def _close_interrupted_run(self) -> None:
+        if self._run_id is None:
+            return
+        run_id, self._run_id = self._run_id, None
+        # Every run still open in this process belongs to the interrupted pipeline (the same run can be
+        # on MLflow's stack more than once, nested runs above it). Popping them all also keeps
+        # MLflow's exit handler from closing them as FINISHED afterwards.
+        while mlflow.active_run() is not None:
+            mlflow.end_run("KILLED")
+        MlflowClient().set_terminated(run_id, "KILLED")  # in case it was not on this thread's stack
+        sys.stderr.write(
+            f"\nInterrupted: MLflow run {run_id} is recorded as KILLED. A training run continues from its "
+            "last epoch with --params=<dataset>.train.resume=true\n"
+        )
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(f"terminated by {signal.Signals(signum).name}")
+
+
+class ErrorSummary:
+    """Make a failed ``kedro run``'s error message the last thing it prints.
+
+    The traceback (shortened by ``conf/logging.yml``) still comes first, for developers; then the
+    failing node and the error message, on their own lines at the very end. ``conf/logging_debug.yml``
+    shows every frame with its local variables: ``KEDRO_LOGGING_CONFIG=conf/logging_debug.yml kedro run``.
+    """
+
+    def __init__(self) -> None:
+        self._node: str | None = None
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        if not getattr(sys.excepthook, "_summarises_errors", False):
+            sys.excepthook = _summarising_excepthook(sys.excepthook, self)
+
+    @hook_impl
+    def on_node_error(self, error: Exception, node: Node, catalog: DataCatalog, inputs: dict, is_async: bool):
+        self._node = node.name
+
+
+def error_summary(error: BaseException, node: str | None = None) -> str:
+    """The lines that end a failed run: where it failed and the message (for a worker process's error,
+    which embeds the worker's traceback, the worker's last line)."""
+    message = str(error).strip()
+    if "Traceback (most recent call last)" in message:
+        message = message.splitlines()[-1].strip()
+    where = f" in node {node}" if node else ""
+    return (
+        "\nFull traceback with local variables: KEDRO_LOGGING_CONFIG=conf/logging_debug.yml kedro run ...\n"
+        f"kedro run failed{where}: {type(error).__name__}: {message}\n"
+    )
+
+
+def _summarising_excepthook(previous, summary: ErrorSummary):
+    def excepthook(exc_type: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        previous(exc_type, error, tb)
+        sys.stderr.write(error_summary(error, summary._node))
+        sys.stderr.flush()
+
+    excepthook._summarises_errors = True
+    return excepthook

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import shutil
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kedro.io import AbstractDataset
+from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 
 
 class FolderDataset(AbstractDataset[Path, Path]):
@@ -59,3 +61,51 @@ class TorchCheckpointDataset(AbstractDataset[dict, dict]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
+
+
+class CheckpointDataset(AbstractVersionedDataset[Path, Path]):
+    """A model checkpoint file (``best.pt``/``last.pt``, see ``training/checkpoint.py``) as a catalog
+    dataset, so the trained model is a node output (``kedro viz``: crops -> model -> metrics).
+
+    ``save(path)`` publishes the checkpoint at ``path`` (a training run's folder) under ``filepath``,
+    by a hard link (a copy where links are impossible) renamed into place: atomic, and no second copy
+    of the weights. ``load()`` returns the published file's path (load it with ``load_model``): the
+    one this process saved, so concurrent runs each evaluate their own model; otherwise the newest
+    version, or the one given with ``--load-versions``. Versioned: every run publishes a new file.
+    """
+
+    def __init__(self, filepath: str, version: Version | None = None, metadata: dict[str, Any] | None = None):
+        super().__init__(PurePosixPath(filepath), version, exists_function=lambda p: Path(p).exists())
+        self.metadata = metadata
+        self._saved: Path | None = None
+
+    def load(self) -> Path:
+        if self._saved is not None:
+            return self._saved
+        path = Path(self._get_load_path())
+        if not path.is_file():
+            raise DatasetError(f"no checkpoint at {path}: train a model first")
+        return path
+
+    def save(self, data: Path) -> None:
+        source, target = Path(data), Path(self._get_save_path())
+        if not source.is_file():
+            raise DatasetError(f"cannot publish {source} as {target}: not a file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temporary.unlink(missing_ok=True)
+        try:
+            os.link(source, temporary)
+        except OSError:  # another file system, or links not supported
+            shutil.copy2(source, temporary)
+        os.replace(temporary, target)
+        self._saved = target
+
+    def _exists(self) -> bool:
+        try:
+            return Path(self._get_load_path()).is_file()
+        except DatasetError:
+            return False
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}

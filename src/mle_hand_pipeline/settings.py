@@ -2,9 +2,14 @@
 
 from kedro.config import OmegaConfigLoader
 
-from mle_hand_pipeline.hooks import RequirePreprocessedData
+from mle_hand_pipeline.hooks import (
+    ErrorSummary,
+    MarkInterruptedRuns,
+    RequirePreprocessedData,
+    ValidateParameters,
+)
 
-HOOKS = (RequirePreprocessedData(),)
+HOOKS = (ValidateParameters(), RequirePreprocessedData(), MarkInterruptedRuns(), ErrorSummary())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -4,12 +4,16 @@ MLflow run is active, so nodes also run under a plain ``SequentialRunner`` in te
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
+
+from mle_hand_pipeline.training.run_dirs import RunDir, claim_run_dir, local_run_id
 
 
 class EpochLogger:
@@ -45,3 +49,36 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
 def log_dict(data: dict[str, Any], artifact_file: str) -> None:
     if mlflow.active_run():
         mlflow.log_dict(data, artifact_file)
+
+
+def active_run_id() -> str | None:
+    run = mlflow.active_run()
+    return run.info.run_id if run else None
+
+
+def link_resumed_run(previous_run_id: str | None) -> None:
+    """Link the active run to the MLflow run it resumes: tag ``resumed_from`` here and ``resumed_by``
+    there. The previous run's process is gone (its run folder was unlocked), so if its MLflow status
+    is still RUNNING (a SIGKILL, a power cut) it is closed as KILLED."""
+    run = mlflow.active_run()
+    if run is None or not previous_run_id:
+        return
+    mlflow.set_tag("resumed_from", previous_run_id)
+    client = MlflowClient()
+    try:
+        previous = client.get_run(previous_run_id)
+    except mlflow.exceptions.MlflowException:
+        return  # tracked in another store
+    client.set_tag(previous_run_id, "resumed_by", run.info.run_id)
+    if previous.info.status == "RUNNING":
+        client.set_terminated(previous_run_id, "KILLED")
+
+
+@contextlib.contextmanager
+def tracked_run_dir(method_dir: str | Path, resume: bool | str) -> Iterator[RunDir]:
+    """:func:`~.training.run_dirs.claim_run_dir` named after the active MLflow run (a local timestamp id
+    without one), linked to the MLflow run it resumes (:func:`link_resumed_run`)."""
+    tracking_id = active_run_id()
+    with claim_run_dir(method_dir, tracking_id or local_run_id(), resume, tracking_id) as run:
+        link_resumed_run(run.resumed_tracking_id)
+        yield run

@@ -105,16 +105,19 @@ class NonFiniteLossError(RuntimeError):
 
 def resolve_devices(devices: str | int) -> tuple[str, int]:
     """``"auto"``: every CUDA GPU, else one CPU process; ``"cpu"``: one CPU process; ``"cpu:N"``: N CPU
-    processes (gloo DDP, for tests); an int N: N CUDA GPUs (or N CPU processes without CUDA)."""
+    processes (gloo DDP, for tests); an int N: N CUDA GPUs (an error without them: ``cpu:N`` says it)."""
     cuda = torch.cuda.is_available()
     if devices == "auto":
         return ("cuda", torch.cuda.device_count()) if cuda else ("cpu", 1)
     if isinstance(devices, str) and devices.startswith("cpu"):
         return "cpu", int(devices.partition(":")[2] or 1)
     if isinstance(devices, int) and devices >= 1:
-        if cuda and devices > torch.cuda.device_count():
-            raise ValueError(f"train.devices={devices} but only {torch.cuda.device_count()} CUDA devices")
-        return ("cuda" if cuda else "cpu"), devices
+        available = torch.cuda.device_count() if cuda else 0
+        if devices > available:
+            raise ValueError(
+                f"train.devices={devices} but {available} CUDA devices (cpu:{devices}: CPU processes)"
+            )
+        return "cuda", devices
     raise ValueError(f"train.devices must be 'auto', 'cpu', 'cpu:N' or a positive int, got {devices!r}")
 
 
@@ -165,7 +168,15 @@ def fit(
     if world_size == 1:
         _worker(0, *args)
     else:
-        mp.spawn(_worker, args=args, nprocs=world_size, join=True)
+        workers = mp.spawn(_worker, args=args, nprocs=world_size, join=False)
+        try:
+            while not workers.join():
+                pass
+        except BaseException:  # Ctrl-C, SIGTERM (hooks.MarkInterruptedRuns) or a failed worker
+            for process in workers.processes:  # would otherwise train on, and block this process's exit
+                if process.is_alive():
+                    process.terminate()
+            raise
     last = load_checkpoint(checkpoint_dir / LAST_CHECKPOINT)
     return FitResult(
         pd.DataFrame(last["history"]), checkpoint_dir / BEST_CHECKPOINT, checkpoint_dir / LAST_CHECKPOINT

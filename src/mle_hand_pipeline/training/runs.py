@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import TrainConfig, fit
 from mle_hand_pipeline.training.inference import predict_crops
 from mle_hand_pipeline.training.label_noise import LabelNoise, corrupt_labels
+from mle_hand_pipeline.training.run_dirs import RunDirClaim, claim_local_run_dir
+from mle_hand_pipeline.training.validation import validate_model_params, validate_train_params
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +52,15 @@ def train_method(
     train_params: dict[str, Any],
     on_epoch_end: Callable[[dict], None] | None = None,
     log_metrics: MetricsCallback | None = None,
+    claim_run_dir: RunDirClaim = claim_local_run_dir,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Train the ``model`` block's method on the ``train`` crops, validating on ``val`` every epoch.
 
-    Checkpoints go to ``checkpoint_root/<method>/``. ``train_params["label_noise"]`` (see
+    Both blocks are validated first (:mod:`.validation`: errors name the parameter), so nothing is
+    written for a bad configuration. Checkpoints go to the run's own folder
+    ``checkpoint_root/<method>/<run_id>/`` given by ``claim_run_dir`` (:mod:`.run_dirs`; the train node
+    names it after the MLflow run); ``train.resume`` true continues the newest interrupted run of the
+    method, a run id that run. ``train_params["label_noise"]`` (see
     :mod:`.label_noise`) corrupts the TRAINING labels before :func:`~.engine.fit`; validation and test
     labels stay clean. ``on_epoch_end`` receives each epoch's history row (see :func:`~.engine.fit`);
     ``log_metrics`` receives the ``label_noise_*`` statistics before training and
@@ -61,6 +69,8 @@ def train_method(
     Returns the per-epoch history and a report: method, checkpoint paths, best epoch and its
     validation NME, epochs, wall time and the label-noise statistics.
     """
+    validate_model_params(model_params)
+    validate_train_params(train_params)
     spec, config = ModelSpec.from_params(model_params), TrainConfig.from_params(train_params)
     noise = LabelNoise.from_params(train_params.get("label_noise"))
     train_table, noise_stats = corrupt_labels(split(hands, "train"), noise)
@@ -80,21 +90,23 @@ def train_method(
                 for k in ("n_jittered", "n_outliers", "mean_shift_px", "label_nme")
             }
         )
-    checkpoint_dir = Path(checkpoint_root) / spec.method
     started = time.perf_counter()
-    result = fit(
-        spec,
-        config,
-        train_table,
-        split(hands, "val"),
-        crops_dir,
-        checkpoint_dir,
-        on_epoch_end=on_epoch_end,
-    )
+    with claim_run_dir(Path(checkpoint_root) / spec.method, config.resume) as run:
+        result = fit(
+            spec,
+            replace(config, resume=run.resumed_from is not None),
+            train_table,
+            split(hands, "val"),
+            crops_dir,
+            run.path,
+            on_epoch_end=on_epoch_end,
+        )
     wall_time = time.perf_counter() - started
     best = result.history.loc[result.history["val_nme"].idxmin()]
     report = {
         "method": spec.method,
+        "run_id": run.run_id,
+        "resumed_from": run.resumed_from,
         "best_checkpoint": str(result.best_checkpoint),
         "last_checkpoint": str(result.last_checkpoint),
         "best_epoch": int(best["epoch"]),

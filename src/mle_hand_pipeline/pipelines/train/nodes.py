@@ -41,6 +41,7 @@ def train_model(
         train_params,
         on_epoch_end=tracking.active_epoch_logger(),
         log_metrics=tracking.log_metrics,
+        claim_run_dir=tracking.tracked_run_dir,
     )
     tracking.log_artifact(report["best_checkpoint"], "checkpoints")
     return history, report
@@ -50,26 +51,27 @@ def plot_history(history: pd.DataFrame) -> Figure:
     return plot_training_curves(history)
 
 
+def select_model(training_report: dict[str, Any], params: dict[str, Any]) -> Path:
+    """The checkpoint the run publishes as its model (``params["checkpoint"]``: best | last)."""
+    return Path(training_report[f"{params['checkpoint']}_checkpoint"])
+
+
 def evaluate_checkpoint(
-    hands: pd.DataFrame,
-    crops_dir: Path,
-    training_report: dict[str, Any],
-    params: dict[str, Any],
+    hands: pd.DataFrame, crops_dir: Path, model: Path, params: dict[str, Any]
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Evaluate the chosen checkpoint (``params["checkpoint"]``: best | last) on the ``test`` split.
+    """Evaluate the checkpoint file ``model`` on the ``test`` split.
 
     Metrics are also logged as ``test_*``. Returns the metrics, the per-crop predictions (all stages,
     crop and source pixels), and the per-keypoint, per-stage, PCK-curve and calibration tables.
     """
-    checkpoint = training_report[f"{params['checkpoint']}_checkpoint"]
-    report = evaluate_on_test(hands, crops_dir, checkpoint, params["batch_size"])
+    report = evaluate_on_test(hands, crops_dir, model, params["batch_size"])
     tracking.log_metrics(report.metrics, prefix="test_")
     logger.info("test %s", report.summary())
     return report.outputs()
 
 
-def log_model(training_report: dict[str, Any], params: dict[str, Any]) -> None:
-    """Log the chosen checkpoint to the active MLflow run as the model ``model`` (see :mod:`..export`)."""
+def log_model(model: Path) -> None:
+    """Log the checkpoint file ``model`` to the active MLflow run as the model ``model`` (:mod:`..export`)."""
     if mlflow.active_run():
-        model, spec = load_model(training_report[f"{params['checkpoint']}_checkpoint"])
-        log_mlflow_model(model, spec.input_size)
+        network, spec = load_model(model)
+        log_mlflow_model(network, spec.input_size)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from mle_hand_pipeline.evaluation.report import EVALUATION_FIGURES, EVALUATION_OUTPUTS, evaluation_figures
-from mle_hand_pipeline.pipelines.train.nodes import evaluate_checkpoint, log_model, plot_history, train_model
+from mle_hand_pipeline.pipelines.train.nodes import (
+    evaluate_checkpoint,
+    log_model,
+    plot_history,
+    select_model,
+    train_model,
+)
 
 
 def evaluation_plot_node(prefix: str) -> Node:
@@ -35,14 +41,15 @@ def _template() -> Pipeline:
                 name="train_model",
             ),
             Node(plot_history, "train_history", "training_curves", name="plot_history"),
+            Node(select_model, ["training_report", "params:evaluate"], "model", name="select_model"),
             Node(
                 evaluate_checkpoint,
-                ["hands", "crops_dir", "training_report", "params:evaluate"],
+                ["hands", "crops_dir", "model", "params:evaluate"],
                 [f"test_{name}" for name in EVALUATION_OUTPUTS],
                 name="evaluate_test",
             ),
             evaluation_plot_node("test"),
-            Node(log_model, ["training_report", "params:evaluate"], None, name="log_model"),
+            Node(log_model, "model", None, name="log_model"),
         ]
     )
 
@@ -50,6 +57,7 @@ def _template() -> Pipeline:
 def create_pipeline(dataset: str) -> Pipeline:
     """Train ``params:<dataset>.model`` with ``params:<dataset>.train`` on ``<dataset>_hands`` and
     evaluate on its test split. Outputs ``<dataset>.train_history``, ``<dataset>.training_report``,
+    ``<dataset>.model`` (the evaluated checkpoint, versioned),
     ``<dataset>.training_curves``, ``<dataset>.test_{metrics,predictions,per_keypoint,per_stage,
     pck_curve,calibration}`` and the figures ``<dataset>.test_{pck_curve,per_keypoint_nme,
     per_stage_pck,calibration,qualitative}_plot``."""

@@ -1,0 +1,196 @@
+"""Per-run checkpoint folders: each training run owns ``<method_dir>/<run_id>/{best,last}.pt``.
+
+Runs never share checkpoint files, so several can train at once (a comparison grid, two seeds).
+``run_id`` is the MLflow run id when a run is active, else a timestamp (:func:`local_run_id`).
+
+A run folder also holds ``run.json`` (status ``training`` -> ``trained``, or ``resumed`` once another
+run continued it; the run it resumed from) and ``.lock``, locked while the run trains. The operating
+system releases that lock when the process ends, even on SIGKILL, so ``train.resume`` can tell an
+interrupted run (status ``training``, lock free) from one still training in another process. Without
+``fcntl`` (Windows) there is no lock: every ``training`` folder counts as interrupted.
+
+Resuming copies nothing: the new run's folder starts with hard links to the interrupted run's
+``last.pt``/``best.pt`` (a copy where links are impossible). Checkpoints are replaced atomically, so
+the interrupted folder keeps its state as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no liveness check (see the module docstring)
+    fcntl = None
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+CHECKPOINT_FILES = ("last.pt", "best.pt")
+TRAINING, TRAINED, RESUMED = "training", "trained", "resumed"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class RunInProgressError(RuntimeError):
+    """The run folder asked for is being trained by another live process."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A claimed run folder: ``path`` = ``<method_dir>/<run_id>``; ``resumed_from`` is the run id whose
+    ``last.pt`` this run continues (None for a fresh run); ``resumed_tracking_id`` that run's MLflow id."""
+
+    path: Path
+    run_id: str
+    resumed_from: str | None = None
+    resumed_tracking_id: str | None = None
+
+
+def local_run_id() -> str:
+    """A run id when no MLflow run is active: UTC time to the microsecond and the process id."""
+    return f"local-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
+
+
+def read_run_file(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_run_file(run_dir: Path, data: dict[str, Any]) -> None:
+    temporary = run_dir / f".{RUN_FILE}.{os.getpid()}.tmp"
+    temporary.write_text(json.dumps(data, indent=2))
+    os.replace(temporary, run_dir / RUN_FILE)  # atomic: readers see the old or the new file
+
+
+def _update_run_file(run_dir: Path, **changes: Any) -> None:
+    _write_run_file(run_dir, {**read_run_file(run_dir), **changes})
+
+
+@contextlib.contextmanager
+def _lock(run_dir: Path) -> Iterator[bool]:
+    """Try to lock ``run_dir`` without waiting; yields whether this process holds the lock."""
+    if fcntl is None:
+        yield True
+        return
+    handle: IO[str] = open(run_dir / LOCK_FILE, "a")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+def _interrupted_runs(method_dir: Path) -> list[Path]:
+    """Run folders of ``method_dir`` with a ``last.pt`` that never finished training, newest first."""
+    if not method_dir.is_dir():
+        return []
+    found = [
+        child
+        for child in method_dir.iterdir()
+        if (child / "last.pt").is_file() and read_run_file(child).get("status", TRAINING) == TRAINING
+    ]
+    return sorted(found, key=lambda child: (child / "last.pt").stat().st_mtime, reverse=True)
+
+
+def _resume_candidates(method_dir: Path, resume: bool | str) -> list[Path]:
+    if resume is True:
+        return _interrupted_runs(method_dir)
+    if not isinstance(resume, str) or not _RUN_ID.match(resume):
+        raise ValueError(f"train.resume must be true, false or a run id, got {resume!r}")
+    source = method_dir / resume
+    if not (source / "last.pt").is_file():
+        known = [path.parent.name for path in sorted(method_dir.glob("*/last.pt"))]
+        raise FileNotFoundError(
+            f"train.resume={resume}: no checkpoint {source / 'last.pt'}; runs with one: {known or 'none'}"
+        )
+    return [source]
+
+
+def _link_checkpoints(source: Path, target: Path) -> None:
+    for name in CHECKPOINT_FILES:
+        if (source / name).is_file():
+            try:
+                os.link(source / name, target / name)
+            except OSError:  # another file system, or links not supported
+                shutil.copy2(source / name, target / name)
+
+
+@contextlib.contextmanager
+def claim_run_dir(
+    method_dir: str | Path, run_id: str, resume: bool | str = False, tracking_id: str | None = None
+) -> Iterator[RunDir]:
+    """Create and lock ``method_dir/run_id`` for one training run; mark it ``trained`` when the block
+    ends without an error (an error or a signal leaves it ``training``: resumable).
+
+    ``resume``: False starts fresh; True continues the newest interrupted run of ``method_dir`` (none:
+    a fresh start, logged); a run id continues that run, interrupted or not (e.g. to train further).
+    The continued run is marked ``resumed`` so ``resume=true`` does not pick it again. ``tracking_id``
+    (the MLflow run id, if any) is recorded in ``run.json`` so a later resume can link the two runs.
+    """
+    method_dir = Path(method_dir)
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"run id {run_id!r} is not a valid folder name")
+    path = method_dir / run_id
+    with contextlib.ExitStack() as stack:
+        source = None
+        if resume is not False:
+            for candidate in _resume_candidates(method_dir, resume):
+                if stack.enter_context(_lock(candidate)):
+                    source = candidate
+                    break
+                if resume is not True:
+                    raise RunInProgressError(
+                        f"train.resume={resume}: that run is still training in another process"
+                    )
+            if source is None:
+                logger.info("train.resume: no interrupted run in %s, starting from scratch", method_dir)
+        path.mkdir(parents=True, exist_ok=False)  # a run id is never reused
+        if not stack.enter_context(_lock(path)):  # pragma: no cover (a fresh folder nobody else knows)
+            raise RunInProgressError(f"{path} is locked by another process")
+        resumed = read_run_file(source) if source is not None else {}
+        if source is not None:
+            _link_checkpoints(source, path)
+            _update_run_file(source, status=RESUMED, resumed_by=run_id)
+            logger.info("run %s resumes run %s from %s", run_id, source.name, source / "last.pt")
+        run = RunDir(path, run_id, source.name if source else None, resumed.get("tracking_id"))
+        _write_run_file(
+            path,
+            {
+                "run_id": run_id,
+                "tracking_id": tracking_id,
+                "status": TRAINING,
+                "resumed_from": run.resumed_from,
+                "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+        yield run
+        _update_run_file(path, status=TRAINED)
+
+
+RunDirClaim = Callable[[Path, "bool | str"], AbstractContextManager[RunDir]]
+
+
+@contextlib.contextmanager
+def claim_local_run_dir(method_dir: str | Path, resume: bool | str = False) -> Iterator[RunDir]:
+    """:func:`claim_run_dir` under a :func:`local_run_id` (no tracker: library use, benchmarks, tests)."""
+    with claim_run_dir(method_dir, local_run_id(), resume) as run:
+        yield run

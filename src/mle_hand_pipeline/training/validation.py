@@ -1,0 +1,195 @@
+"""Checks of the ``model`` and ``train`` parameter blocks before anything runs or is written.
+
+Each problem is reported with the parameter's full path (``rhd.train.lr``) and the value given, all
+problems of a block in one :class:`ParameterError`. The project's Kedro hook runs these checks before
+a pipeline starts (``hooks.ValidateParameters``); :func:`~.runs.train_method` runs them too, for
+callers outside Kedro.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mle_hand_pipeline.methods import METHODS, build_loss
+from mle_hand_pipeline.models import BACKBONES
+from mle_hand_pipeline.training.augment import AugmentSettings
+from mle_hand_pipeline.training.checkpoint import ModelSpec
+from mle_hand_pipeline.training.engine import TrainConfig
+from mle_hand_pipeline.training.label_noise import LabelNoise
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+class ParameterError(ValueError):
+    """One or more parameters are invalid; ``problems`` has one line per parameter (``rhd.train.lr ...``)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("invalid parameters:\n  " + "\n  ".join(self.problems))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return repr(value)
+        # YAML reads 1e-3 (no dot) as a string; --params values are YAML too.
+        return f"{value!r} (a string: write numbers with a dot, e.g. 1.0e-3, or as 0.001)"
+    return repr(value)
+
+
+class _Checker:
+    """Collects problems of one block as ``<prefix>.<key> <requirement>, got <value>``."""
+
+    def __init__(self, block: dict[str, Any], prefix: str):
+        self.block, self.prefix, self.problems = block, prefix, []
+
+    def require(self, key: str, ok: Callable[[Any], bool], requirement: str) -> None:
+        if key in self.block and not ok(self.block[key]):
+            self.fail(key, requirement)
+
+    def fail(self, key: str, requirement: str) -> None:
+        self.problems.append(f"{self.prefix}.{key} {requirement}, got {_describe(self.block.get(key))}")
+
+    def unknown_keys(self, known: set[str]) -> None:
+        for key in sorted(set(self.block) - known):
+            self.problems.append(f"{self.prefix}.{key} is not a parameter; known: {', '.join(sorted(known))}")
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise ParameterError(self.problems)
+
+
+def _positive_int(value: Any) -> bool:
+    return _is_int(value) and value >= 1
+
+
+def _non_negative_int(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _positive_number(value: Any) -> bool:
+    return _is_number(value) and value > 0
+
+
+def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
+    """Raise :class:`ParameterError` naming every invalid key of a ``model`` block."""
+    check = _Checker(dict(block or {}), prefix)
+    check.unknown_keys({f.name for f in fields(ModelSpec)})
+    check.require("method", lambda v: v in METHODS, f"must be one of {', '.join(METHODS)}")
+    check.require("backbone", lambda v: v in BACKBONES, f"must be one of {', '.join(BACKBONES)}")
+    check.require("stages", _positive_int, "must be an integer >= 1")
+    check.require("input_size", lambda v: _is_int(v) and v >= 32, "must be an integer >= 32 (pixels)")
+    check.require("head_channels", _positive_int, "must be an integer >= 1")
+    check.require("pretrained", lambda v: isinstance(v, bool), "must be true or false")
+    check.require(
+        "init_checkpoint",
+        lambda v: v is None or (isinstance(v, str) and Path(v).is_file()),
+        "must be null or the path of an existing best.pt/last.pt",
+    )
+    loss = check.block.get("loss") or {}
+    if not isinstance(loss, dict):
+        check.fail("loss", "must be a mapping of loss options")
+    elif not check.problems:
+        try:
+            build_loss(check.block.get("method", "mle"), stages=check.block.get("stages", 1), **loss)
+        except (TypeError, ValueError) as error:
+            check.problems.append(f"{prefix}.loss: {error}")
+    check.raise_if_any()
+
+
+def validate_train_params(block: dict[str, Any], prefix: str = "train") -> None:
+    """Raise :class:`ParameterError` naming every invalid key of a ``train`` block.
+
+    ``devices`` as an integer N means N CUDA GPUs: on a machine without CUDA that is an error (it used
+    to start N CPU processes silently); ``cpu:N`` asks for N CPU processes explicitly.
+    """
+    check = _Checker(dict(block or {}), prefix)
+    check.unknown_keys({f.name for f in fields(TrainConfig)} | {"label_noise"})
+    check.require("epochs", _positive_int, "must be an integer >= 1 (0 would train nothing)")
+    check.require("batch_size", lambda v: _is_int(v) and v >= 2, "must be an integer >= 2")
+    check.require("eval_batch_size", _positive_int, "must be an integer >= 1")
+    check.require("lr", _positive_number, "must be a positive number (the Adam learning rate)")
+    check.require("lr_gamma", _positive_number, "must be a positive number")
+    check.require("weight_decay", lambda v: _is_number(v) and v >= 0, "must be a number >= 0")
+    check.require("grad_clip", _positive_number, "must be a positive number")
+    check.require("seed", _is_int, "must be an integer")
+    check.require("num_workers", _non_negative_int, "must be an integer >= 0")
+    check.require("max_nonfinite_steps", _positive_int, "must be an integer >= 1")
+    check.require("sigma_warmup_epochs", _non_negative_int, "must be an integer >= 0")
+    check.require("precision", lambda v: v in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}")
+    check.require(
+        "resume",
+        lambda v: isinstance(v, bool) or (isinstance(v, str) and v != "" and "/" not in v),
+        "must be true, false or the run id of a run folder",
+    )
+    milestones = check.block.get("lr_milestones", [])
+    if not isinstance(milestones, list | tuple) or not all(_positive_int(m) for m in milestones):
+        check.fail("lr_milestones", "must be a list of epochs (integers >= 1)")
+    elif _positive_int(epochs := check.block.get("epochs")) and any(m > epochs for m in milestones):
+        logger.warning(
+            "%s.lr_milestones %s: milestones after epoch %s (%s.epochs) never lower the learning rate",
+            prefix,
+            list(milestones),
+            epochs,
+            prefix,
+        )
+    _check_devices(check)
+    for key, settings in (("augment", AugmentSettings), ("label_noise", LabelNoise)):
+        sub = check.block.get(key) or {}
+        if not isinstance(sub, dict):
+            check.fail(key, "must be a mapping")
+            continue
+        unknown = sorted(set(sub) - {f.name for f in fields(settings)})
+        if unknown:
+            check.problems.append(f"{prefix}.{key}: unknown key(s) {unknown}")
+        elif key == "label_noise":
+            try:
+                LabelNoise(**sub)
+            except (TypeError, ValueError) as error:
+                check.problems.append(f"{prefix}.{error}")
+    check.raise_if_any()
+
+
+def _check_devices(check: _Checker) -> None:
+    devices = check.block.get("devices", "auto")
+    if devices in ("auto", "cpu"):
+        return
+    if isinstance(devices, str) and devices.startswith("cpu:"):
+        count = devices.partition(":")[2]
+        if not (count.isdigit() and int(count) >= 1):
+            check.fail("devices", "must be 'cpu:N' with N >= 1")
+        elif int(count) > (os.cpu_count() or 1):
+            logger.warning(
+                "%s.devices=%s: more processes than the %d CPU cores", check.prefix, devices, os.cpu_count()
+            )
+        return
+    if not _positive_int(devices):
+        check.fail("devices", "must be 'auto', 'cpu', 'cpu:N' (N CPU processes) or N (N CUDA GPUs)")
+        return
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if devices > available:
+        check.fail(
+            "devices",
+            f"asks for {devices} CUDA GPUs but {available} are available; use 'auto' (every GPU, else "
+            f"one CPU process) or 'cpu:{devices}' for {devices} CPU processes",
+        )

@@ -1,0 +1,84 @@
+"""Per-run checkpoint folders: concurrent runs never share files, resume picks the right run."""
+
+import os
+
+import pytest
+
+from mle_hand_pipeline.training import run_dirs
+from mle_hand_pipeline.training.run_dirs import RunInProgressError, claim_run_dir, read_run_file
+
+
+def _interrupted(method_dir, run_id, content=b"state", mtime=None):
+    """A run folder as a killed run leaves it: a last.pt, status 'training', no lock held."""
+    with (
+        pytest.raises(KeyboardInterrupt),
+        claim_run_dir(method_dir, run_id, tracking_id=f"mlflow-{run_id}") as run,
+    ):
+        (run.path / "last.pt").write_bytes(content)
+        (run.path / "best.pt").write_bytes(content + b"-best")
+        if mtime is not None:
+            os.utime(run.path / "last.pt", (mtime, mtime))
+        raise KeyboardInterrupt
+    return method_dir / run_id
+
+
+def test_each_run_owns_a_folder_and_is_marked_trained(tmp_path):
+    with claim_run_dir(tmp_path, "a") as a, claim_run_dir(tmp_path, "b") as b:
+        assert a.path == tmp_path / "a" and b.path == tmp_path / "b"
+        assert read_run_file(a.path)["status"] == "training"
+    assert read_run_file(a.path)["status"] == read_run_file(b.path)["status"] == "trained"
+    with pytest.raises(FileExistsError), claim_run_dir(tmp_path, "a"):
+        pass  # a run id is never reused
+    assert run_dirs.local_run_id() != run_dirs.local_run_id()
+
+
+def test_resume_true_continues_the_newest_interrupted_run_and_links_its_checkpoints(tmp_path):
+    _interrupted(tmp_path, "old", b"old", mtime=1_000)
+    _interrupted(tmp_path, "new", b"new", mtime=2_000)
+    with claim_run_dir(tmp_path, "finished"):
+        (tmp_path / "finished" / "last.pt").write_bytes(b"finished")  # trained: never resumed
+    with claim_run_dir(tmp_path, "c", resume=True) as run:
+        assert run.resumed_from == "new" and run.resumed_tracking_id == "mlflow-new"
+        assert (run.path / "last.pt").read_bytes() == b"new"
+        assert (run.path / "best.pt").read_bytes() == b"new-best"
+        assert read_run_file(run.path)["resumed_from"] == "new"
+    assert read_run_file(tmp_path / "new") | {"started": None} == {
+        "run_id": "new",
+        "tracking_id": "mlflow-new",
+        "status": "resumed",
+        "resumed_from": None,
+        "resumed_by": "c",
+        "started": None,
+    }
+    with claim_run_dir(tmp_path, "d", resume=True) as run:  # "new" is taken: the next newest
+        assert run.resumed_from == "old"
+    with claim_run_dir(tmp_path, "e", resume=True) as run:  # nothing left: a fresh start
+        assert run.resumed_from is None and not (run.path / "last.pt").exists()
+
+
+@pytest.mark.skipif(run_dirs.fcntl is None, reason="no file locks on this platform (documented)")
+def test_a_run_still_training_elsewhere_is_not_resumed(tmp_path):
+    with claim_run_dir(tmp_path, "live") as live:  # the lock is held while the block runs
+        (live.path / "last.pt").write_bytes(b"live")
+        with claim_run_dir(tmp_path, "other", resume=True) as run:
+            assert run.resumed_from is None
+        with (
+            pytest.raises(RunInProgressError, match="still training"),
+            claim_run_dir(tmp_path, "x", resume="live"),
+        ):
+            pass
+    assert not (tmp_path / "x").exists()
+
+
+def test_resume_by_run_id(tmp_path):
+    _interrupted(tmp_path, "a")
+    with claim_run_dir(tmp_path, "b") as b:
+        (b.path / "last.pt").write_bytes(b"b")
+    with claim_run_dir(tmp_path, "c", resume="b") as run:  # a finished run can be trained further
+        assert run.resumed_from == "b" and (run.path / "last.pt").read_bytes() == b"b"
+    with pytest.raises(FileNotFoundError, match=r"train.resume=zzz: no checkpoint .*runs with one: \['a'"):
+        with claim_run_dir(tmp_path, "d", resume="zzz"):
+            pass
+    with pytest.raises(ValueError, match=r"resume must be"), claim_run_dir(tmp_path, "e", resume="../a"):
+        pass
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()

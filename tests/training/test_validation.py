@@ -1,0 +1,77 @@
+"""Parameter blocks are checked up front, each problem named by its full parameter path."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TINY_MODEL_PARAMS, TINY_TRAIN_PARAMS
+from kedro.config import OmegaConfigLoader
+
+from mle_hand_pipeline.settings import CONFIG_LOADER_ARGS
+from mle_hand_pipeline.training.validation import ParameterError, validate_model_params, validate_train_params
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+@pytest.mark.parametrize("env", ["local", "paper"])
+@pytest.mark.parametrize("dataset", ["rhd", "freihand"])
+def test_the_shipped_blocks_are_valid(env, dataset, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    params = OmegaConfigLoader(str(CONF), **{**CONFIG_LOADER_ARGS, "default_run_env": env})["parameters"]
+    validate_model_params(params[dataset]["model"], prefix=f"{dataset}.model")
+    validate_train_params(params[dataset]["train"], prefix=f"{dataset}.train")
+    validate_model_params({**TINY_MODEL_PARAMS, "method": "cpm"})
+    validate_train_params(TINY_TRAIN_PARAMS)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 0}, "rhd.train.epochs must be an integer >= 1 (0 would train nothing), got 0"),
+        ({"lr": 0}, "rhd.train.lr must be a positive number (the Adam learning rate), got 0"),
+        ({"lr": -0.001}, "rhd.train.lr must be a positive number"),
+        (
+            {"lr": "1e-3"},
+            "rhd.train.lr must be a positive number (the Adam learning rate), got '1e-3' (a string",
+        ),
+        ({"batch_size": 1}, "rhd.train.batch_size must be an integer >= 2, got 1"),
+        ({"devices": 4}, "rhd.train.devices asks for 4 CUDA GPUs but 0 are available"),
+        ({"devices": "gpu"}, "rhd.train.devices must be 'auto', 'cpu', 'cpu:N'"),
+        ({"devices": "cpu:0"}, "rhd.train.devices must be 'cpu:N' with N >= 1"),
+        ({"lr_milestones": [0]}, "rhd.train.lr_milestones must be a list of epochs"),
+        ({"precision": "fp16"}, "rhd.train.precision must be one of auto, bf16, fp32"),
+        ({"epoch": 3}, "rhd.train.epoch is not a parameter"),
+        ({"augment": {"rotate": 1}}, "rhd.train.augment: unknown key(s) ['rotate']"),
+        ({"label_noise": {"fraction": 2.0}}, "rhd.train.label_noise.fraction must be in [0, 1]"),
+        ({"resume": ""}, "rhd.train.resume must be true, false or the run id"),
+    ],
+)
+def test_train_block_errors_name_the_parameter(changes, message, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ParameterError) as error:
+        validate_train_params({**TINY_TRAIN_PARAMS, **changes}, prefix="rhd.train")
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"method": "foo"}, "rhd.model.method must be one of mle, heatmap_l2, integral, rle, cpm, got 'foo'"),
+        ({"backbone": "vgg"}, "rhd.model.backbone must be one of resnet18"),
+        ({"stages": 0}, "rhd.model.stages must be an integer >= 1"),
+        ({"init_checkpoint": "nowhere.pt"}, "rhd.model.init_checkpoint must be null or the path"),
+        ({"loss": {"residul": "none"}}, "rhd.model.loss: unknown loss option(s) ['residul']"),
+    ],
+)
+def test_model_block_errors_name_the_parameter(changes, message):
+    with pytest.raises(ParameterError) as error:
+        validate_model_params({**TINY_MODEL_PARAMS, "method": "mle", **changes}, prefix="rhd.model")
+    assert message in str(error.value)
+
+
+def test_all_problems_of_a_block_are_reported_together():
+    with pytest.raises(ParameterError) as error:
+        validate_train_params({**TINY_TRAIN_PARAMS, "epochs": 0, "lr": 0})
+    assert error.value.problems[0].startswith("train.epochs") and error.value.problems[1].startswith(
+        "train.lr"
+    )
