@@ -150,12 +150,3 @@ def error_sigmas(model: nn.Module, sigmas: Tensor) -> Tensor:
     scale = getattr(model, "sigma_scale", None)
     sigmas = sigmas.float()
     return sigmas if scale is None else sigmas * scale[:, None, :].float()
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
-    """Stage-T coordinates and sigmas in crop pixels: (B, 3, S, S) -> ((B, K, 2), (B, K, 2)).
-
-    Runs without gradient and does not change ``model``'s train/eval mode (call ``model.eval()``).
-    """
-    return InferenceWrapper(model)(images)

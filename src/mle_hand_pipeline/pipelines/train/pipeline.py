@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from mle_hand_pipeline.evaluation.report import EVALUATION_FIGURES, EVALUATION_OUTPUTS, evaluation_figures
+from mle_hand_pipeline.evaluation.plots import evaluation_figures
+from mle_hand_pipeline.evaluation.report import EVALUATION_FIGURES, EVALUATION_OUTPUTS
 from mle_hand_pipeline.pipelines.train.nodes import evaluate_checkpoint, log_model, plot_history, train_model
 
 
