@@ -7,7 +7,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
-PREPROCESS_OUTPUTS = {"freihand_hands": "freihand", "rhd_hands": "rhd"}
+PREPROCESS_OUTPUTS = {"freihand.hands": "freihand", "rhd.hands": "rhd"}
 
 
 class MissingPreprocessOutputError(FileNotFoundError):

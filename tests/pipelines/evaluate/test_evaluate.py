@@ -39,8 +39,8 @@ def checkpoint(tiny_rhd, tmp_path_factory):
 def test_evaluate_pipeline_on_a_checkpoint_matches_the_train_evaluation(tiny_rhd, checkpoint, tmp_path):
     params = {"checkpoint": "best", "batch_size": 16, "model": str(checkpoint)}
     catalog = DataCatalog()
-    catalog["rhd_hands"] = tiny_rhd["hands"]
-    catalog["rhd_crops"] = tiny_rhd["crops"]
+    catalog["rhd.hands"] = tiny_rhd["hands"]
+    catalog["rhd.crops"] = tiny_rhd["crops"]
     catalog["params:rhd.evaluate"] = params
     catalog["rhd.evaluation_predictions"] = ParquetDataset(filepath=str(tmp_path / "p.parquet"))
     for name in ("per_keypoint", "per_stage", "pck_curve", "calibration"):

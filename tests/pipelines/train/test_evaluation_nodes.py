@@ -22,10 +22,10 @@ FIGURES = ("pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qua
 
 def _catalog(tiny_rhd, tmp_path, method):
     catalog = DataCatalog()
-    catalog["rhd_hands"] = tiny_rhd["hands"]
-    catalog["rhd_crops"] = tiny_rhd["crops"]
-    catalog["rhd_checkpoints"] = tmp_path / "checkpoints"
-    catalog["rhd_preprocess_summary"] = {"kept_total": len(tiny_rhd["hands"])}
+    catalog["rhd.hands"] = tiny_rhd["hands"]
+    catalog["rhd.crops"] = tiny_rhd["crops"]
+    catalog["rhd.checkpoints"] = tmp_path / "checkpoints"
+    catalog["rhd.preprocess_summary"] = {"kept_total": len(tiny_rhd["hands"])}
     catalog["params:rhd.model"] = {**MODEL, "method": method}
     catalog["params:rhd.train"] = TRAIN
     catalog["params:rhd.evaluate"] = {"checkpoint": "best", "batch_size": 16, "model": None}

@@ -13,7 +13,7 @@ def evaluation_plot_node(prefix: str) -> Node:
     """The node drawing the five evaluation figures from ``<prefix>_*`` tables (train and evaluate)."""
     return Node(
         evaluation_figures,
-        [f"{prefix}_{name}" for name in EVALUATION_OUTPUTS if name != "metrics"] + ["crops_dir"],
+        [f"{prefix}_{name}" for name in EVALUATION_OUTPUTS if name != "metrics"] + ["crops"],
         {name: f"{prefix}_{name}_plot" for name in EVALUATION_FIGURES},
         name=f"plot_{prefix}_evaluation",
     )
@@ -26,8 +26,8 @@ def _template() -> Pipeline:
                 train_model,
                 [
                     "hands",
-                    "crops_dir",
-                    "checkpoint_root",
+                    "crops",
+                    "checkpoints",
                     "preprocess_summary",
                     "params:model",
                     "params:train",
@@ -38,7 +38,7 @@ def _template() -> Pipeline:
             Node(plot_history, "train_history", "training_curves", name="plot_history"),
             Node(
                 evaluate_checkpoint,
-                ["hands", "crops_dir", "training_report", "params:evaluate"],
+                ["hands", "crops", "training_report", "params:evaluate"],
                 [f"test_{name}" for name in EVALUATION_OUTPUTS],
                 name="evaluate_test",
             ),
@@ -49,7 +49,7 @@ def _template() -> Pipeline:
 
 
 def create_pipeline(dataset: str) -> Pipeline:
-    """Train ``params:<dataset>.model`` with ``params:<dataset>.train`` on ``<dataset>_hands`` and
+    """Train ``params:<dataset>.model`` with ``params:<dataset>.train`` on ``<dataset>.hands`` and
     evaluate on its test split. Outputs ``<dataset>.train_history``, ``<dataset>.training_report``,
     ``<dataset>.training_curves``, ``<dataset>.test_{metrics,predictions,per_keypoint,per_stage,
     pck_curve,calibration}`` and the figures ``<dataset>.test_{pck_curve,per_keypoint_nme,
@@ -57,12 +57,6 @@ def create_pipeline(dataset: str) -> Pipeline:
     return Pipeline(
         _template(),
         namespace=dataset,
-        inputs={
-            "hands": f"{dataset}_hands",
-            "crops_dir": f"{dataset}_crops",
-            "checkpoint_root": f"{dataset}_checkpoints",
-            "preprocess_summary": f"{dataset}_preprocess_summary",
-        },
         parameters={
             "params:model": f"params:{dataset}.model",
             "params:train": f"params:{dataset}.train",
