@@ -22,7 +22,7 @@ from mle_hand_pipeline.training.validation import ParameterError, validate_model
 
 logger = logging.getLogger(__name__)
 
-PREPROCESS_OUTPUTS = {"freihand_hands": "freihand", "rhd_hands": "rhd"}
+PREPROCESS_OUTPUTS = {"freihand.hands": "freihand", "rhd.hands": "rhd"}
 
 
 class MissingPreprocessOutputError(FileNotFoundError):

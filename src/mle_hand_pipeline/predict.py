@@ -42,8 +42,8 @@ from mle_hand_pipeline.model_source import (
 from mle_hand_pipeline.pyfunc_model import (
     DEFAULT_BOX_SCALE,
     DEFAULT_MIN_SIDE,
-    Crop,
     ImageError,
+    InputCrop,
     crop_for,
     crop_image,
     crop_to_source,
@@ -57,8 +57,8 @@ __all__ = [
     "BACKENDS",
     "Failure",
     "ImageError",
+    "ImagePrediction",
     "ModelNotFoundError",
-    "Prediction",
     "Predictor",
     "keypoints_rows",
     "load_predictor",
@@ -89,14 +89,17 @@ class Predictor:
 
 
 @dataclass
-class Prediction:
-    """One image's result. ``keypoints`` and ``sigmas`` are (K, 2) in source-image pixels."""
+class ImagePrediction:
+    """One image's result; ``keypoints`` and ``sigmas`` are (K, 2) in source-image pixels.
+
+    (:class:`...training.inference.CropPredictions` holds the arrays of a whole set of stored crops.)
+    """
 
     image: str
     width: int
     height: int
     box: tuple[float, float, float, float] | None  # the hand box given, or None for the whole image
-    crop: Crop
+    crop: InputCrop
     mirrored: bool
     keypoints: np.ndarray
     sigmas: np.ndarray
@@ -116,7 +119,7 @@ class Prediction:
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Prediction:
+    def from_record(cls, record: dict[str, Any]) -> ImagePrediction:
         """Inverse of :meth:`to_record`."""
         crop = record["crop"]
         return cls(
@@ -124,7 +127,7 @@ class Prediction:
             width=int(record["width"]),
             height=int(record["height"]),
             box=None if record["box"] is None else tuple(record["box"]),
-            crop=Crop(crop["x0"], crop["y0"], crop["side"]),
+            crop=InputCrop(crop["x0"], crop["y0"], crop["side"]),
             mirrored=bool(record["mirrored"]),
             keypoints=np.asarray(record["keypoints"], dtype=np.float64),
             sigmas=np.asarray(record["sigmas"], dtype=np.float64),
@@ -291,7 +294,7 @@ def predict_images(
     box_scale: float = DEFAULT_BOX_SCALE,
     mirrored: bool = False,
     batch_size: int = 16,
-) -> tuple[list[Prediction], list[Failure]]:
+) -> tuple[list[ImagePrediction], list[Failure]]:
     """Predict every image; a bad image or box becomes a :class:`Failure` and the rest go on.
 
     Args:
@@ -307,11 +310,11 @@ def predict_images(
     Returns:
         (predictions in input order, failures in input order).
     """
-    predictions: list[Prediction] = []
+    predictions: list[ImagePrediction] = []
     failures: list[Failure] = []
     size = predictor.input_size
     box = parse_box(box)
-    pending: list[tuple[str, int, int, Crop, np.ndarray]] = []
+    pending: list[tuple[str, int, int, InputCrop, np.ndarray]] = []
 
     def flush() -> None:
         if not pending:
@@ -320,7 +323,7 @@ def predict_images(
         coords, sigmas = predictor.run(batch)
         for (name, width, height, crop, _), c, s in zip(pending, coords, sigmas, strict=True):
             keypoints, scales = crop_to_source(c, s, crop, size, mirrored)
-            predictions.append(Prediction(name, width, height, box, crop, mirrored, keypoints, scales))
+            predictions.append(ImagePrediction(name, width, height, box, crop, mirrored, keypoints, scales))
         pending.clear()
 
     for image_path in images:
@@ -344,7 +347,7 @@ def predict_images(
 # ---------------------------------------------------------------------------------------------------
 
 
-def overlay(prediction: Prediction, image: np.ndarray | None = None) -> np.ndarray:
+def overlay(prediction: ImagePrediction, image: np.ndarray | None = None) -> np.ndarray:
     """The source image (H, W, 3) uint8 with the predicted skeleton and the crop square drawn on it."""
     from mle_hand_pipeline.evaluation.plots import draw_skeleton
 
@@ -363,7 +366,7 @@ def overlay(prediction: Prediction, image: np.ndarray | None = None) -> np.ndarr
     return np.asarray(pil)
 
 
-def keypoints_rows(predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
+def keypoints_rows(predictions: Sequence[ImagePrediction]) -> list[dict[str, Any]]:
     """One row per (image, keypoint): image, keypoint, name, x, y, sigma_x, sigma_y (source pixels)."""
     return [
         {
@@ -380,7 +383,7 @@ def keypoints_rows(predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
     ]
 
 
-def overlay_names(predictions: Sequence[Prediction]) -> list[str]:
+def overlay_names(predictions: Sequence[ImagePrediction]) -> list[str]:
     """A distinct file stem per prediction (the image's stem, numbered when two images share one)."""
     names: list[str] = []
     seen: dict[str, int] = {}
@@ -393,10 +396,10 @@ def overlay_names(predictions: Sequence[Prediction]) -> list[str]:
 
 
 def predictions_document(
-    predictions: Sequence[Prediction], failures: Sequence[Failure], predictor: Predictor | None = None
+    predictions: Sequence[ImagePrediction], failures: Sequence[Failure], predictor: Predictor | None = None
 ) -> dict[str, Any]:
     """The JSON document of a prediction run: ``model``, ``backend``, ``input_size``, ``units``,
-    ``predictions`` (one :meth:`Prediction.to_record` per image) and ``failures`` (image and error)."""
+    ``predictions`` (one :meth:`ImagePrediction.to_record` per image) and ``failures`` (image and error)."""
     return {
         "model": None if predictor is None else predictor.source,
         "backend": None if predictor is None else predictor.backend,
@@ -417,7 +420,7 @@ class WrittenOutputs:
 
 
 def write_outputs(
-    predictions: Sequence[Prediction],
+    predictions: Sequence[ImagePrediction],
     failures: Sequence[Failure],
     out_dir: str | Path,
     predictor: Predictor | None = None,

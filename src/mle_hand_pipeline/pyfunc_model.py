@@ -52,8 +52,11 @@ class ImageError(ValueError):
 
 
 @dataclass(frozen=True)
-class Crop:
-    """The square ``[x0, x0 + side) x [y0, y0 + side)`` of the source, resampled to the model input."""
+class InputCrop:
+    """The square ``[x0, x0 + side) x [y0, y0 + side)`` of the source, resampled to the model input.
+
+    The same geometry as preprocessing's :class:`mle_hand_pipeline.datasets.crops.CropBox`, restated
+    here because this file must load without the project package (models from code)."""
 
     x0: float
     y0: float
@@ -94,7 +97,7 @@ def crop_for(
     box_scale: float = DEFAULT_BOX_SCALE,
     min_side: float = DEFAULT_MIN_SIDE,
     name: str = "image",
-) -> Crop:
+) -> InputCrop:
     """The square crop for a hand ``box`` ``(x0, y0, x1, y1)`` in an image of ``(width, height)``.
 
     ``box`` None: the square of side ``max(width, height)`` centred on the image. A box must be
@@ -103,7 +106,7 @@ def crop_for(
     width, height = image_size
     if box is None:
         side = float(max(width, height))
-        return Crop((width - side) / 2, (height - side) / 2, side)
+        return InputCrop((width - side) / 2, (height - side) / 2, side)
     if len(box) != 4 or not all(math.isfinite(float(v)) for v in box):
         raise ImageError(f"{name}: a box is four finite numbers x0,y0,x1,y1, got {list(box)}")
     x0, y0, x1, y1 = (float(v) for v in box)
@@ -115,10 +118,10 @@ def crop_for(
             f"(need 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height})"
         )
     side = max(box_scale * max(x1 - x0, y1 - y0), min_side)
-    return Crop((x0 + x1) / 2 - side / 2, (y0 + y1) / 2 - side / 2, side)
+    return InputCrop((x0 + x1) / 2 - side / 2, (y0 + y1) / 2 - side / 2, side)
 
 
-def crop_image(image: np.ndarray, crop: Crop, size: int, mirrored: bool = False) -> np.ndarray:
+def crop_image(image: np.ndarray, crop: InputCrop, size: int, mirrored: bool = False) -> np.ndarray:
     """Resample ``crop`` of an (H, W, 3) uint8 image to (size, size, 3) uint8, black outside the image.
 
     Exactly :func:`mle_hand_pipeline.datasets.crops.warp_crop` (bicubic, same pixel convention), kept
@@ -142,7 +145,7 @@ def normalise(crops: np.ndarray) -> np.ndarray:
 
 
 def crop_to_source(
-    coords: np.ndarray, sigmas: np.ndarray, crop: Crop, size: int, mirrored: bool = False
+    coords: np.ndarray, sigmas: np.ndarray, crop: InputCrop, size: int, mirrored: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """(K, 2) crop-pixel keypoints and sigmas -> source pixels (inverse of the crop's resampling)."""
     scale = crop.side / size

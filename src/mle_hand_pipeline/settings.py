@@ -15,8 +15,9 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    # Soft merge: `--params rhd.train.lr=1e-4` or a conf/local override changes one key,
-    # not the whole block (see shared/reference/kedro-mlflow.md, item 3).
+    # Soft merge: `--params rhd.train.lr=1e-4` or a conf/local override changes one key, not the whole
+    # block (with the default destructive merge, a runtime --params a.b=1 replaces the whole `a` block
+    # as soon as any conf/local/parameters*.yml exists).
     "merge_strategy": {"parameters": "soft", "mlflow": "soft"},
     "config_patterns": {
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],

@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from mle_hand_pipeline.datasets.records import stack_column
 from mle_hand_pipeline.evaluation import metrics as M
+from mle_hand_pipeline.evaluation import plots as P
 from mle_hand_pipeline.evaluation import report as R
 from mle_hand_pipeline.keypoints import PAPER_KEYPOINTS
 
@@ -168,16 +170,16 @@ def test_figures_from_parquet_round_trip(tmp_path):
     report = R.evaluate_predictions(table, coords, sigmas)
     report.predictions.to_parquet(tmp_path / "p.parquet")
     loaded = pd.read_parquet(tmp_path / "p.parquet")
-    np.testing.assert_allclose(R.stack_nested(loaded["pred_crop"]), coords)
+    np.testing.assert_allclose(stack_column(loaded["pred_crop"]), coords)
     report.predictions = loaded
-    figures = R.evaluation_figures(*report.outputs()[1:], tmp_path, "mle")
+    figures = P.evaluation_figures(*report.outputs()[1:], tmp_path, "mle")
     assert set(figures) == {"pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qualitative"}
     assert len(figures["per_keypoint_nme"].axes[0].patches) == len(PAPER_KEYPOINTS)
     assert len(figures["per_stage_pck"].axes[0].lines) == 1
     assert "best 1: NME 0.100" in [ax.get_title() for ax in figures["qualitative"].axes]
     for name, fig in figures.items():
         fig.savefig(tmp_path / f"{name}.png", dpi=50)
-    no_sigma = R.calibration_figure(pd.DataFrame(columns=R.CALIBRATION_COLUMNS), "heatmap_l2")
+    no_sigma = P.calibration_figure(pd.DataFrame(columns=R.CALIBRATION_COLUMNS), "heatmap_l2")
     assert "no uncertainty" in no_sigma.axes[0].texts[0].get_text()
 
 
@@ -191,7 +193,7 @@ def test_comparison_figures():
             curves.append(pd.DataFrame({**ids, "threshold": thr, "pck": np.minimum(1, quality * thr / 0.1)}))
             kps.append(pd.DataFrame({**ids, "keypoint": np.arange(K), "nme": np.full(K, 0.1 / quality)}))
             stages.append(pd.DataFrame({**ids, "stage": [1, 2], "pck_0.2": [0.5, quality]}))
-    figures = R.comparison_figures(
+    figures = P.comparison_figures(
         pd.DataFrame(rows), pd.concat(curves), pd.concat(kps), pd.concat(stages), reference_method="mle"
     )
     pck = figures["pck_curves"].axes[0]

@@ -70,12 +70,19 @@ def check_finite_array(value: object, shape: tuple[int, ...], what: str) -> np.n
 
 
 def stack_column(column: pd.Series) -> np.ndarray:
-    """A table column of per-row arrays (e.g. (21, 2) keypoints, 21 booleans) as one (N, ...) array.
+    """A table column of per-row arrays (e.g. (21, 2) keypoints, 21 booleans, (T, 21, 2) predictions) as
+    one (N, ...) array.
 
-    Parquet hands nested lists back as object arrays of arrays; in memory they may be lists.
+    Parquet hands nested lists back as object arrays of arrays (one level per list depth); in memory
+    they may be lists.
     """
-    rows = [np.stack(v) if isinstance(v, np.ndarray) and v.dtype == object else np.asarray(v) for v in column]
-    return np.stack(rows)
+
+    def dense(value):
+        if isinstance(value, np.ndarray) and value.dtype == object:
+            return np.stack([dense(v) for v in value])
+        return np.asarray(value)
+
+    return np.stack([dense(v) for v in column])
 
 
 def filter_visible(annotations: pd.DataFrame, min_visible: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,12 +1,15 @@
 """Figures for the report (matplotlib ``Figure`` objects, no pyplot: thread-safe, never opens a window).
 
-Every ``plot_*`` / ``*_grid`` function returns a :class:`matplotlib.figure.Figure`; save it with
-``fig.savefig(path, dpi=...)``. :func:`draw_skeleton` returns a new image array (Pillow drawing).
+Every ``plot_*`` / ``*_grid`` / ``*_figure(s)`` function returns a :class:`matplotlib.figure.Figure` (or
+a dict of them); save it with ``fig.savefig(path, dpi=...)``. :func:`draw_skeleton` returns a new image
+array (Pillow drawing). :func:`evaluation_figures` draws one evaluation's five figures from the tables
+of :mod:`.report`; :func:`comparison_figures` the paper-style figures of a comparison.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +17,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image, ImageDraw, ImageFont
 
+from mle_hand_pipeline.datasets.records import stack_column
 from mle_hand_pipeline.evaluation.metrics import auc
+from mle_hand_pipeline.evaluation.report import CALIBRATION_COLUMNS, FINAL_STAGE_ONLY
 from mle_hand_pipeline.keypoints import (
     FINGER_COLOURS,
     KEYPOINT_NAMES,
@@ -554,3 +559,164 @@ __all__ = [
     "qualitative_grid",
     "select_qualitative",
 ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures of one evaluation (each from the tables above, so they can be redrawn from saved files)
+# --------------------------------------------------------------------------------------------------
+
+
+def _placeholder(text: str, title: str) -> Figure:
+    fig = Figure(figsize=(5.5, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, color="grey")
+    ax.set_title(title)
+    return fig
+
+
+def per_stage_figure(per_stage: pd.DataFrame, label: str) -> Figure:
+    if (per_stage["stage"].astype(str) == FINAL_STAGE_ONLY).all():
+        return _placeholder(
+            f"Per-stage PCK needs a checkpoint:\nan MLflow model outputs only the final stage\n"
+            f"(final-stage PCK@0.2 = {per_stage['pck_0.2'].iloc[-1]:.3f})",
+            f"PCK per stage, {label}",
+        )
+    return plot_per_stage_pck({label: per_stage["pck_0.2"].to_numpy(float)}, title=f"PCK per stage, {label}")
+
+
+def calibration_figure(calibration: pd.DataFrame, label: str) -> Figure:
+    if calibration.empty:
+        return _placeholder(
+            f"{label} predicts no uncertainty (no sigmas)", f"Uncertainty calibration, {label}"
+        )
+    return plot_calibration(
+        {k: calibration[k].to_numpy(float) for k in CALIBRATION_COLUMNS},
+        title=f"Uncertainty calibration, {label}",
+    )
+
+
+def qualitative_figure(predictions: pd.DataFrame, crops_dir: str | Path, label: str, n: int = 4) -> Figure:
+    """The ``n`` best, median and worst crops by NME: predicted (finger colours) vs true skeleton."""
+    groups = select_qualitative(predictions["nme"].to_numpy(float), n)
+    picks = [
+        (name, rank, int(i)) for name in ("best", "median", "worst") for rank, i in enumerate(groups[name])
+    ]
+    rows = predictions.iloc[[i for _, _, i in picks]]
+    images = []
+    for path in rows["crop_path"]:
+        with Image.open(Path(crops_dir) / path) as file:
+            images.append(np.asarray(file.convert("RGB")))
+    pred = stack_column(rows["pred_crop"])[:, -1]
+    fig = qualitative_grid(
+        images,
+        stack_column(rows["gt_crop"]),
+        pred,
+        stack_column(rows["visible"]).astype(bool),
+        titles=[f"{name} {rank + 1}: NME {predictions['nme'].iloc[i]:.3f}" for name, rank, i in picks],
+        ncols=n,
+    )
+    fig.suptitle(f"Test crops, {label}: best / median / worst rows")
+    return fig
+
+
+def evaluation_figures(
+    predictions: pd.DataFrame,
+    per_keypoint: pd.DataFrame,
+    per_stage: pd.DataFrame,
+    pck_curve: pd.DataFrame,
+    calibration: pd.DataFrame,
+    crops_dir: str | Path,
+    label: str | None = None,
+) -> dict[str, Figure]:
+    """The five figures of one evaluation from its tables (an :class:`EvaluationReport`'s parts, or the
+    saved files), keyed as :data:`EVALUATION_FIGURES`: ``pck_curve``, ``per_keypoint_nme``,
+    ``per_stage_pck``, ``calibration``, ``qualitative``. ``label`` defaults to the predictions'
+    ``method``."""
+    label = str(predictions["method"].iloc[0]) if label is None else label
+    return {
+        "pck_curve": plot_pck_curves(
+            {label: (pck_curve["threshold"], pck_curve["pck"])}, title=f"PCK, {label}"
+        ),
+        # NME bars of the paper's 11 joints (root, and each finger's base joint and tip)
+        "per_keypoint_nme": plot_per_keypoint_nme(
+            {label: per_keypoint["nme"].to_numpy(float)}, title=f"NME per keypoint, {label}"
+        ),
+        "per_stage_pck": per_stage_figure(per_stage, label),
+        "calibration": calibration_figure(calibration, label),
+        "qualitative": qualitative_figure(predictions, crops_dir, label),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Comparison of several runs (methods x label-noise levels)
+# --------------------------------------------------------------------------------------------------
+
+
+def comparison_figures(
+    table: pd.DataFrame,
+    curves: pd.DataFrame,
+    per_keypoint: pd.DataFrame,
+    per_stage: pd.DataFrame,
+    reference_method: str = "mle",
+) -> dict[str, Figure]:
+    """The paper-style figures of a comparison, from the long tables of the compare nodes.
+
+    Args:
+        table: one row per run with ``run``, ``method``, ``noise`` (level name), ``noise_index``, and
+            the metrics (``nme``, ``pck_0.2``, ...).
+        curves: long PCK curves: ``run``, ``method``, ``noise``, ``threshold``, ``pck``.
+        per_keypoint: long per-keypoint table: ``run``, ``method``, ``noise``, ``keypoint``, ``nme``.
+        per_stage: long per-stage table: ``run``, ``method``, ``noise``, ``stage``, ``pck_0.2``.
+        reference_method: the method whose per-stage PCK is drawn (the paper's figure 4).
+
+    Returns:
+        ``pck_curves`` (all methods, first noise level, e.g. clean labels), ``per_keypoint_nme``
+        (bars per method, same level), ``per_stage_pck`` (``reference_method``, one line per noise
+        level) and ``noise_robustness`` (NME and PCK@0.2 against the noise level, one line per method).
+    """
+    first = table.sort_values("noise_index")["noise"].iloc[0]
+    curves_first = {
+        method: (group["threshold"].to_numpy(float), group["pck"].to_numpy(float))
+        for method, group in curves[curves["noise"] == first].groupby("method", sort=False)
+    }
+    bars = {
+        method: group.sort_values("keypoint")["nme"].to_numpy(float)
+        for method, group in per_keypoint[per_keypoint["noise"] == first].groupby("method", sort=False)
+    }
+    stages = {
+        f"{reference_method}, noise {noise}": group.sort_values("stage")["pck_0.2"].to_numpy(float)
+        for noise, group in per_stage[per_stage["method"] == reference_method].groupby("noise", sort=False)
+    }
+    figures = {
+        "pck_curves": plot_pck_curves(curves_first, title=f"PCK on the test split, labels: {first}"),
+        "per_keypoint_nme": plot_per_keypoint_nme(bars, title=f"NME per keypoint, labels: {first}"),
+        "per_stage_pck": (
+            plot_per_stage_pck(stages, title=f"PCK@0.2 per stage, {reference_method}")
+            if stages
+            else _placeholder(f"{reference_method} is not in this comparison", "PCK per stage")
+        ),
+        "noise_robustness": plot_noise_robustness(table),
+    }
+    return figures
+
+
+def plot_noise_robustness(table: pd.DataFrame) -> Figure:
+    """NME and PCK@0.2 on the clean test split against the training-label noise level, per method."""
+    levels = table.sort_values("noise_index").drop_duplicates("noise_index")
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, key, name in (
+        (axes[0], "nme", "test NME (lower is better)"),
+        (axes[1], "pck_0.2", "test PCK@0.2"),
+    ):
+        for method, group in table.groupby("method", sort=False):
+            group = group.sort_values("noise_index")
+            ax.plot(group["noise_index"], group[key], marker="o", label=method)
+        ax.set_xticks(levels["noise_index"].to_numpy())
+        ax.set_xticklabels(levels["noise"].astype(str), rotation=20, ha="right")
+        ax.set_xlabel("training-label noise level")
+        ax.set_title(name)
+        ax.grid(True, alpha=0.3)
+    axes[1].legend(fontsize="small")
+    return fig

@@ -1,4 +1,5 @@
-"""One evaluation report from model predictions and the hand table: metrics, tables and figures.
+"""One evaluation report from model predictions and the hand table: metrics and tables (its figures
+are :func:`.plots.evaluation_figures`).
 
 Shared by the train, evaluate and compare pipelines (plain python: no Kedro, no MLflow, no torch).
 
@@ -13,17 +14,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from PIL import Image
 
 from mle_hand_pipeline.datasets.crops import CropBox, crop_to_source
 from mle_hand_pipeline.datasets.records import stack_column
 from mle_hand_pipeline.evaluation import metrics as M
-from mle_hand_pipeline.evaluation import plots as P
 from mle_hand_pipeline.keypoints import PAPER_KEYPOINTS
 
 PREDICTION_ID_COLUMNS = ["split", "sample_id", "image_id", "side", "crop_path", "crop_size", "mirrored"]
@@ -31,7 +28,7 @@ CALIBRATION_COLUMNS = ["sigma_mean", "rms_error", "mean_abs_error", "count"]
 FINAL_STAGE_ONLY = "final"  # the per-stage table's `stage` when only the last stage is known
 # The parts of a report in the order :meth:`EvaluationReport.outputs` returns them (the train and
 # evaluate pipelines name their datasets after them: `test_<part>`, `evaluation_<part>`), and the keys
-# of :func:`evaluation_figures`.
+# of :func:`.plots.evaluation_figures`.
 EVALUATION_OUTPUTS = ("metrics", "predictions", "per_keypoint", "per_stage", "pck_curve", "calibration")
 EVALUATION_FIGURES = ("pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qualitative")
 # MMPose's hand annotation boxes: its RHD files carry a box 1.2x the keypoints' extent; its
@@ -44,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class EvaluationReport:
-    """Everything an evaluation produces except the figures (see :func:`evaluation_figures`).
+    """Everything an evaluation produces except the figures (see :func:`.plots.evaluation_figures`).
 
     metrics: flat MLflow-safe dict (see :func:`evaluate_predictions`).
     per_keypoint: one row per keypoint: ``keypoint``, ``name``, ``nme``, ``pck_0.2``, ``n_visible``,
@@ -74,17 +71,6 @@ class EvaluationReport:
             f"NME {m['nme']:.4f}  PCK@0.2 {m['pck_0.2']:.4f}  AUC {m['auc_0.2']:.4f}  "
             f"EPE {m['epe_px']:.2f} px  ({int(m['n_crops'])} crops)"
         )
-
-
-def stack_nested(column: pd.Series) -> np.ndarray:
-    """A column of per-row nested arrays (as parquet returns them: object arrays of arrays) -> (N, ...)."""
-
-    def dense(value):
-        if isinstance(value, np.ndarray) and value.dtype == object:
-            return np.stack([dense(v) for v in value])
-        return np.asarray(value)
-
-    return np.stack([dense(v) for v in column])
 
 
 def to_source(coords: np.ndarray, table: pd.DataFrame) -> np.ndarray:
@@ -205,172 +191,3 @@ def evaluate_predictions(
     predictions["sigma_crop"] = None if sigmas is None else np.asarray(sigmas, dtype=np.float64).tolist()
     predictions["nme"] = M.sample_nme(errors, normalised_visible)
     return EvaluationReport(metrics, per_keypoint, per_stage, pck_curve, calibration, predictions)
-
-
-# --------------------------------------------------------------------------------------------------
-# Figures of one evaluation (each from the tables above, so they can be redrawn from saved files)
-# --------------------------------------------------------------------------------------------------
-
-
-def _placeholder(text: str, title: str) -> Figure:
-    fig = Figure(figsize=(5.5, 4), layout="constrained")
-    ax = fig.add_subplot()
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, color="grey")
-    ax.set_title(title)
-    return fig
-
-
-def pck_curve_figure(pck_curve: pd.DataFrame, label: str) -> Figure:
-    return P.plot_pck_curves({label: (pck_curve["threshold"], pck_curve["pck"])}, title=f"PCK, {label}")
-
-
-def per_keypoint_figure(per_keypoint: pd.DataFrame, label: str) -> Figure:
-    """NME bars of the paper's 11 joints (root, and each finger's base joint and tip)."""
-    return P.plot_per_keypoint_nme(
-        {label: per_keypoint["nme"].to_numpy(float)}, title=f"NME per keypoint, {label}"
-    )
-
-
-def per_stage_figure(per_stage: pd.DataFrame, label: str) -> Figure:
-    if (per_stage["stage"].astype(str) == FINAL_STAGE_ONLY).all():
-        return _placeholder(
-            f"Per-stage PCK needs a checkpoint:\nan MLflow model outputs only the final stage\n"
-            f"(final-stage PCK@0.2 = {per_stage['pck_0.2'].iloc[-1]:.3f})",
-            f"PCK per stage, {label}",
-        )
-    return P.plot_per_stage_pck(
-        {label: per_stage["pck_0.2"].to_numpy(float)}, title=f"PCK per stage, {label}"
-    )
-
-
-def calibration_figure(calibration: pd.DataFrame, label: str) -> Figure:
-    if calibration.empty:
-        return _placeholder(
-            f"{label} predicts no uncertainty (no sigmas)", f"Uncertainty calibration, {label}"
-        )
-    return P.plot_calibration(
-        {k: calibration[k].to_numpy(float) for k in CALIBRATION_COLUMNS},
-        title=f"Uncertainty calibration, {label}",
-    )
-
-
-def qualitative_figure(predictions: pd.DataFrame, crops_dir: str | Path, label: str, n: int = 4) -> Figure:
-    """The ``n`` best, median and worst crops by NME: predicted (finger colours) vs true skeleton."""
-    groups = P.select_qualitative(predictions["nme"].to_numpy(float), n)
-    picks = [
-        (name, rank, int(i)) for name in ("best", "median", "worst") for rank, i in enumerate(groups[name])
-    ]
-    rows = predictions.iloc[[i for _, _, i in picks]]
-    images = []
-    for path in rows["crop_path"]:
-        with Image.open(Path(crops_dir) / path) as file:
-            images.append(np.asarray(file.convert("RGB")))
-    pred = stack_nested(rows["pred_crop"])[:, -1]
-    fig = P.qualitative_grid(
-        images,
-        stack_nested(rows["gt_crop"]),
-        pred,
-        stack_nested(rows["visible"]).astype(bool),
-        titles=[f"{name} {rank + 1}: NME {predictions['nme'].iloc[i]:.3f}" for name, rank, i in picks],
-        ncols=n,
-    )
-    fig.suptitle(f"Test crops, {label}: best / median / worst rows")
-    return fig
-
-
-def evaluation_figures(
-    predictions: pd.DataFrame,
-    per_keypoint: pd.DataFrame,
-    per_stage: pd.DataFrame,
-    pck_curve: pd.DataFrame,
-    calibration: pd.DataFrame,
-    crops_dir: str | Path,
-    label: str | None = None,
-) -> dict[str, Figure]:
-    """The five figures of one evaluation from its tables (an :class:`EvaluationReport`'s parts, or the
-    saved files), keyed as :data:`EVALUATION_FIGURES`: ``pck_curve``, ``per_keypoint_nme``,
-    ``per_stage_pck``, ``calibration``, ``qualitative``. ``label`` defaults to the predictions'
-    ``method``."""
-    label = str(predictions["method"].iloc[0]) if label is None else label
-    return {
-        "pck_curve": pck_curve_figure(pck_curve, label),
-        "per_keypoint_nme": per_keypoint_figure(per_keypoint, label),
-        "per_stage_pck": per_stage_figure(per_stage, label),
-        "calibration": calibration_figure(calibration, label),
-        "qualitative": qualitative_figure(predictions, crops_dir, label),
-    }
-
-
-# --------------------------------------------------------------------------------------------------
-# Comparison of several runs (methods x label-noise levels)
-# --------------------------------------------------------------------------------------------------
-
-
-def comparison_figures(
-    table: pd.DataFrame,
-    curves: pd.DataFrame,
-    per_keypoint: pd.DataFrame,
-    per_stage: pd.DataFrame,
-    reference_method: str = "mle",
-) -> dict[str, Figure]:
-    """The paper-style figures of a comparison, from the long tables of :func:`..compare` nodes.
-
-    Args:
-        table: one row per run with ``run``, ``method``, ``noise`` (level name), ``noise_index``, and
-            the metrics (``nme``, ``pck_0.2``, ...).
-        curves: long PCK curves: ``run``, ``method``, ``noise``, ``threshold``, ``pck``.
-        per_keypoint: long per-keypoint table: ``run``, ``method``, ``noise``, ``keypoint``, ``nme``.
-        per_stage: long per-stage table: ``run``, ``method``, ``noise``, ``stage``, ``pck_0.2``.
-        reference_method: the method whose per-stage PCK is drawn (the paper's figure 4).
-
-    Returns:
-        ``pck_curves`` (all methods, first noise level, e.g. clean labels), ``per_keypoint_nme``
-        (bars per method, same level), ``per_stage_pck`` (``reference_method``, one line per noise
-        level) and ``noise_robustness`` (NME and PCK@0.2 against the noise level, one line per method).
-    """
-    first = table.sort_values("noise_index")["noise"].iloc[0]
-    curves_first = {
-        method: (group["threshold"].to_numpy(float), group["pck"].to_numpy(float))
-        for method, group in curves[curves["noise"] == first].groupby("method", sort=False)
-    }
-    bars = {
-        method: group.sort_values("keypoint")["nme"].to_numpy(float)
-        for method, group in per_keypoint[per_keypoint["noise"] == first].groupby("method", sort=False)
-    }
-    stages = {
-        f"{reference_method}, noise {noise}": group.sort_values("stage")["pck_0.2"].to_numpy(float)
-        for noise, group in per_stage[per_stage["method"] == reference_method].groupby("noise", sort=False)
-    }
-    figures = {
-        "pck_curves": P.plot_pck_curves(curves_first, title=f"PCK on the test split, labels: {first}"),
-        "per_keypoint_nme": P.plot_per_keypoint_nme(bars, title=f"NME per keypoint, labels: {first}"),
-        "per_stage_pck": (
-            P.plot_per_stage_pck(stages, title=f"PCK@0.2 per stage, {reference_method}")
-            if stages
-            else _placeholder(f"{reference_method} is not in this comparison", "PCK per stage")
-        ),
-        "noise_robustness": plot_noise_robustness(table),
-    }
-    return figures
-
-
-def plot_noise_robustness(table: pd.DataFrame) -> Figure:
-    """NME and PCK@0.2 on the clean test split against the training-label noise level, per method."""
-    levels = table.sort_values("noise_index").drop_duplicates("noise_index")
-    fig = Figure(figsize=(10, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for ax, key, name in (
-        (axes[0], "nme", "test NME (lower is better)"),
-        (axes[1], "pck_0.2", "test PCK@0.2"),
-    ):
-        for method, group in table.groupby("method", sort=False):
-            group = group.sort_values("noise_index")
-            ax.plot(group["noise_index"], group[key], marker="o", label=method)
-        ax.set_xticks(levels["noise_index"].to_numpy())
-        ax.set_xticklabels(levels["noise"].astype(str), rotation=20, ha="right")
-        ax.set_xlabel("training-label noise level")
-        ax.set_title(name)
-        ax.grid(True, alpha=0.3)
-    axes[1].legend(fontsize="small")
-    return fig

@@ -10,7 +10,7 @@ from .flow import RealNVP
 from .heads import DEFAULT_SIGMA_EPS, HeatmapHead, PoseStage, VarianceHead
 from .integral import argmax_decode, cell_centres, soft_argmax
 from .outputs import PoseOutput
-from .pose_net import InferenceWrapper, SequentialHeatmapNet, predict
+from .pose_net import InferenceWrapper, SequentialHeatmapNet
 from .rle_net import RLENet
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "argmax_decode",
     "cell_centres",
     "load_imagenet_state_dict",
-    "predict",
     "soft_argmax",
     "weights_checkpoint_path",
 ]

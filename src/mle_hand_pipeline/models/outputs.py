@@ -28,8 +28,3 @@ class PoseOutput(NamedTuple):
     coords: Tensor
     sigmas: Tensor | None = None
     heatmaps: Tensor | None = None
-
-    @property
-    def num_stages(self) -> int:
-        """T, the number of stages."""
-        return self.coords.shape[1]

@@ -52,7 +52,8 @@ class SequentialHeatmapNet(nn.Module):
     only while the variance heads (and the loss's flows) keep learning. Forward values are unchanged.
     Trainers set it for a warm-up from scratch (``train.sigma_warmup_epochs``): at initialisation the
     sigma terms' share of the backbone gradient is about 40x the coordinates' (ResNet-18, 64 and 128
-    px), and without the warm-up the model stays at one mean pose (docs/results.md).
+    px), and without the warm-up the model stays at one mean pose (both measured in docs/results.md,
+    "Why it did not learn before").
     """
 
     def __init__(
@@ -150,12 +151,3 @@ def error_sigmas(model: nn.Module, sigmas: Tensor) -> Tensor:
     scale = getattr(model, "sigma_scale", None)
     sigmas = sigmas.float()
     return sigmas if scale is None else sigmas * scale[:, None, :].float()
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
-    """Stage-T coordinates and sigmas in crop pixels: (B, 3, S, S) -> ((B, K, 2), (B, K, 2)).
-
-    Runs without gradient and does not change ``model``'s train/eval mode (call ``model.eval()``).
-    """
-    return InferenceWrapper(model)(images)

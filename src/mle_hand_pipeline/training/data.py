@@ -18,7 +18,7 @@ from mle_hand_pipeline.datasets.records import stack_column
 
 
 class HandCrops(Dataset):
-    """Crops listed in a preprocessing table (``rhd_hands`` / ``freihand_hands``).
+    """Crops listed in a preprocessing table (``rhd.hands`` / ``freihand.hands``).
 
     Item ``i`` is a dict:
         image: (3, S, S) uint8, the crop as written (S = ``crop_size``).

@@ -18,7 +18,7 @@ from mle_hand_pipeline.training.data import HandCrops
 
 
 @dataclass
-class Predictions:
+class CropPredictions:
     """Model outputs for every crop of a dataset, in crop pixels of the stored crops.
 
     coords: (N, T, K, 2) per-stage keypoints.
@@ -47,7 +47,7 @@ def predict_crops(
     batch_size: int = 64,
     num_workers: int = 0,
     progress: bool = True,
-) -> Predictions:
+) -> CropPredictions:
     """Run ``model`` (in eval mode) over ``dataset`` and return all stages' outputs in crop pixels."""
     was_training = model.training
     model.eval()
@@ -62,7 +62,7 @@ def predict_crops(
             sigmas.append(error_sigmas(model, output.sigmas).cpu())
     model.train(was_training)
     scale = dataset.crop_size
-    return Predictions(
+    return CropPredictions(
         coords=((torch.cat(coords) + 0.5) * scale).numpy().astype(np.float64),
         sigmas=(torch.cat(sigmas) * scale).numpy().astype(np.float64) if sigmas else None,
     )

@@ -70,9 +70,9 @@ def test_plan_changes_only_the_method_and_the_noise():
 
 def _catalog(tiny_rhd, tmp_path, compare):
     catalog = DataCatalog()
-    catalog["rhd_hands"] = tiny_rhd["hands"]
-    catalog["rhd_crops"] = tiny_rhd["crops"]
-    catalog["rhd_checkpoints"] = tmp_path / "checkpoints"
+    catalog["rhd.hands"] = tiny_rhd["hands"]
+    catalog["rhd.crops"] = tiny_rhd["crops"]
+    catalog["rhd.checkpoints"] = tmp_path / "checkpoints"
     catalog["params:rhd.model"] = MODEL
     catalog["params:rhd.train"] = TRAIN
     catalog["params:rhd.evaluate"] = EVALUATE

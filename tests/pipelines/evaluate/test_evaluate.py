@@ -7,7 +7,8 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import CSVDataset, ParquetDataset
 
-from mle_hand_pipeline.evaluation.report import FINAL_STAGE_ONLY, stack_nested
+from mle_hand_pipeline.datasets.records import stack_column
+from mle_hand_pipeline.evaluation.report import FINAL_STAGE_ONLY
 from mle_hand_pipeline.export import log_mlflow_model
 from mle_hand_pipeline.pipelines.evaluate.nodes import evaluate_model
 from mle_hand_pipeline.pipelines.evaluate.pipeline import create_pipeline
@@ -38,8 +39,8 @@ def checkpoint(tiny_rhd, tmp_path_factory):
 def test_evaluate_pipeline_on_a_checkpoint_matches_the_train_evaluation(tiny_rhd, checkpoint, tmp_path):
     params = {"checkpoint": "best", "batch_size": 16, "model": str(checkpoint)}
     catalog = DataCatalog()
-    catalog["rhd_hands"] = tiny_rhd["hands"]
-    catalog["rhd_crops"] = tiny_rhd["crops"]
+    catalog["rhd.hands"] = tiny_rhd["hands"]
+    catalog["rhd.crops"] = tiny_rhd["crops"]
     catalog["params:rhd.evaluate"] = params
     catalog["rhd.evaluation_predictions"] = ParquetDataset(filepath=str(tmp_path / "p.parquet"))
     for name in ("per_keypoint", "per_stage", "pck_curve", "calibration"):
@@ -75,11 +76,11 @@ def test_an_mlflow_model_gives_the_final_stage_of_its_checkpoint(tiny_rhd, check
     finally:
         mlflow.set_tracking_uri(None)
     reference = evaluate_on_test(hands, crops, checkpoint, batch_size).predictions
-    coords = stack_nested(predictions["pred_crop"])
+    coords = stack_column(predictions["pred_crop"])
     assert coords.shape == (n_test, 1, 21, 2)
-    np.testing.assert_allclose(coords[:, 0], stack_nested(reference["pred_crop"])[:, -1], atol=1e-3)
+    np.testing.assert_allclose(coords[:, 0], stack_column(reference["pred_crop"])[:, -1], atol=1e-3)
     np.testing.assert_allclose(
-        stack_nested(predictions["sigma_crop"])[:, 0], stack_nested(reference["sigma_crop"])[:, -1], rtol=1e-3
+        stack_column(predictions["sigma_crop"])[:, 0], stack_column(reference["sigma_crop"])[:, -1], rtol=1e-3
     )
     assert (predictions["method"] == "mle").all()  # read from the run's parameters
     assert per_stage["stage"].tolist() == [FINAL_STAGE_ONLY]

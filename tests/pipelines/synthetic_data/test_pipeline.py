@@ -6,14 +6,15 @@ import json
 import pickle
 from pathlib import Path
 
-import yaml
+from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from mle_hand_pipeline.pipelines.synthetic_data import create_pipeline
+from mle_hand_pipeline.settings import CONFIG_LOADER_ARGS
 from mle_hand_pipeline.synthetic import FreiHANDConfig, RHDConfig
 
-PARAMETERS = Path(__file__).parents[3] / "conf" / "base" / "parameters_synthetic_data.yml"
+CONF = Path(__file__).parents[3] / "conf"
 OUTPUTS = ("synthetic_freihand_summary", "synthetic_rhd_summary", "synthetic_data_summary")
 
 
@@ -71,7 +72,8 @@ def test_pipeline_runs_and_writes_both_layouts(tmp_path):
 
 
 def test_parameters_file_is_accepted_by_the_generators():
-    params = yaml.safe_load(PARAMETERS.read_text())["synthetic_data"]
+    # Loaded as Kedro loads it: the roots are ${globals:...} interpolations (conf/base/globals.yml).
+    params = OmegaConfigLoader(str(CONF), **CONFIG_LOADER_ARGS)["parameters"]["synthetic_data"]
     assert {"seed", "workers", "freihand", "rhd"} <= set(params)
     freihand = FreiHANDConfig.from_params(params["freihand"])
     rhd = RHDConfig.from_params(params["rhd"])

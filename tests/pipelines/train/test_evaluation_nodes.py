@@ -10,7 +10,7 @@ from kedro_datasets.json import JSONDataset
 from kedro_datasets.pandas import CSVDataset, ParquetDataset
 from matplotlib.figure import Figure
 
-from mle_hand_pipeline.evaluation.report import stack_nested
+from mle_hand_pipeline.datasets.records import stack_column
 from mle_hand_pipeline.methods import METHODS
 from mle_hand_pipeline.pipelines.train.pipeline import create_pipeline
 
@@ -22,10 +22,10 @@ FIGURES = ("pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qua
 
 def _catalog(tiny_rhd, tmp_path, method):
     catalog = DataCatalog()
-    catalog["rhd_hands"] = tiny_rhd["hands"]
-    catalog["rhd_crops"] = tiny_rhd["crops"]
-    catalog["rhd_checkpoints"] = tmp_path / "checkpoints"
-    catalog["rhd_preprocess_summary"] = {"kept_total": len(tiny_rhd["hands"])}
+    catalog["rhd.hands"] = tiny_rhd["hands"]
+    catalog["rhd.crops"] = tiny_rhd["crops"]
+    catalog["rhd.checkpoints"] = tmp_path / "checkpoints"
+    catalog["rhd.preprocess_summary"] = {"kept_total": len(tiny_rhd["hands"])}
     catalog["params:rhd.model"] = {**MODEL, "method": method}
     catalog["params:rhd.train"] = TRAIN
     catalog["params:rhd.evaluate"] = {"checkpoint": "best", "batch_size": 16, "model": None}
@@ -57,8 +57,8 @@ def test_every_method_trains_and_evaluates_through_train_rhd(method, tiny_rhd, t
 
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
     assert len(predictions) == len(test) and (predictions["method"] == method).all()
-    assert stack_nested(predictions["pred_crop"]).shape == (len(test), stages, 21, 2)
-    assert stack_nested(predictions["pred_source"]).shape == (len(test), stages, 21, 2)
+    assert stack_column(predictions["pred_crop"]).shape == (len(test), stages, 21, 2)
+    assert stack_column(predictions["pred_source"]).shape == (len(test), stages, 21, 2)
     per_stage = pd.read_csv(tmp_path / "per_stage.csv")
     assert per_stage["stage"].tolist() == list(range(1, stages + 1))
     assert per_stage["pck_0.2"].iloc[-1] == pytest.approx(metrics["pck_0.2"])

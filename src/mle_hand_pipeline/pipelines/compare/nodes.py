@@ -18,8 +18,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mle_hand_pipeline import tracking
-from mle_hand_pipeline.evaluation import report as R
-from mle_hand_pipeline.evaluation.plots import plot_training_curves
+from mle_hand_pipeline.evaluation import plots as P
+from mle_hand_pipeline.evaluation.report import EvaluationReport
 from mle_hand_pipeline.methods import METHODS
 from mle_hand_pipeline.training.checkpoint import ModelSpec
 from mle_hand_pipeline.training.engine import NonFiniteLossError
@@ -114,12 +114,12 @@ def _child_run(name: str, params: dict[str, str]):
 
 
 def _log_child_artifacts(
-    report: R.EvaluationReport, history: pd.DataFrame, crops_dir: Path, label: str
+    report: EvaluationReport, history: pd.DataFrame, crops_dir: Path, label: str
 ) -> None:
     """The files a ``train_<dataset>`` run has, logged to the active (child) run."""
     if not mlflow.active_run():
         return
-    figures = R.evaluation_figures(
+    figures = P.evaluation_figures(
         report.predictions,
         report.per_keypoint,
         report.per_stage,
@@ -129,7 +129,7 @@ def _log_child_artifacts(
         label,
     )
     mlflow.log_text(history.to_csv(index=False), "training/train_history.csv")
-    mlflow.log_figure(plot_training_curves(history), "training/training_curves.png")
+    mlflow.log_figure(P.plot_training_curves(history), "training/training_curves.png")
     mlflow.log_dict(report.metrics, "evaluation/test_metrics.json")
     for name in ("per_keypoint", "per_stage", "pck_curve", "calibration"):
         mlflow.log_text(getattr(report, name).to_csv(index=False), f"evaluation/{name}.csv")
@@ -247,7 +247,7 @@ def plot_comparison(
     finished = table[table["status"] == "finished"]
     if finished.empty:
         raise ValueError("no comparison run finished: every method diverged (see the log)")
-    figures = R.comparison_figures(
+    figures = P.comparison_figures(
         finished, curves, per_keypoint, per_stage, compare_params.get("reference_method", "mle")
     )
     return (

@@ -21,8 +21,8 @@ def create_pipeline(dataset: str) -> Pipeline:
                 compare_methods,
                 [
                     "hands",
-                    "crops_dir",
-                    "checkpoint_root",
+                    "crops",
+                    "checkpoints",
                     "params:model",
                     "params:train",
                     "params:evaluate",
@@ -42,11 +42,6 @@ def create_pipeline(dataset: str) -> Pipeline:
     return Pipeline(
         template,
         namespace=dataset,
-        inputs={
-            "hands": f"{dataset}_hands",
-            "crops_dir": f"{dataset}_crops",
-            "checkpoint_root": f"{dataset}_checkpoints",
-        },
         parameters={
             "params:model": f"params:{dataset}.model",
             "params:train": f"params:{dataset}.train",

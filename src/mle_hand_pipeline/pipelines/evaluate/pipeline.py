@@ -11,13 +11,13 @@ from mle_hand_pipeline.pipelines.train.pipeline import evaluation_plot_node
 
 def create_pipeline(dataset: str) -> Pipeline:
     """Evaluate ``params:<dataset>.evaluate.model`` (checkpoint path or MLflow URI) on the test split
-    of ``<dataset>_hands``. Outputs ``<dataset>.evaluation_{metrics,predictions,per_keypoint,per_stage,
+    of ``<dataset>.hands``. Outputs ``<dataset>.evaluation_{metrics,predictions,per_keypoint,per_stage,
     pck_curve,calibration}`` and the figures ``<dataset>.evaluation_*_plot``."""
     template = Pipeline(
         [
             Node(
                 evaluate_model,
-                ["hands", "crops_dir", "params:evaluate"],
+                ["hands", "crops", "params:evaluate"],
                 [f"evaluation_{name}" for name in EVALUATION_OUTPUTS],
                 name="evaluate_model",
             ),
@@ -27,7 +27,6 @@ def create_pipeline(dataset: str) -> Pipeline:
     return Pipeline(
         template,
         namespace=dataset,
-        inputs={"hands": f"{dataset}_hands", "crops_dir": f"{dataset}_crops"},
         parameters={"params:evaluate": f"params:{dataset}.evaluate"},
         tags=["evaluate", dataset],
     )

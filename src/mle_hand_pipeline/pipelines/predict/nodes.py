@@ -9,7 +9,7 @@ import pandas as pd
 from PIL import Image
 
 from mle_hand_pipeline.predict import (
-    Prediction,
+    ImagePrediction,
     keypoints_rows,
     load_predictor,
     overlay,
@@ -55,8 +55,8 @@ def predict_keypoints(image_paths: list[str], params: dict[str, Any]) -> dict[st
     return predictions_document(predictions, failures, predictor)
 
 
-def _predictions(results: dict[str, Any]) -> list[Prediction]:
-    return [Prediction.from_record(record) for record in results["predictions"]]
+def _predictions(results: dict[str, Any]) -> list[ImagePrediction]:
+    return [ImagePrediction.from_record(record) for record in results["predictions"]]
 
 
 def tabulate_keypoints(results: dict[str, Any]) -> pd.DataFrame:

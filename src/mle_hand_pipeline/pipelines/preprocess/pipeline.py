@@ -37,7 +37,7 @@ def _template(reader) -> Pipeline:
             ),
             Node(
                 make_crops,
-                ["visible_annotations", "params:raw_root", "crops_dir", "params:preprocess"],
+                ["visible_annotations", "params:raw_root", "crops", "params:preprocess"],
                 ["hands", "crop_rejections"],
                 name="make_crops",
             ),
@@ -49,7 +49,7 @@ def _template(reader) -> Pipeline:
             ),
             Node(
                 plot_crop_grid,
-                ["hands", "crops_dir", "params:preprocess"],
+                ["hands", "crops", "params:preprocess"],
                 "crops_grid",
                 name="plot_crop_grid",
             ),
@@ -61,19 +61,12 @@ def create_pipeline(dataset: str) -> Pipeline:
     """The preprocessing pipeline of ``dataset`` ("freihand" or "rhd").
 
     Reads ``params:<dataset>_root`` (runtime-overridable: ``--params=rhd_root=PATH``) and writes the
-    catalog entries ``<dataset>_hands``, ``<dataset>_rejections``, ``<dataset>_preprocess_summary``,
-    ``<dataset>_crops_grid`` and the crops under ``<dataset>_crops``.
+    catalog entries ``<dataset>.hands``, ``<dataset>.rejections``, ``<dataset>.preprocess_summary``,
+    ``<dataset>.crops_grid`` and the crops under ``<dataset>.crops``.
     """
     return Pipeline(
         _template(READERS[dataset]),
         namespace=dataset,
-        inputs={"crops_dir": f"{dataset}_crops"},
-        outputs={
-            "hands": f"{dataset}_hands",
-            "rejections": f"{dataset}_rejections",
-            "preprocess_summary": f"{dataset}_preprocess_summary",
-            "crops_grid": f"{dataset}_crops_grid",
-        },
         parameters={
             "params:raw_root": f"params:{dataset}_root",
             "params:preprocess": f"params:{dataset}.preprocess",

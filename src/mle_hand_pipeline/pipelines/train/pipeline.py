@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from mle_hand_pipeline.evaluation.report import EVALUATION_FIGURES, EVALUATION_OUTPUTS, evaluation_figures
+from mle_hand_pipeline.evaluation.plots import evaluation_figures
+from mle_hand_pipeline.evaluation.report import EVALUATION_FIGURES, EVALUATION_OUTPUTS
 from mle_hand_pipeline.pipelines.train.nodes import (
     evaluate_checkpoint,
     log_model,
@@ -18,7 +19,7 @@ def evaluation_plot_node(prefix: str) -> Node:
     """The node drawing the five evaluation figures from ``<prefix>_*`` tables (train and evaluate)."""
     return Node(
         evaluation_figures,
-        [f"{prefix}_{name}" for name in EVALUATION_OUTPUTS if name != "metrics"] + ["crops_dir"],
+        [f"{prefix}_{name}" for name in EVALUATION_OUTPUTS if name != "metrics"] + ["crops"],
         {name: f"{prefix}_{name}_plot" for name in EVALUATION_FIGURES},
         name=f"plot_{prefix}_evaluation",
     )
@@ -31,8 +32,8 @@ def _template() -> Pipeline:
                 train_model,
                 [
                     "hands",
-                    "crops_dir",
-                    "checkpoint_root",
+                    "crops",
+                    "checkpoints",
                     "preprocess_summary",
                     "params:model",
                     "params:train",
@@ -44,7 +45,7 @@ def _template() -> Pipeline:
             Node(select_model, ["training_report", "params:evaluate"], "model", name="select_model"),
             Node(
                 evaluate_checkpoint,
-                ["hands", "crops_dir", "model", "params:evaluate"],
+                ["hands", "crops", "model", "params:evaluate"],
                 [f"test_{name}" for name in EVALUATION_OUTPUTS],
                 name="evaluate_test",
             ),
@@ -55,7 +56,7 @@ def _template() -> Pipeline:
 
 
 def create_pipeline(dataset: str) -> Pipeline:
-    """Train ``params:<dataset>.model`` with ``params:<dataset>.train`` on ``<dataset>_hands`` and
+    """Train ``params:<dataset>.model`` with ``params:<dataset>.train`` on ``<dataset>.hands`` and
     evaluate on its test split. Outputs ``<dataset>.train_history``, ``<dataset>.training_report``,
     ``<dataset>.model`` (the evaluated checkpoint, versioned),
     ``<dataset>.training_curves``, ``<dataset>.test_{metrics,predictions,per_keypoint,per_stage,
@@ -64,12 +65,6 @@ def create_pipeline(dataset: str) -> Pipeline:
     return Pipeline(
         _template(),
         namespace=dataset,
-        inputs={
-            "hands": f"{dataset}_hands",
-            "crops_dir": f"{dataset}_crops",
-            "checkpoint_root": f"{dataset}_checkpoints",
-            "preprocess_summary": f"{dataset}_preprocess_summary",
-        },
         parameters={
             "params:model": f"params:{dataset}.model",
             "params:train": f"params:{dataset}.train",
