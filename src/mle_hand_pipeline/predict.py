@@ -147,13 +147,17 @@ class Failure:
 # ---------------------------------------------------------------------------------------------------
 
 
-def load_predictor(model: str | Path, backend: str = "torch", device: str = "cpu") -> Predictor:
-    """Load ``model`` (checkpoint, ONNX file, MLflow run id / URI / model folder) for ``backend``.
+def load_predictor(model: str | Path, backend: str = "torch", device: str = "auto") -> Predictor:
+    """Load ``model`` (checkpoint, ONNX file, MLflow run id / URI / model folder) for ``backend`` on
+    ``device`` (``"auto"``: the GPU when there is one, see ``training.inference.inference_device``).
 
     Raises :class:`ModelNotFoundError` naming the model when it does not exist or cannot be loaded.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    from mle_hand_pipeline.training.inference import inference_device
+
+    device = str(inference_device(device))
     text = str(model)
     path = Path(text).expanduser()
     if path.is_file() and path.suffix == ".onnx":
@@ -231,6 +235,8 @@ def _mlflow_predictor(uri: str, backend: str, device: str, name: str) -> Predict
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from mle_hand_pipeline.export import load_logged_model
+
     try:
         if backend == "onnx":
             return _onnx_predictor(_mlflow_onnx_file(uri), name)
@@ -243,7 +249,7 @@ def _mlflow_predictor(uri: str, backend: str, device: str, name: str) -> Predict
                 "use --backend onnx, or the run's 'model'"
             )
         size = int(info.signature.inputs.inputs[0].shape[-1])
-        module = mlflow.pytorch.load_model(uri)
+        module = load_logged_model(uri, device)
     except (MlflowException, OSError) as error:
         if isinstance(error, ModelNotFoundError):
             raise

@@ -16,9 +16,11 @@ from torch.utils.data import DataLoader
 
 from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation import report as R
+from mle_hand_pipeline.export import load_logged_model
 from mle_hand_pipeline.pipelines.train.nodes import predict_checkpoint, report_outputs, split
 from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.data import HandCrops
+from mle_hand_pipeline.training.inference import inference_device
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +56,17 @@ def predict_mlflow_model(
     """Final-stage predictions of an MLflow model (``(B, K, 4)`` = x, y, sigma_x, sigma_y in input-crop
     pixels) mapped to stored-crop pixels: coords ``(N, 1, K, 2)``, sigmas ``(N, 1, K, 2)`` or None when
     the model's sigmas are all zero (methods without uncertainty)."""
-    model = mlflow.pytorch.load_model(uri, map_location="cpu")
+    device = inference_device()
+    model = load_logged_model(uri, device)
     input_size = mlflow_input_size(uri)
     dataset = HandCrops(table, crops_dir)
     outputs = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        images, _, _ = prepare_batch(batch, input_size, torch.device("cpu"), settings=None, generator=None)
+        images, _, _ = prepare_batch(batch, input_size, device, settings=None, generator=None)
         n = len(images)
         if n == 1:  # torch.export specialises batch sizes 0 and 1: the dynamic batch axis starts at 2
             images = images.repeat(2, 1, 1, 1)
-        outputs.append(model(images)[:n].float())
+        outputs.append(model(images)[:n].float().cpu())
     packed = torch.cat(outputs).numpy().astype(np.float64) * (dataset.crop_size / input_size)
     coords, sigmas = packed[:, None, :, :2], packed[:, None, :, 2:]
     return coords, (None if not sigmas.any() else sigmas)

@@ -41,7 +41,7 @@ def predict_keypoints(image_paths: list[str], params: dict[str, Any]) -> dict[st
     image, :meth:`Prediction.to_record`: keypoints and sigmas (21, 2) in source pixels, the crop) and
     ``failures`` (image and error).
     """
-    predictor = load_predictor(params["model"], params.get("backend", "torch"), params.get("device", "cpu"))
+    predictor = load_predictor(params["model"], params.get("backend", "torch"), params.get("device", "auto"))
     predictions, failures = predict_images(
         predictor,
         image_paths,

@@ -10,7 +10,6 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 
 from mle_hand_pipeline import tracking
@@ -20,7 +19,7 @@ from mle_hand_pipeline.export import log_mlflow_model
 from mle_hand_pipeline.training.augment import AugmentSettings
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig, fit, load_model
-from mle_hand_pipeline.training.inference import predict_crops
+from mle_hand_pipeline.training.inference import inference_device, predict_crops
 from mle_hand_pipeline.training.label_noise import LabelNoise, corrupt_labels
 
 logger = logging.getLogger(__name__)
@@ -142,7 +141,7 @@ def predict_checkpoint(
     path: str | Path, table: pd.DataFrame, crops_dir: Path, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray | None, ModelSpec]:
     """All stages' predictions of a ``best.pt``/``last.pt`` checkpoint on ``table``'s crops (crop px)."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = inference_device()
     model, spec = load_model(path, device)
     predictions = predict_crops(
         model, HandCrops(table, crops_dir), spec.input_size, device, batch_size=batch_size
