@@ -96,6 +96,8 @@ class TrainConfig:
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     def __post_init__(self):
+        if isinstance(self.compile, bool):  # YAML reads a bare off/on as a boolean
+            object.__setattr__(self, "compile", "all" if self.compile else "off")
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"train.compile must be one of {COMPILE_MODES}, got {self.compile!r}")
 
