@@ -197,12 +197,13 @@ def test_compiled_training_matches_eager_and_reports_compile_time(tiny_rhd, tmp_
     torch.testing.assert_close(
         compiled.history["train_loss"].iloc[0], eager.history["train_loss"].iloc[0], rtol=1e-5, atol=0
     )
-    assert load_checkpoint(compiled.last_checkpoint)["module"].keys() == load_checkpoint(
-        eager.last_checkpoint
-    )["module"].keys()
+    assert (
+        load_checkpoint(compiled.last_checkpoint)["module"].keys()
+        == load_checkpoint(eager.last_checkpoint)["module"].keys()
+    )
 
 
 def test_train_compile_must_be_a_known_mode():
     assert _config(compile=False).compile == "off" and _config(compile=True).compile == "all"
-    with pytest.raises(ValueError, match="train.compile must be one of"):
+    with pytest.raises(ValueError, match=r"train\.compile must be one of"):
         _config(compile="max")
