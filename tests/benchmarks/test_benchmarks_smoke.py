@@ -64,8 +64,9 @@ def test_bench_train_step(tmp_path, rhd_root):
 @pytest.mark.slow
 def test_bench_model_gpu_figures_run_on_the_cpu(tmp_path):
     document = _run("bench_model.py", tmp_path, "--gpu-figures")
-    runtimes = {(r["runtime"], r["batch"]) for r in document["configs"]["tiny"]["rows"] if r["mode"] == "infer"}
-    assert {"eager_fp32", "eager_bf16_autocast", "eager_bf16_weights"} == {r for r, _ in runtimes}
+    rows = document["configs"]["tiny"]["rows"]
+    runtimes = {r["runtime"] for r in rows if r["mode"] == "infer" and "error" not in r}
+    assert runtimes == {"eager_fp32", "eager_bf16_autocast", "eager_bf16_weights"}
     assert document["device"] == "cpu" and "tiny" in document["bf16_weights_max_abs_diff_px"]
 
 
