@@ -95,8 +95,8 @@ def summary(results: Path) -> str:
             ),
             (
                 "the same inside training.engine.fit (last epoch)",
-                f"{_fmt(step.get('trainer_images_per_s'))} img/s = {_fmt(step.get('trainer_over_step_alone'))}"
-                " of the step alone",
+                f"{_fmt(step.get('trainer_images_per_s'))} img/s = "
+                f"{_fmt(step.get('trainer_over_step_alone'))} of the step alone",
                 ">= 0.95",
             ),
             ("GPU busy during fit (NVML)", _fmt(step.get("gpu_busy_share_during_fit")), ">= 0.9"),
@@ -118,7 +118,8 @@ def summary(results: Path) -> str:
             (
                 "with train.compile=loss: step alone, fit loop, compile time",
                 f"{_fmt(compiled.get('step_alone_images_per_s'))} img/s, "
-                f"{_fmt(compiled.get('trainer_images_per_s'))} img/s, {_fmt(compiled.get('compile_time_s'))} s",
+                f"{_fmt(compiled.get('trainer_images_per_s'))} img/s, "
+                f"{_fmt(compiled.get('compile_time_s'))} s",
                 "decides train.compile's default",
             ),
         ]
@@ -138,7 +139,8 @@ def summary(results: Path) -> str:
                     rows.append(
                         (
                             f"inference {config}, batch {batch} (best: {best['runtime']})",
-                            f"{_fmt(best['images_per_s'])} img/s = {_fmt(best['achieved_gflops'] / peak)} of peak",
+                            f"{_fmt(best['images_per_s'])} img/s = "
+                            f"{_fmt(best['achieved_gflops'] / peak)} of peak",
                             ">= 0.4 of peak" if batch >= 256 else "",
                         )
                     )
