@@ -154,7 +154,7 @@ def gpu_runners(cfg, name: str, device, compile_: bool) -> dict:
         "eager_bf16_autocast": lambda x, m=fp32: _autocast_call(m, x),
         "eager_bf16_weights": lambda x, m=bf16: m(x.to(torch.bfloat16)),
     }
-    if compile_:
+    if compile_ and name == "full":  # the served model only: each compile takes a minute or more
         compiled = torch.compile(fresh(), mode="reduce-overhead")
         compiled_bf16 = torch.compile(copy.deepcopy(bf16), mode="reduce-overhead")
         runners["compiled_fp32"] = lambda x, m=compiled: m(x)

@@ -38,7 +38,7 @@ workers=$(( cores > 1 ? cores - 1 : 1 ))
 
 if [ "$size" = tiny ]; then
   synth="synthetic_data.rhd.n_training=24,synthetic_data.rhd.n_evaluation=8,synthetic_data.freihand.n_unique=4"
-  bench_model_args="--quick"
+  bench_model_args="--quick --gpu-figures"
   bench_train_args="--quick --gpu-figures"
   train_params="rhd.model.backbone=resnet18,rhd.model.input_size=64,rhd.model.stages=2,rhd.model.head_channels=16,rhd.train.batch_size=8,rhd.train.eval_batch_size=16,rhd.train.epochs=2,rhd.train.num_workers=1"
   compile_args=""   # compiling takes minutes on a CPU: the tiny check skips the compiled run

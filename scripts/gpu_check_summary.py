@@ -85,7 +85,11 @@ def summary(results: Path) -> str:
     device = (step or model or {}).get("device", "unknown")
     if step:
         rows += [
-            ("bf16 matmul (the reference peak)", f"{_fmt(step.get('matmul_peak_tflops'))} TFLOP/s", ""),
+            (
+                f"{step['matmul']['matmul_dtype']} matmul {step['matmul']['matmul_n']}^3 (the reference peak)",
+                f"{_fmt(step.get('matmul_peak_tflops'))} TFLOP/s",
+                "",
+            ),
             (
                 f"training step alone ({step['config']['backbone']}, {step['config']['input_size']} px, "
                 f"batch {step['config']['batch']})",
