@@ -86,7 +86,7 @@ def summary(results: Path) -> str:
     if step:
         rows += [
             (
-                f"{step['matmul']['matmul_dtype']} matmul {step['matmul']['matmul_n']}^3 (the reference peak)",
+                f"{step['matmul']['matmul_dtype']} matmul {step['matmul']['matmul_n']}^3 (reference peak)",
                 f"{_fmt(step.get('matmul_peak_tflops'))} TFLOP/s",
                 "",
             ),
