@@ -106,7 +106,7 @@ def load_logged_model(uri: str, device: str | torch.device = "cpu") -> nn.Module
     """
     device = torch.device(device)
     local = Path(mlflow.artifacts.download_artifacts(uri))
-    module = mlflow.pytorch.load_model(str(local))
+    module = mlflow.pytorch.load_model(str(local), map_location="cpu")  # (pt2 ignores map_location)
     archive = local / "data" / "model.pt2"
     if device.type == "cpu":
         return module
