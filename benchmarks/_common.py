@@ -198,8 +198,9 @@ def matmul_peak(device, repeat: int = 5, n: int | None = None) -> dict[str, Any]
 
 class GpuBusy:
     """Share of wall time the GPU was busy while the block ran, sampled every ``period`` s through NVML
-    (``torch.cuda.utilization``: the share of the last sample window in which a kernel ran). ``share``
-    is None on the CPU or where NVML is not available."""
+    (``torch.cuda.utilization``: the share of the last sample window in which a kernel ran), or through
+    ``nvidia-smi`` where pynvml is missing (the GPU machine has none). ``share`` is None on the CPU or
+    where neither is available."""
 
     def __init__(self, device, period: float = 0.2):
         self.device, self.period, self.samples, self.share = device, period, [], None
@@ -210,7 +211,16 @@ class GpuBusy:
 
         try:
             return float(torch.cuda.utilization(self.device))
-        except Exception:  # no NVML (pynvml) on this machine
+        except Exception:  # no pynvml: ask nvidia-smi
+            pass
+        import subprocess
+
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", f"-i={index}"]
+        try:
+            done = subprocess.run(query, capture_output=True, text=True, timeout=5, check=True)
+            return float(done.stdout.strip().splitlines()[0])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
             return None
 
     def __enter__(self) -> GpuBusy:
