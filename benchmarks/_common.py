@@ -216,7 +216,12 @@ class GpuBusy:
         import subprocess
 
         index = self.device.index if self.device.index is not None else torch.cuda.current_device()
-        query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", f"-i={index}"]
+        query = [
+            "nvidia-smi",
+            "--query-gpu=utilization.gpu",
+            "--format=csv,noheader,nounits",
+            f"--id={index}",
+        ]
         try:
             done = subprocess.run(query, capture_output=True, text=True, timeout=5, check=True)
             return float(done.stdout.strip().splitlines()[0])
