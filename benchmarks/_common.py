@@ -152,3 +152,112 @@ def synthetic_rhd_hands(root: Path, limit: int = 0):
     hands, _ = read_rhd(root, ["training", "evaluation"], val_ratio=0.1, seed=42, on_bad_sample="raise")
     hands, _ = filter_visible(hands, 10)
     return hands.iloc[:limit].reset_index(drop=True) if limit else hands
+
+
+# --- CUDA: the same scripts measure on the GPU when there is one --------------------------------------
+
+
+def bench_device():
+    """The device the benchmarks measure on: the first CUDA GPU when there is one, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queue (CUDA work is asynchronous: a host clock alone times the launches)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_on(device, fn: Callable[[], Any], repeat: int, warmup: int = 1) -> list[float]:
+    """:func:`timed` with the device's queue drained before each clock reading."""
+
+    def run() -> None:
+        fn()
+        synchronize(device)
+
+    synchronize(device)
+    return timed(run, repeat, warmup)
+
+
+def matmul_peak(device, repeat: int = 5, n: int | None = None) -> dict[str, Any]:
+    """The practical peak: best FLOP/s of an (n, n) @ (n, n) matmul, bf16 on CUDA (n = 8192), fp32 on
+    the CPU (n = 4096), measured in the same run as the figures compared with it."""
+    import torch
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    n = n or (8192 if device.type == "cuda" else 4096)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = min(timed_on(device, lambda: torch.mm(a, b), repeat, warmup=2))
+    return {"matmul_n": n, "matmul_dtype": str(dtype).removeprefix("torch."), "flops_per_s": 2 * n**3 / best}
+
+
+class GpuBusy:
+    """Share of wall time the GPU was busy while the block ran, sampled every ``period`` s through NVML
+    (``torch.cuda.utilization``: the share of the last sample window in which a kernel ran), or through
+    ``nvidia-smi`` where pynvml is missing (the GPU machine has none). ``share`` is None on the CPU or
+    where neither is available."""
+
+    def __init__(self, device, period: float = 0.2):
+        self.device, self.period, self.samples, self.share = device, period, [], None
+        self._stop = None
+
+    def _probe(self) -> float | None:
+        import torch
+
+        try:
+            return float(torch.cuda.utilization(self.device))
+        except Exception:  # no pynvml: ask nvidia-smi
+            pass
+        import subprocess
+
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        query = [
+            "nvidia-smi",
+            "--query-gpu=utilization.gpu",
+            "--format=csv,noheader,nounits",
+            f"--id={index}",
+        ]
+        try:
+            done = subprocess.run(query, capture_output=True, text=True, timeout=5, check=True)
+            return float(done.stdout.strip().splitlines()[0])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            return None
+
+    def __enter__(self) -> GpuBusy:
+        import threading
+
+        if self.device.type != "cuda" or self._probe() is None:
+            return self
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.wait(self.period):
+                value = self._probe()
+                if value is not None:
+                    self.samples.append(value)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            if self.samples:
+                self.share = sum(self.samples) / len(self.samples) / 100
+
+
+def device_slug(device) -> str:
+    """The device's name for result file names, e.g. ``nvidia_h200`` (``cpu`` on the CPU)."""
+    import re
+
+    import torch
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")

@@ -24,6 +24,7 @@ from mle_hand_pipeline.export import (
     OnnxMismatchError,
     check_onnx,
     export_onnx,
+    load_logged_model,
     log_mlflow_model,
 )
 from mle_hand_pipeline.models import InferenceWrapper
@@ -228,3 +229,39 @@ def test_predict_loads_the_logged_run_with_either_backend(logged, model_suffix):
 def test_predict_names_a_missing_run(logged):
     with pytest.raises(FileNotFoundError, match=r"runs:/0123456789abcdef0123456789abcdef.*not found"):
         load_predictor("runs:/0123456789abcdef0123456789abcdef", "torch")
+
+
+def test_logged_model_loads_on_another_device_whole(logged):
+    uri = f"runs:/{logged['run_id']}/model"
+    images = torch.randn(3, 3, SIZE, SIZE)
+    on_cpu = load_logged_model(uri, "cpu")
+    torch.testing.assert_close(on_cpu(images), mlflow.pytorch.load_model(uri)(images), rtol=0, atol=0)
+    # "meta" stands in for "cuda" on this CPU machine: every weight, buffer and device argument of the
+    # graph must follow, or the forward pass would mix devices and fail.
+    moved = load_logged_model(uri, "meta")
+    tensors = [*moved.parameters(), *moved.buffers()]
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+    out = moved(images.to("meta"))
+    assert out.device.type == "meta" and out.shape == (3, 21, 4)
+
+
+def test_logging_on_a_gpu_machine_checks_the_model_on_the_cpu(logged, monkeypatch):
+    # On a GPU machine MLflow's pyfunc loader picks CUDA, which the CPU-exported program refuses: the
+    # message seen while logging. Logging pins the reload to the CPU; users pass model_config.
+    uri = f"runs:/{logged['run_id']}/model"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("MLFLOW_DEFAULT_PREDICTION_DEVICE", raising=False)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="can't be loaded on 'cuda' device"):
+        mlflow.pyfunc.load_model(uri)
+    pyfunc = mlflow.pyfunc.load_model(uri, model_config={"device": "cpu"})  # the README's call
+    assert pyfunc.predict(np.zeros((2, 3, SIZE, SIZE), dtype=np.float32)).shape == (2, 21, 4)
+
+    seen = {}
+    monkeypatch.setattr(
+        mlflow.pytorch,
+        "log_model",
+        lambda *args, **kwargs: seen.update(device=os.environ.get("MLFLOW_DEFAULT_PREDICTION_DEVICE")),
+    )
+    monkeypatch.setattr("mle_hand_pipeline.export.log_onnx_and_pyfunc", lambda *args, **kwargs: None)
+    log_mlflow_model(logged["model"], SIZE)
+    assert seen == {"device": "cpu"} and "MLFLOW_DEFAULT_PREDICTION_DEVICE" not in os.environ

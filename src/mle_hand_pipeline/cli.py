@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--mirror", action="store_true", help="mirror the crop first (left hands)")
     predict.add_argument("--backend", choices=("torch", "onnx"), default="torch")
-    predict.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    predict.add_argument("--device", default="auto", help="torch device (default auto: the GPU if any)")
     predict.add_argument("--batch-size", type=int, default=16)
     predict.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
     predict.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "

@@ -3,7 +3,12 @@
 :func:`log_mlflow_model` logs, to the active MLflow run (``name`` = "model" by default):
 
 - ``model``: MLflow PyTorch model (``pt2``, ``torch.export``, no pickle) of :class:`PackedKeypoints`:
-  normalised crops (B, 3, S, S) -> (B, K, 4). ``mlflow.pytorch.load_model`` loads it (needs torch).
+  normalised crops (B, 3, S, S) -> (B, K, 4), exported on the CPU. ``mlflow.pytorch.load_model``
+  loads it on the CPU, on any machine; :func:`load_logged_model` loads it on any device (a GPU too).
+  A ``torch.export`` program keeps the device it was exported on (weights and any device argument in
+  its graph), and MLflow refuses to load it elsewhere ("the original model contains weights / buffers
+  on 'cpu' device, it can't be loaded on 'cuda' device"): so its pyfunc flavour loads on a GPU
+  machine only as ``mlflow.pyfunc.load_model(uri, model_config={"device": "cpu"})``.
 - ``onnx/model.onnx``: the same inference graph (stage T only, no flows) as ONNX with a dynamic
   batch axis, input ``images`` (B, 3, S, S), outputs ``coords_px`` and ``sigmas_px`` (B, K, 2) in
   crop pixels; ``onnx/check.json`` holds the max abs difference to PyTorch on a random batch.
@@ -15,8 +20,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import io
 import json
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -76,13 +84,53 @@ def log_mlflow_model(model: nn.Module, input_size: int, name: str = "model") -> 
     graph and the image-taking pyfunc ``pyfunc_<name>`` (see the module docstring).
     """
     example = np.zeros((2, 3, input_size, input_size), dtype=np.float32)
-    mlflow.pytorch.log_model(
-        PackedKeypoints(model.eval()),
-        name=name,
-        signature=packed_signature(input_size),
-        input_example=example,
-    )
+    # Exported on the CPU so the logged program loads anywhere with the CPU's weights; while logging,
+    # MLflow reloads it to infer its requirements and would pick the GPU when there is one, which a
+    # CPU-exported program refuses (see the module docstring).
+    packed = PackedKeypoints(copy.deepcopy(model).cpu().eval())
+    with _environment(MLFLOW_DEFAULT_PREDICTION_DEVICE="cpu"):
+        mlflow.pytorch.log_model(
+            packed, name=name, signature=packed_signature(input_size), input_example=example
+        )
     log_onnx_and_pyfunc(model, input_size, name=f"pyfunc_{name}")
+
+
+def load_logged_model(uri: str, device: str | torch.device = "cpu") -> nn.Module:
+    """The MLflow PyTorch model logged by :func:`log_mlflow_model`, ready on ``device``: (B, 3, S, S)
+    normalised crops on ``device`` -> (B, K, 4). Works on a GPU machine, where
+    ``mlflow.pytorch.load_model(uri, device="cuda")`` refuses the CPU-exported program.
+
+    ``mlflow.pytorch.load_model`` loads it first (it checks that the archive holds no pickle); for
+    another device the same archive's program is moved there whole (weights, buffers and the device
+    arguments inside its graph) with ``torch.export``'s ``move_to_device_pass``.
+    """
+    device = torch.device(device)
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    module = mlflow.pytorch.load_model(str(local), map_location="cpu")  # (pt2 ignores map_location)
+    archive = local / "data" / "model.pt2"
+    if device.type == "cpu":
+        return module
+    if not archive.is_file():  # another project's pickled PyTorch model: an ordinary module
+        return module.to(device)
+    from torch.export.passes import move_to_device_pass
+
+    program = torch.export.load(archive)  # checked just above
+    return move_to_device_pass(program, device).module()
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Set environment variables for the duration of the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def export_onnx(model: nn.Module, input_size: int, path: str | Path | None = None) -> bytes:

@@ -132,7 +132,7 @@ def load_mlflow_pytorch(source: ModelSource, device: str = "cpu"):
     Raises :class:`ModelNotFoundError` naming the model when it cannot be loaded or has no PyTorch
     flavour.
     """
-    import mlflow
+    from mle_hand_pipeline.export import load_logged_model
 
     with mlflow_load_errors(source.name):
         info = mlflow_model_info(source.location)
@@ -143,4 +143,4 @@ def load_mlflow_pytorch(source: ModelSource, device: str = "cpu"):
             )
         if info.input_size is None:
             raise ModelNotFoundError(f"model {source.name}: its MLmodel has no (B, 3, S, S) input signature")
-        return mlflow.pytorch.load_model(source.location, map_location=device), info.input_size
+        return load_logged_model(source.location, device), info.input_size

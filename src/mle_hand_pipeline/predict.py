@@ -150,13 +150,17 @@ class Failure:
 # ---------------------------------------------------------------------------------------------------
 
 
-def load_predictor(model: str | Path, backend: str = "torch", device: str = "cpu") -> Predictor:
-    """Load ``model`` (checkpoint, ONNX file, MLflow model folder, run id or URI) for ``backend``.
+def load_predictor(model: str | Path, backend: str = "torch", device: str = "auto") -> Predictor:
+    """Load ``model`` (checkpoint, ONNX file, MLflow model folder, run id or URI) for ``backend`` on
+    ``device`` (``"auto"``: the GPU when there is one, see ``training.inference.inference_device``).
 
     Raises :class:`ModelNotFoundError` naming the model when it does not exist or cannot be loaded.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    from mle_hand_pipeline.training.inference import inference_device
+
+    device = str(inference_device(device))
     source = resolve_model_source(model)
     if source.kind == ONNX:
         if backend != "onnx":

@@ -210,7 +210,11 @@ class HandPoseModel(mlflow.pyfunc.PythonModel):
         self.box_scale = float(config.get("box_scale", DEFAULT_BOX_SCALE))
         self.min_side = float(config.get("min_side", DEFAULT_MIN_SIDE))
         self.batch_size = int(config.get("batch_size", 16))
-        self.session = ort.InferenceSession(context.artifacts["onnx"], providers=["CPUExecutionProvider"])
+        # onnxruntime-gpu offers CUDA when a GPU is usable; the CPU provider is the fallback for any node.
+        providers = [
+            p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
+        ]
+        self.session = ort.InferenceSession(context.artifacts["onnx"], providers=providers)
 
     def predict(self, context, model_input, params=None):
         items = _items(model_input)

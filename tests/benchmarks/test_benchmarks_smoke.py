@@ -52,10 +52,22 @@ def test_bench_loader(tmp_path, rhd_root):
 
 @pytest.mark.slow
 def test_bench_train_step(tmp_path, rhd_root):
-    document = _run("bench_train_step.py", tmp_path, "--root", str(rhd_root))
+    # --gpu-figures runs the GPU-only measurements on the CPU too, so the GPU check's first run works.
+    document = _run("bench_train_step.py", tmp_path, "--root", str(rhd_root), "--gpu-figures")
     phases = [row["phase"] for row in document["phases"]]
     assert phases == ["data", "augment", "forward", "loss", "backward", "optimizer", "step (total)"]
     assert 0 < document["flows_loss_share"] and document["images_per_s"] > 0
+    assert 0 < document["step_alone_share_of_peak"] and document["train_gflop_per_image"] > 0
+    assert document["trainer_images_per_s"] > 0 and document["device"] == "cpu"
+
+
+@pytest.mark.slow
+def test_bench_model_gpu_figures_run_on_the_cpu(tmp_path):
+    document = _run("bench_model.py", tmp_path, "--gpu-figures")
+    rows = document["configs"]["tiny"]["rows"]
+    runtimes = {r["runtime"] for r in rows if r["mode"] == "infer" and "error" not in r}
+    assert runtimes == {"eager_fp32", "eager_bf16_autocast", "eager_bf16_weights"}
+    assert document["device"] == "cpu" and "tiny" in document["bf16_weights_max_abs_diff_px"]
 
 
 @pytest.mark.slow

@@ -1,13 +1,16 @@
 """Training loop: learning, exact resume after a kill, DDP replicas, non-finite handling."""
 
+import copy
 import multiprocessing
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 from helpers import KillAfterFirstEpoch, fit_in_child
 
 from mle_hand_pipeline.models import InferenceWrapper
+from mle_hand_pipeline.training import engine
 from mle_hand_pipeline.training.augment import AugmentSettings
 from mle_hand_pipeline.training.checkpoint import ModelSpec, load_checkpoint, load_model
 from mle_hand_pipeline.training.engine import NonFiniteLossError, TrainConfig, fit
@@ -85,10 +88,40 @@ def test_two_process_gloo_ddp_replicas_identical(tiny_rhd, tmp_path):
     assert len(result.history) == 1 and result.history["train_loss"].notna().all()
 
 
-def test_non_finite_losses_stop_with_a_clear_error(tiny_rhd, tmp_path):
+@pytest.mark.parametrize("skip_on_device", [False, True], ids=["host-skip", "device-skip"])
+def test_non_finite_losses_stop_with_a_clear_error(tiny_rhd, tmp_path, monkeypatch, skip_on_device):
+    # device-skip is the CUDA path (fused Adam told to skip by a device flag), run here on the CPU.
+    monkeypatch.setattr(engine, "skips_steps_on_device", lambda device: skip_on_device)
     train, val = _splits(tiny_rhd)
     with pytest.raises(NonFiniteLossError, match="3 training steps in a row had a non-finite loss"):
         fit(SPEC, _config(lr=float("inf"), max_nonfinite_steps=3), train, val, tiny_rhd["crops"], tmp_path)
+
+
+@pytest.mark.parametrize("skip_on_device", [False, True], ids=["host-skip", "device-skip"])
+def test_a_non_finite_step_changes_nothing_and_a_finite_one_applies(tiny_rhd, monkeypatch, skip_on_device):
+    monkeypatch.setattr(engine, "skips_steps_on_device", lambda device: skip_on_device)
+    train, val = _splits(tiny_rhd)
+    trainer = engine.Trainer(
+        0, 1, torch.device("cpu"), SPEC, _config(), train, val, tiny_rhd["crops"], Path("unused"), None
+    )
+    assert (trainer.optimizer.param_groups[0]["fused"] is True) == skip_on_device
+    parameters = list(trainer.module.parameters())
+
+    def loss(scale: float) -> torch.Tensor:
+        return sum((p * p).sum() for p in parameters) * scale
+
+    assert bool(trainer._backward_and_step(loss(1.0)))
+    weights = [p.detach().clone() for p in parameters]
+    state = copy.deepcopy(trainer.optimizer.state_dict()["state"])
+    for bad in (float("nan"), float("inf")):
+        assert not bool(trainer._backward_and_step(loss(bad)))
+    assert all(torch.equal(p, w) for p, w in zip(parameters, weights, strict=True))
+    after = trainer.optimizer.state_dict()["state"]
+    for key, value in state.items():
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(after[key][name], value[name]), (key, name)
+    assert bool(trainer._backward_and_step(loss(1.0)))
+    assert not torch.equal(parameters[0], weights[0])
 
 
 def test_resume_refuses_a_different_model(tiny_rhd, tmp_path):
@@ -116,3 +149,28 @@ def test_checkpoints_carry_the_flows_rms_and_inference_applies_it(tiny_rhd, tmp_
         raw = model(images).sigmas[:, -1]
         _, sigmas_px = InferenceWrapper(model)(images)
     torch.testing.assert_close(sigmas_px, raw * scale[-1] * 64)
+
+
+def test_compiled_training_matches_eager_and_reports_compile_time(tiny_rhd, tmp_path, monkeypatch):
+    # Inductor takes minutes on this CPU: the eager backend runs the same graph capture (Dynamo), so this
+    # checks the wiring (in-place compile, unchanged checkpoint keys, compile time apart from speed).
+    compile_in_place = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self: compile_in_place(self, backend="eager"))
+    train, val = _splits(tiny_rhd)
+    eager = fit(SPEC, _config(epochs=1), train, val, tiny_rhd["crops"], tmp_path / "eager")
+    # "loss" and "all" differ only in which module compile() is called on; "loss" traces in seconds.
+    compiled = fit(SPEC, _config(epochs=1, compile="loss"), train, val, tiny_rhd["crops"], tmp_path / "loss")
+    assert compiled.history["compile_time_s"].iloc[0] > 0 and "compile_time_s" not in eager.history
+    torch.testing.assert_close(
+        compiled.history["train_loss"].iloc[0], eager.history["train_loss"].iloc[0], rtol=1e-5, atol=0
+    )
+    assert (
+        load_checkpoint(compiled.last_checkpoint)["module"].keys()
+        == load_checkpoint(eager.last_checkpoint)["module"].keys()
+    )
+
+
+def test_train_compile_must_be_a_known_mode():
+    assert _config(compile=False).compile == "off" and _config(compile=True).compile == "all"
+    with pytest.raises(ValueError, match=r"train\.compile must be one of"):
+        _config(compile="max")

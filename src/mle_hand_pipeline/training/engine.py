@@ -25,7 +25,6 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
 
 from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
 from mle_hand_pipeline.training.checkpoint import (
@@ -38,8 +37,13 @@ from mle_hand_pipeline.training.checkpoint import (
 )
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.inference import autocast_context, score_crops
+from mle_hand_pipeline.training.progress import StepProgress
 
 logger = logging.getLogger(__name__)
+
+
+# train.compile: off | loss (torch.compile of the loss and its flows) | all (network + loss).
+COMPILE_MODES = ("off", "loss", "all")
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,14 @@ class TrainConfig:
     max_nonfinite_steps: int = 20
     eval_batch_size: int = 64
     sigma_warmup_epochs: int = 0
+    compile: str = "off"
     augment: AugmentSettings = field(default_factory=AugmentSettings)
+
+    def __post_init__(self):
+        if isinstance(self.compile, bool):  # YAML reads a bare off/on as a boolean
+            object.__setattr__(self, "compile", "all" if self.compile else "off")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"train.compile must be one of {COMPILE_MODES}, got {self.compile!r}")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainConfig:
@@ -127,6 +138,14 @@ def resolve_precision(precision: str, device_type: str) -> str:
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"train.precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     return precision
+
+
+def skips_steps_on_device(device: torch.device) -> bool:
+    """Whether a non-finite step is skipped on the device (fused Adam's ``found_inf``) rather than by a
+    host ``if``. On CUDA a host test of a GPU value waits for the queue to drain; on the CPU it costs
+    nothing and the plain Adam keeps the CPU demo's numbers bit-identical (fused Adam rounds
+    differently)."""
+    return device.type == "cuda"
 
 
 def _free_port() -> int:
@@ -253,9 +272,18 @@ class Trainer:
         self.module = TrainingModule(model, spec.build_loss()).to(device)
         if device.type == "cuda":
             self.module = self.module.to(memory_format=torch.channels_last)
+        # Module.compile() compiles in place: state-dict keys, checkpoints and DDP stay as they are.
+        if config.compile == "all":
+            self.module.compile()
+        elif config.compile == "loss":
+            self.module.loss.compile()
         self.wrapped = DistributedDataParallel(self.module) if world_size > 1 else self.module
+        self.skip_on_device = skips_steps_on_device(device)
         self.optimizer = torch.optim.Adam(
-            self.module.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            self.module.parameters(),
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            fused=True if self.skip_on_device else None,
         )
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
@@ -303,6 +331,9 @@ class Trainer:
                 "use another checkpoint folder or train.resume=false"
             )
         self.module.load_state_dict(state["module"])
+        # Keep this device's Adam implementation even if the checkpoint was written on another device.
+        for group in state["optimizer"]["param_groups"]:
+            group["fused"] = self.optimizer.param_groups[0]["fused"]
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"].cpu())
@@ -373,75 +404,113 @@ class Trainer:
             )
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch; returns its history row. The loop never waits for the device except to show the
+        loss (at most once a second), for the non-finite guard (every ``max_nonfinite_steps`` steps)
+        and at the end: losses and counts accumulate on the device."""
         self.module.train()
         if hasattr(self.module.model, "detach_sigma_input"):
             self.module.model.detach_sigma_input = epoch < self.config.sigma_warmup_epochs
         self.sampler.set_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
-        totals = None
-        steps = consecutive_nonfinite = skipped = 0
+        device, limit = self.device, self.config.max_nonfinite_steps
+        totals = None  # per-stage loss sums of the applied steps
+        applied = torch.zeros((), device=device)
+        skipped = torch.zeros((), dtype=torch.long, device=device)
+        nonfinite_run = torch.zeros((), dtype=torch.long, device=device)
+        longest_run = torch.zeros((), dtype=torch.long, device=device)
         started = time.perf_counter()
-        progress = tqdm(
-            self.loader,
-            desc=f"epoch {epoch + 1}/{self.config.epochs}",
-            unit="batch",
-            disable=not self.is_main,
-            leave=False,
-            mininterval=1.0,
+        first_step_s = None
+        last = {}
+
+        def shown() -> dict[str, str]:
+            rate = (step + 1) * len(images) * self.world_size / (time.perf_counter() - started)
+            return {"loss": f"{last['loss'].item():.3f}", "img_s": f"{rate:.1f}"}
+
+        progress = StepProgress(
+            len(self.loader), f"epoch {epoch + 1}/{self.config.epochs}", shown, enabled=self.is_main
         )
-        for step, batch in enumerate(progress):
-            generator = torch.Generator(device=self.device)
+        for step, batch in enumerate(self.loader):
+            generator = torch.Generator(device=device)
             generator.manual_seed(
                 ((self.config.seed * 1_000_003 + epoch) * 1_000_003 + step) * 64 + self.rank
             )
             images, target, visible = prepare_batch(
-                batch, self.spec.input_size, self.device, self.config.augment, generator
+                batch, self.spec.input_size, device, self.config.augment, generator
             )
-            if self.device.type == "cuda":
+            if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
-            with autocast_context(self.device, self.precision):
+            with autocast_context(device, self.precision):
                 result = self.wrapped(images, target, visible)
-            finite = torch.isfinite(result.total.detach()).float()
-            if self.world_size > 1:
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            self.optimizer.zero_grad(set_to_none=True)
-            if finite.item() == 1:
-                result.total.backward()
-                norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
-                if torch.isfinite(norm):  # identical on every rank: gradients are already all-reduced
-                    self.optimizer.step()
-                    consecutive_nonfinite = 0
-                    per_stage = result.per_stage.detach().float().cpu()
-                    totals = per_stage if totals is None else totals + per_stage
-                    steps += 1
-                    if self.is_main:
-                        elapsed = time.perf_counter() - started
-                        progress.set_postfix(
-                            loss=f"{result.total.item():.3f}",
-                            img_s=f"{(step + 1) * len(images) * self.world_size / elapsed:.1f}",
-                        )
-                    continue
-            skipped += 1
-            consecutive_nonfinite += 1
-            self.nonfinite_total += 1
-            if consecutive_nonfinite >= self.config.max_nonfinite_steps:
-                raise NonFiniteLossError(
-                    f"{consecutive_nonfinite} training steps in a row had a non-finite loss or gradient "
-                    f"(epoch {epoch + 1}, step {step}); lower train.lr, raise model.loss.sigma_eps "
-                    "or check the labels"
-                )
+            applied_now = self._backward_and_step(result.total)
+            per_stage = torch.where(applied_now, result.per_stage.detach().float(), 0.0)
+            totals = per_stage if totals is None else totals + per_stage
+            applied += applied_now
+            skipped += ~applied_now
+            nonfinite_run = torch.where(applied_now, 0, nonfinite_run + 1)
+            longest_run = torch.maximum(longest_run, nonfinite_run)
+            last["loss"] = result.total.detach()
+            if self.config.compile != "off" and step == 0:
+                # The first step compiles: time it apart so images_per_s is the steady-state speed.
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                first_step_s = time.perf_counter() - started
+                started = time.perf_counter()
+            if (step + 1) % limit == 0 or step + 1 == len(self.loader):
+                # Identical on every rank (the decision uses all-reduced values), so all ranks stop together.
+                if int(longest_run) >= limit:
+                    progress.close()
+                    raise NonFiniteLossError(
+                        f"{limit} training steps in a row had a non-finite loss or gradient "
+                        f"(epoch {epoch + 1}, by step {step}); lower train.lr, raise model.loss.sigma_eps "
+                        "or check the labels"
+                    )
+            progress.step()
+        progress.close()
         elapsed = time.perf_counter() - started
         self.scheduler.step()
-        per_stage = (totals / max(steps, 1)).tolist() if totals is not None else [math.nan]
+        steps_timed = len(self.loader) - (first_step_s is not None)
+        steps = int(applied)
+        per_stage_mean = (totals / max(steps, 1)).tolist() if steps else [math.nan]
         row = {
             "epoch": epoch + 1,
-            "train_loss": float(sum(per_stage)),
+            "train_loss": float(sum(per_stage_mean)),
             "lr": lr,
-            "images_per_s": len(self.loader) * self.loader.batch_size * self.world_size / elapsed,
-            "nonfinite_steps": skipped,
+            "images_per_s": steps_timed * self.loader.batch_size * self.world_size / elapsed,
+            "nonfinite_steps": int(skipped),
         }
-        row.update({f"loss_stage{t + 1}": value for t, value in enumerate(per_stage)})
+        if first_step_s is not None:
+            row["compile_time_s"] = first_step_s
+        self.nonfinite_total += row["nonfinite_steps"]
+        row.update({f"loss_stage{t + 1}": value for t, value in enumerate(per_stage_mean)})
         return row
+
+    def _backward_and_step(self, loss: torch.Tensor) -> torch.Tensor:
+        """Backward, clip, Adam step, unless the loss or the gradient norm is non-finite on any rank.
+
+        Returns whether the step was applied, as a bool tensor on the device. Skipping never reads a
+        device value on CUDA (see :func:`skips_steps_on_device`)."""
+        finite = torch.isfinite(loss.detach())
+        if self.world_size > 1:
+            finite = finite.float()
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            finite = finite.bool()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.skip_on_device:
+            loss.backward()
+            # Gradients are all-reduced by now, so the norm (and the decision) is the same on every rank.
+            norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+            applied = finite & torch.isfinite(norm)
+            self.optimizer.found_inf = (~applied).float()  # fused Adam leaves weights and state as they are
+            self.optimizer.step()
+            return applied
+        if not finite:
+            return torch.tensor(False)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+        if not torch.isfinite(norm):
+            return torch.tensor(False)
+        self.optimizer.step()
+        return torch.tensor(True)
 
     def _validate(self) -> dict[str, float]:
         scores = score_crops(

@@ -30,6 +30,14 @@ class CropPredictions:
     sigmas: np.ndarray | None
 
 
+def inference_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The device prediction and evaluation run on: ``"auto"`` (or None) is the first CUDA GPU when
+    there is one, else the CPU; anything else is taken as a torch device name (``"cpu"``, ``"cuda:1"``)."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def autocast_context(device: torch.device, precision: str):
     """bf16 autocast when ``precision == "bf16"``, else nothing."""
     if precision == "bf16":

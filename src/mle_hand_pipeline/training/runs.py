@@ -24,7 +24,7 @@ from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import TrainConfig, fit
-from mle_hand_pipeline.training.inference import predict_crops
+from mle_hand_pipeline.training.inference import inference_device, predict_crops
 from mle_hand_pipeline.training.label_noise import LabelNoise, corrupt_labels
 from mle_hand_pipeline.training.run_dirs import RunDirClaim, claim_local_run_dir
 from mle_hand_pipeline.training.validation import validate_model_params, validate_train_params
@@ -128,7 +128,7 @@ def predict_checkpoint(
     Returns coords ``(N, T, K, 2)`` and sigmas ``(N, T, K, 2)`` (None without uncertainty) in
     stored-crop pixels, and the checkpoint's :class:`ModelSpec`. Runs on CUDA when present.
     """
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = inference_device()
     model, spec = load_model(path, device)
     predictions = predict_crops(
         model, HandCrops(table, crops_dir), spec.input_size, device, batch_size=batch_size
@@ -138,20 +138,25 @@ def predict_checkpoint(
 
 @torch.no_grad()
 def predict_packed(
-    model: nn.Module, input_size: int, table: pd.DataFrame, crops_dir: Path, batch_size: int
+    model: nn.Module,
+    input_size: int,
+    table: pd.DataFrame,
+    crops_dir: Path,
+    batch_size: int,
+    device: str | torch.device = "cpu",
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Final-stage predictions of a packed model (an MLflow PyTorch model: ``(B, K, 4)`` = x, y,
-    sigma_x, sigma_y in input-crop pixels, on the CPU) mapped to stored-crop pixels: coords
+    sigma_x, sigma_y in input-crop pixels, on ``device``) mapped to stored-crop pixels: coords
     ``(N, 1, K, 2)``, sigmas ``(N, 1, K, 2)`` or None when the model's sigmas are all zero (methods
     without uncertainty)."""
     dataset = HandCrops(table, crops_dir)
     outputs = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        images, _, _ = prepare_batch(batch, input_size, torch.device("cpu"), settings=None, generator=None)
+        images, _, _ = prepare_batch(batch, input_size, torch.device(device), settings=None, generator=None)
         n = len(images)
         if n == 1:  # torch.export specialises batch sizes 0 and 1: the dynamic batch axis starts at 2
             images = images.repeat(2, 1, 1, 1)
-        outputs.append(model(images)[:n].float())
+        outputs.append(model(images)[:n].float().cpu())
     packed = torch.cat(outputs).numpy().astype(np.float64) * (dataset.crop_size / input_size)
     coords, sigmas = packed[:, None, :, :2], packed[:, None, :, 2:]
     return coords, (None if not sigmas.any() else sigmas)

@@ -18,6 +18,7 @@ from mle_hand_pipeline.model_source import (
     load_mlflow_pytorch,
     resolve_model_source,
 )
+from mle_hand_pipeline.training.inference import inference_device
 from mle_hand_pipeline.training.runs import predict_checkpoint, predict_packed, split
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ def evaluate_model(
     source = resolve_model_source(params["model"])
     test = split(hands, "test")
     if source.kind == MLFLOW:
-        model, input_size = load_mlflow_pytorch(source)
-        coords, sigmas = predict_packed(model, input_size, test, crops_dir, params["batch_size"])
+        device = inference_device()
+        model, input_size = load_mlflow_pytorch(source, device)
+        coords, sigmas = predict_packed(model, input_size, test, crops_dir, params["batch_size"], device)
         method, all_stages = mlflow_method(source), False
         logger.info("MLflow model %s: final stage only (per-stage metrics need a checkpoint)", source.name)
     elif source.kind == CHECKPOINT:
