@@ -105,7 +105,9 @@ def test_each_method_and_noise_level_is_a_nested_mlflow_run(tiny_rhd, tmp_path):
     assert (table["status"] == "finished").all() and table["epochs"].eq(1).all()
     assert table.loc[2, "label_nme"] > 0.05 and table.loc[0, "label_nme"] == 0
     for row in table.itertuples():
-        assert (tmp_path / "checkpoints" / "compare" / row.noise / row.method / "best.pt").is_file()
+        # one run folder (named after the method's nested MLflow run) per cell
+        cell = tmp_path / "checkpoints" / "compare" / row.noise / row.method
+        assert len(list(cell.glob("*/best.pt"))) == 1
 
     client = MlflowClient(uri)
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
