@@ -7,8 +7,8 @@ import torch
 
 from mle_hand_pipeline.training import engine
 from mle_hand_pipeline.training.augment import AugmentSettings
-from mle_hand_pipeline.training.checkpoint import load_checkpoint
-from mle_hand_pipeline.training.engine import ModelSpec, TrainConfig, fit
+from mle_hand_pipeline.training.checkpoint import ModelSpec, load_checkpoint
+from mle_hand_pipeline.training.engine import TrainConfig, fit
 
 SPEC = ModelSpec(method="mle", backbone="resnet18", stages=2, input_size=64, head_channels=16)
 # Every transform drawn is the identity, so both runs feed the network the same pixels; the random
