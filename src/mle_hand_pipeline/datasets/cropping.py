@@ -81,6 +81,23 @@ class CropSettings:
 
 
 @dataclass(frozen=True)
+class CropPlan:
+    """Everything :func:`crop_hands` needs but the output folder: what a crop node hands to the crop
+    store dataset, which writes it (so the crops are the node's output, not a side effect)."""
+
+    annotations: pd.DataFrame
+    raw_root: str
+    settings: CropSettings
+    workers: int
+    on_bad_sample: OnBadSample
+
+    def write(self, crops_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return crop_hands(
+            self.annotations, self.raw_root, crops_dir, self.settings, self.workers, self.on_bad_sample
+        )
+
+
+@dataclass(frozen=True)
 class _Target:
     path: Path  # crop file
     box: CropBox
