@@ -44,3 +44,13 @@ def test_training_on_device_data_repeats_loader_training(tiny_rhd, tmp_path):
     bad = TrainConfig(**{**config.__dict__, "data_on_device": "always"})
     with pytest.raises(ValueError, match=r"train\.data_on_device must be auto, true or false, got 'always'"):
         fit(SPEC, bad, train, val, tiny_rhd["crops"], tmp_path / "bad")
+
+
+def test_a_table_of_several_splits_reads_each_from_its_array(tiny_rhd):
+    hands = tiny_rhd["hands"]
+    assert hands["split"].nunique() == 3
+    from_arrays = HandCrops(hands, tiny_rhd["crops"])
+    from_jpeg = HandCrops(hands, tiny_rhd["crops"], decode_jpeg=True)
+    for index in range(0, len(hands), 7):
+        assert torch.equal(from_arrays[index]["image"], from_jpeg[index]["image"])
+    assert torch.equal(from_arrays.images(torch.device("cpu"))[-1], from_jpeg[len(hands) - 1]["image"])

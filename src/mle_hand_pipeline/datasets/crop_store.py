@@ -203,7 +203,7 @@ class CropStore(os.PathLike):
         """
         splits = table["split"].unique()
         if len(splits) != 1:
-            raise ValueError(f"one split at a time, got {sorted(splits)}")
+            raise ValueError(f"rows of one split at a time, got {sorted(splits)}")
         split = str(splits[0])
         if split not in self.manifest["splits"]:
             raise StaleCropStoreError(self._stale(f"it has no '{split}' crops"))

@@ -22,11 +22,11 @@ from mle_hand_pipeline.datasets.records import stack_column
 
 
 class HandCrops(Dataset):
-    """Crops of one split listed in a preprocessing table (``rhd_hands`` / ``freihand_hands``).
+    """Crops listed in a preprocessing table (``rhd_hands`` / ``freihand_hands``), usually one split.
 
     Args:
-        table: rows of one split of the hand table (labels may differ from the store's, e.g. label
-            noise; the crop files and boxes must be the store's, else ``StaleCropStoreError``).
+        table: rows of the hand table (labels may differ from the store's, e.g. label noise; the crop
+            files and boxes must be the store's, else ``StaleCropStoreError``).
         crops: the crop store (or its folder) the table was made with.
         decode_jpeg: read each crop from its JPEG file instead of the array (for checks and people).
 
@@ -46,33 +46,37 @@ class HandCrops(Dataset):
         if len(sizes) != 1:
             raise ValueError(f"crops of several sizes in one table: {sorted(sizes)}; re-run preprocessing")
         self.crop_size = int(sizes[0])
-        self.split, self.rows = self.store.rows(table)
+        # Item i is row self.rows[i] of split self.splits[i]'s array.
+        self.splits = table["split"].astype(str).to_numpy()
+        self.rows = np.empty(len(table), dtype=np.int64)
+        for split in np.unique(self.splits):
+            in_split = self.splits == split
+            _, self.rows[in_split] = self.store.rows(table[in_split])
         self.decode_jpeg = decode_jpeg
         self.paths = [str(self.store.root / path) for path in table["crop_path"]]
         self.keypoints = torch.from_numpy(stack_column(table["keypoints_crop"]).astype(np.float32))
         self.visible = torch.from_numpy(stack_column(table["visible"]).astype(bool))
         self.hand_size = torch.from_numpy(table["hand_size"].to_numpy(np.float32))
-        self._pixels: np.ndarray | None = None
+        self._arrays: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getstate__(self) -> dict:
-        # A memmap pickles as a full in-memory copy: workers started by spawn reopen the file instead.
-        return {**self.__dict__, "_pixels": None}
+        # A memmap pickles as a full in-memory copy: workers started by spawn reopen the files instead.
+        return {**self.__dict__, "_arrays": {}}
 
-    @property
-    def pixels(self) -> np.ndarray:
-        """(N_split, S, S, 3) uint8 memmap of the split (row ``self.rows[i]`` is item ``i``)."""
-        if self._pixels is None:
-            self._pixels = self.store.array(self.split)
-        return self._pixels
+    def _array(self, split: str) -> np.ndarray:
+        """(N_split, S, S, 3) uint8 memmap of ``split``, opened once per process."""
+        if split not in self._arrays:
+            self._arrays[split] = self.store.array(split)
+        return self._arrays[split]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if self.decode_jpeg:
             pixels = self._decode(self.paths[index])
         else:
-            pixels = np.array(self.pixels[self.rows[index]])  # a writable copy, as torch expects
+            pixels = np.array(self._array(self.splits[index])[self.rows[index]])  # writable, as torch expects
         return {
             "image": torch.from_numpy(pixels).permute(2, 0, 1),
             "keypoints": self.keypoints[index],
@@ -90,8 +94,14 @@ class HandCrops(Dataset):
             raise RuntimeError(f"cannot read crop {path}: {error} (re-run preprocessing)") from error
 
     def images(self, device: torch.device) -> torch.Tensor:
-        """All of this table's crops as one (N, S, S, 3) uint8 tensor on ``device`` (rows in table order)."""
-        return torch.from_numpy(np.ascontiguousarray(self.pixels[self.rows])).to(device)
+        """All of this table's crops as one (N, 3, S, S) uint8 tensor on ``device`` (rows in table order)."""
+        pixels = np.empty((len(self), self.crop_size, self.crop_size, 3), dtype=np.uint8)
+        for split in np.unique(self.splits):
+            in_split = self.splits == split
+            pixels[in_split] = self._array(split)[self.rows[in_split]]
+        return (
+            torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().to(device)
+        )  # transposed once, on the host
 
 
 def fits_on_device(dataset: HandCrops, device: torch.device, share: float = 0.25) -> bool:
@@ -121,11 +131,11 @@ class DeviceBatches:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        device = self.images.device
-        for indices in self.batches:
-            index = torch.tensor(indices, device=device)
+        # The epoch's indices go to the device in one copy: a copy per step would wait for the GPU queue.
+        epoch = torch.tensor(list(self.batches), dtype=torch.int64).view(-1, self.batch_size)
+        for index in epoch.to(self.images.device):
             yield {
-                "image": self.images[index].permute(0, 3, 1, 2).contiguous(),  # a collated batch's layout
+                "image": self.images[index],
                 "keypoints": self.keypoints[index],
                 "visible": self.visible[index],
                 "hand_size": self.hand_size[index],
