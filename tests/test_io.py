@@ -18,7 +18,8 @@ def test_crop_store_dataset_saves_a_plan_and_loads_the_store(real_rhd, tmp_path)
     dataset.save(make_crops(kept, str(real_rhd), PARAMS))
     assert dataset.exists()
     store = dataset.load()
-    assert isinstance(store, CropStore) and os.fspath(store) == str(tmp_path / "rhd_crops")
+    assert isinstance(store, CropStore)
+    assert os.fspath(store) == str(store) == str(tmp_path / "rhd_crops")  # usable as the folder's path
     table, rejections = crop_table(store)
     assert len(table) == 3 and rejections.empty
     for path in table["crop_path"]:

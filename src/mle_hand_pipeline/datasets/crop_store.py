@@ -161,6 +161,9 @@ class CropStore(os.PathLike):
     def __fspath__(self) -> str:
         return str(self.root)
 
+    def __str__(self) -> str:  # the folder, as str(path) gives (nodes pass it on as a path)
+        return str(self.root)
+
     def __repr__(self) -> str:
         return f"CropStore({str(self.root)!r})"
 
