@@ -27,7 +27,10 @@ class FolderDataset(AbstractDataset[Path, Path]):
 
     def save(self, data: Path) -> None:
         if Path(data) != self._path:
-            raise ValueError(f"FolderDataset {self._path} cannot be saved as another folder ({data})")
+            raise ValueError(
+                f"the node wrote {data}, but its catalog entry names the folder {self._path}: "
+                "make the parameter and the catalog entry agree"
+            )
 
     def _exists(self) -> bool:
         return self._path.is_dir()
