@@ -7,10 +7,9 @@ export KEDRO_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 MLFLOW_DISABLE_TELEMETRY=true
 # OpenMP threads spin-wait for a busy core by default; on 2 cores that halves training speed.
 export OMP_WAIT_POLICY=PASSIVE
 [ -x .venv/bin/kedro ] || bash scripts/setup.sh
-for pipeline in synthetic_data freihand_preprocess rhd_preprocess train_rhd; do
-  echo "=== kedro run --pipeline=$pipeline"
-  .venv/bin/kedro run --pipeline="$pipeline"
-done
+# The default pipeline is the whole job: synthetic_data -> freihand/rhd preprocessing -> train_rhd.
+echo "=== kedro run"
+.venv/bin/kedro run
 echo
 echo "Done. Test metrics: data/08_reporting/rhd/test_metrics.json"
 echo "Crops with labels: data/08_reporting/rhd_crops_grid.png; curves: data/08_reporting/rhd/training_curves.png"

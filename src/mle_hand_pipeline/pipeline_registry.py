@@ -29,7 +29,13 @@ def register_pipelines() -> dict[str, Pipeline]:
         "predict": predict.create_pipeline(),
         "pretrain_rhd": pretrain.create_pipeline("rhd"),
     }
-    # Each step is its own `kedro run` (and MLflow run): the preprocessing readers take the raw roots
-    # as parameters, so nothing orders them after `synthetic_data` inside one run. See README.
-    pipelines["__default__"] = pipelines["train_rhd"]
+    # `kedro run` alone is the quickstart: synthetic data -> both preprocessings (reading the synthetic
+    # folders the first pipeline outputs, not params:<dataset>_root) -> training and evaluation on RHD.
+    # The step pipelines above stay for real data (`--params=rhd_root=...`) and single steps.
+    pipelines["__default__"] = (
+        pipelines["synthetic_data"]
+        + preprocess.create_pipeline("freihand", raw_root="synthetic_freihand_raw")
+        + preprocess.create_pipeline("rhd", raw_root="synthetic_rhd_raw")
+        + pipelines["train_rhd"]
+    )
     return pipelines

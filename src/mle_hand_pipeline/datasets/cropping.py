@@ -1,7 +1,13 @@
-"""Write one square crop per hand, in parallel, and the table that describes them."""
+"""Write one square crop per hand, in parallel, and the table that describes them, as a crop store.
+
+See :mod:`.crop_store` for the store's layout and how it is switched in whole.
+"""
 
 from __future__ import annotations
 
+import io
+import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +18,14 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from mle_hand_pipeline.datasets.crop_store import (
+    REJECTIONS,
+    TABLE,
+    array_path,
+    commit_folder,
+    staging_folder,
+    write_manifest,
+)
 from mle_hand_pipeline.datasets.crops import (
     CropBox,
     keypoint_box,
@@ -74,26 +88,65 @@ class CropSettings:
 
 
 @dataclass(frozen=True)
+class CropPlan:
+    """Everything :func:`crop_hands` needs but the output folder: what a crop node hands to the crop
+    store dataset, which writes it (so the crops are the node's output, not a side effect)."""
+
+    annotations: pd.DataFrame
+    raw_root: str
+    settings: CropSettings
+    workers: int
+    on_bad_sample: OnBadSample
+
+    def write(self, crops_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return crop_hands(
+            self.annotations, self.raw_root, crops_dir, self.settings, self.workers, self.on_bad_sample
+        )
+
+
+@dataclass(frozen=True)
+class _Target:
+    path: Path  # crop file
+    box: CropBox
+    mirrored: bool
+    array: Path  # the split's .npy
+    offset: int  # byte offset of this crop's row in it
+
+
+@dataclass(frozen=True)
 class _CropJob:
     source: Path
     size: int
-    targets: tuple[tuple[Path, CropBox, bool], ...]  # (crop file, box, mirrored) per hand
+    targets: tuple[_Target, ...]  # one per hand of the source image
 
 
 def _run_job(job: _CropJob) -> str | None:
-    """Write the crops of one source image; returns an error message instead of raising."""
+    """Write the crops of one source image; returns an error message instead of raising.
+
+    Each crop is encoded, written, and decoded back from the same bytes into its row of the split's
+    array, so the array holds exactly what a reader of the crop file gets.
+    """
     try:
         with Image.open(job.source) as opened:
             image = opened.convert("RGB")  # forces a full decode, so truncation shows here
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         return f"{job.source}: cannot read image ({type(error).__name__}: {error})"
-    for path, box, mirrored in job.targets:
-        crop = warp_crop(image, box, job.size, mirrored)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".jpg":
-            crop.save(path, quality=95, subsampling=0)
+    for target in job.targets:
+        crop = warp_crop(image, target.box, job.size, target.mirrored)
+        encoded = io.BytesIO()
+        if target.path.suffix == ".jpg":
+            crop.save(encoded, format="JPEG", quality=95, subsampling=0)
         else:
-            crop.save(path)
+            crop.save(encoded, format="PNG")
+        target.path.parent.mkdir(parents=True, exist_ok=True)
+        target.path.write_bytes(encoded.getvalue())
+        with Image.open(encoded) as written:
+            pixels = np.asarray(written.convert("RGB"), dtype=np.uint8)
+        descriptor = os.open(target.array, os.O_WRONLY)
+        try:
+            os.pwrite(descriptor, pixels.tobytes(), target.offset)
+        finally:
+            os.close(descriptor)
     return None
 
 
@@ -105,14 +158,38 @@ def crop_hands(
     workers: int,
     on_bad_sample: OnBadSample,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write a crop per annotation row and return (hand table with :data:`HAND_COLUMNS`, rejections).
+    """Write a crop per annotation row as the crop store ``crops_dir``; return (hand table with
+    :data:`HAND_COLUMNS`, rejections).
 
-    Crops go to ``crops_dir/<split>_<size>/<image_id>_<side>.<format>``; ``crop_path`` is relative to
-    ``crops_dir``. Rows keep the order of ``annotations``, whatever the number of workers.
+    Crops go to ``crops_dir/<split>_<size>/<image_id>_<side>.<format>`` (``crop_path`` is relative to
+    ``crops_dir``) and, decoded, to ``crops_dir/arrays/<split>.npy``. Rows keep the order of
+    ``annotations``, whatever the number of workers. Everything is written into ``<crops_dir>.tmp-<pid>``
+    and replaces ``crops_dir`` only when complete: on any error the previous store is left as it was.
     """
     raw_root, crops_dir = Path(raw_root), Path(crops_dir)
+    table, rejections = _crop_table(annotations, settings, raw_root, on_bad_sample)
+    staging = staging_folder(crops_dir)
+    try:
+        table, rejections = _write_crops(
+            table, raw_root, staging, settings, workers, on_bad_sample, rejections
+        )
+        table.to_parquet(staging / TABLE)
+        rejections.to_parquet(staging / REJECTIONS)
+        write_manifest(staging, table, settings.size, settings.image_format)
+        commit_folder(staging, crops_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return table, rejections
+
+
+def _crop_table(
+    annotations: pd.DataFrame, settings: CropSettings, raw_root: Path, on_bad_sample: OnBadSample
+) -> tuple[pd.DataFrame, list[Rejection]]:
+    """The hand table: each annotation row with its crop box, crop file and crop-pixel keypoints; and
+    the rejections of hands whose visible keypoints have a zero-size box (raised in ``raise`` mode)."""
     if annotations.empty:
-        return pd.DataFrame(columns=HAND_COLUMNS), rejections_frame([])
+        return pd.DataFrame(columns=HAND_COLUMNS), []
     keypoints = stack_column(annotations["keypoints_source"]).astype(np.float64)
     visible = stack_column(annotations["visible"]).astype(bool)
 
@@ -163,12 +240,42 @@ def crop_hands(
                 "hand_size": hand_size,
             }
         )
-    table = pd.DataFrame(rows, columns=HAND_COLUMNS)
+    return pd.DataFrame(rows, columns=HAND_COLUMNS), rejections
 
-    jobs: dict[str, list] = {}
-    for row in table.itertuples(index=False):
-        box = CropBox(row.box_x0, row.box_y0, row.box_side)
-        jobs.setdefault(row.source_image, []).append((crops_dir / row.crop_path, box, row.mirrored))
+
+def _write_crops(
+    table: pd.DataFrame,
+    raw_root: Path,
+    root: Path,
+    settings: CropSettings,
+    workers: int,
+    on_bad_sample: OnBadSample,
+    rejections: list[Rejection],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Crop files and split arrays under ``root`` for every row of ``table``; returns the rows whose
+    source image could be read and ``rejections`` with the others added."""
+    (root / "arrays").mkdir()
+    row_bytes = settings.size * settings.size * 3
+    offsets = {}
+    for split, count in table["split"].value_counts().items():
+        array = np.lib.format.open_memmap(
+            array_path(root, split), mode="w+", dtype=np.uint8, shape=(count, settings.size, settings.size, 3)
+        )
+        offsets[split] = array.offset
+        del array
+    position = table.groupby("split").cumcount().to_numpy()
+
+    jobs: dict[str, list[_Target]] = {}
+    for index, row in enumerate(table.itertuples(index=False)):
+        jobs.setdefault(row.source_image, []).append(
+            _Target(
+                root / row.crop_path,
+                CropBox(row.box_x0, row.box_y0, row.box_side),
+                row.mirrored,
+                array_path(root, row.split),
+                offsets[row.split] + int(position[index]) * row_bytes,
+            )
+        )
     job_list = [
         _CropJob(raw_root / source, settings.size, tuple(targets)) for source, targets in jobs.items()
     ]
@@ -184,8 +291,28 @@ def crop_hands(
                 row.dataset, row.split, row.sample_id, row.image_id, row.side, UNREADABLE_IMAGE, error
             )
             reject_or_raise(rejection, on_bad_sample, rejections)
-    table = table[~table["source_image"].isin(failed)].reset_index(drop=True)
-    return table, rejections_frame(rejections)
+    kept = ~table["source_image"].isin(failed).to_numpy()
+    if not kept.all():
+        for split in table["split"].unique():
+            in_split = (table["split"] == split).to_numpy()
+            _keep_rows(array_path(root, split), kept[in_split])
+    return table[kept].reset_index(drop=True), rejections_frame(rejections)
+
+
+def _keep_rows(path: Path, keep: np.ndarray) -> None:
+    """Rewrite the array at ``path`` with only the rows where ``keep`` is true (rejected hands)."""
+    if keep.all():
+        return
+    old = np.load(path, mmap_mode="r")
+    compacted = path.with_suffix(".compacted.npy")
+    new = np.lib.format.open_memmap(
+        compacted, mode="w+", dtype=np.uint8, shape=(int(keep.sum()), *old.shape[1:])
+    )
+    for start, row in enumerate(np.flatnonzero(keep)):
+        new[start] = old[row]
+    new.flush()
+    del new, old
+    os.replace(compacted, path)
 
 
 def _run_jobs(jobs: list[_CropJob], workers: int) -> list[str | None]:

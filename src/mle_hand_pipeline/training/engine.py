@@ -35,7 +35,7 @@ from mle_hand_pipeline.training.checkpoint import (
     save_atomic,
     warm_start,
 )
-from mle_hand_pipeline.training.data import HandCrops
+from mle_hand_pipeline.training.data import DeviceBatches, HandCrops, fits_on_device
 from mle_hand_pipeline.training.inference import autocast_context, score_crops
 from mle_hand_pipeline.training.progress import StepProgress
 
@@ -61,6 +61,7 @@ class TrainConfig:
     precision: str = "auto"
     resume: bool = False
     num_workers: int = 2
+    data_on_device: str | bool = "auto"
     grad_clip: float = 5.0
     max_nonfinite_steps: int = 20
     eval_batch_size: int = 64
@@ -300,15 +301,7 @@ class Trainer:
         self.sampler = DistributedSampler(
             self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed, drop_last=True
         )
-        self.loader = DataLoader(
-            self.train_set,
-            batch_size=per_rank_batch,
-            sampler=self.sampler,
-            drop_last=True,
-            num_workers=config.num_workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=config.num_workers > 0,
-        )
+        self.loader = self._loader(per_rank_batch)
 
         self.start_epoch = 0
         self.history: list[dict] = []
@@ -316,6 +309,32 @@ class Trainer:
         self.nonfinite_total = 0
         if config.resume:
             self._resume()
+
+    def _loader(self, per_rank_batch: int) -> DataLoader | DeviceBatches:
+        """Training batches: gathered on the device from crops copied there once (``data_on_device``), or
+        read from the memory-mapped crop array by ``DataLoader`` workers. Same batches either way."""
+        setting = self.config.data_on_device
+        setting = {"true": True, "false": False}.get(str(setting).lower(), setting)
+        if setting not in ("auto", True, False):
+            raise ValueError(f"train.data_on_device must be auto, true or false, got {setting!r}")
+        on_device = fits_on_device(self.train_set, self.device) if setting == "auto" else setting
+        if self.is_main:
+            logger.info(
+                "training crops (%.0f MB) %s",
+                len(self.train_set) * self.train_set.crop_size**2 * 3 / 2**20,
+                f"copied to {self.device}" if on_device else "read from the memory-mapped crop array",
+            )
+        if on_device:
+            return DeviceBatches(self.train_set, self.sampler, per_rank_batch, self.device)
+        return DataLoader(
+            self.train_set,
+            batch_size=per_rank_batch,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=self.config.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=self.config.num_workers > 0,
+        )
 
     def _resume(self) -> None:
         path = self.checkpoint_dir / LAST_CHECKPOINT

@@ -1,6 +1,8 @@
 """Both preprocessing pipelines end to end through `kedro run` on a temporary project copy."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,15 +57,36 @@ def test_freihand_preprocess_through_kedro_on_real_samples(kedro_project, real_f
     assert summary["kept_total"] == 8 and summary["dropped_total"] == 0
 
 
+def _digest(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.slow
-def test_preprocessing_is_reproducible(kedro_project, tiny_rhd, tmp_path):
-    preprocess_rhd(kedro_project, tiny_rhd["root"])
+def test_preprocessing_is_reproducible_and_a_failed_run_changes_nothing(kedro_project, tiny_rhd, tmp_path):
+    root = Path(shutil.copytree(tiny_rhd["root"], tmp_path / "RHD_published_v2"))
+    preprocess_rhd(kedro_project, root)
     table = kedro_project / "data/03_primary/rhd_hands.parquet"
     crops = kedro_project / "data/02_intermediate/rhd_crops"
     first_table = pd.read_parquet(table)
     first_crops = {p.relative_to(crops): p.read_bytes() for p in crops.rglob("*.jpg")}
+
+    # A run over new inputs that fails late (the last image is truncated) leaves every file as it was.
+    data = _digest(kedro_project / "data")
+    last = sorted((root / "evaluation" / "color").glob("*.png"))[-1]
+    intact = last.read_bytes()
+    last.write_bytes(intact[:2000])
+    output = kedro_run(
+        kedro_project,
+        "--pipeline=rhd_preprocess",
+        f"--params=rhd_root={root},rhd.preprocess.crop.size=48",
+        check=False,
+    )
+    assert f"{last.name}: cannot read image" in output
+    assert _digest(kedro_project / "data") == data
+    last.write_bytes(intact)
+
     for path in crops.rglob("*.jpg"):
         path.unlink()
-    preprocess_rhd(kedro_project, tiny_rhd["root"])
+    preprocess_rhd(kedro_project, root)
     pd.testing.assert_frame_equal(pd.read_parquet(table), first_table)
     assert {p.relative_to(crops): p.read_bytes() for p in crops.rglob("*.jpg")} == first_crops

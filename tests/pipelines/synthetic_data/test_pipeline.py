@@ -15,7 +15,13 @@ from mle_hand_pipeline.settings import CONFIG_LOADER_ARGS
 from mle_hand_pipeline.synthetic import FreiHANDConfig, RHDConfig
 
 CONF = Path(__file__).parents[3] / "conf"
-OUTPUTS = ("synthetic_freihand_summary", "synthetic_rhd_summary", "synthetic_data_summary")
+OUTPUTS = (
+    "synthetic_freihand_summary",
+    "synthetic_rhd_summary",
+    "synthetic_data_summary",
+    "synthetic_freihand_raw",
+    "synthetic_rhd_raw",
+)
 
 
 def _catalog(tmp_path: Path, workers: int = 1) -> DataCatalog:
@@ -46,7 +52,7 @@ def test_pipeline_shape():
         "params:synthetic_data.seed",
         "params:synthetic_data.workers",
     }
-    assert pipeline.outputs() == {"synthetic_data_summary"}
+    assert pipeline.outputs() == {"synthetic_data_summary", "synthetic_freihand_raw", "synthetic_rhd_raw"}
 
 
 def test_pipeline_runs_and_writes_both_layouts(tmp_path):
@@ -56,6 +62,9 @@ def test_pipeline_runs_and_writes_both_layouts(tmp_path):
     summary = catalog.load("synthetic_data_summary")
     assert set(summary) == {"freihand", "rhd"}
     json.dumps(summary)  # the summaries must be JSON-serialisable for json.JSONDataset
+    # The raw folders are outputs (the catalog's FolderDataset checks they are the folders it names).
+    assert catalog.load("synthetic_freihand_raw") == str(tmp_path / "FreiHAND_pub_v2")
+    assert catalog.load("synthetic_rhd_raw") == str(tmp_path / "RHD_published_v2")
 
     fh = tmp_path / "FreiHAND_pub_v2"
     assert summary["freihand"]["n_images"] == 8

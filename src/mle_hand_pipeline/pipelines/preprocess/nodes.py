@@ -11,7 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
-from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
+from mle_hand_pipeline.datasets.crop_store import CropStore
+from mle_hand_pipeline.datasets.cropping import CropPlan, CropSettings
 from mle_hand_pipeline.datasets.freihand import read_freihand
 from mle_hand_pipeline.datasets.records import filter_visible, stack_column
 from mle_hand_pipeline.datasets.rhd import read_rhd
@@ -47,12 +48,20 @@ def keep_visible(annotations: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.
     return filter_visible(annotations, params["min_visible"])
 
 
-def make_crops(
-    annotations: pd.DataFrame, raw_root: str, crops_dir: Path, params: dict[str, Any]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write a square crop per hand under ``crops_dir`` and return the hand table and failed images."""
-    settings = CropSettings.from_params(params["crop"])
-    return crop_hands(annotations, raw_root, crops_dir, settings, params["workers"], params["on_bad_sample"])
+def make_crops(annotations: pd.DataFrame, raw_root: str, params: dict[str, Any]) -> CropPlan:
+    """What to crop and how; the crop store dataset writes it (``<dataset>.crops``, all or nothing)."""
+    return CropPlan(
+        annotations,
+        str(raw_root),
+        CropSettings.from_params(params["crop"]),
+        params["workers"],
+        params["on_bad_sample"],
+    )
+
+
+def crop_table(crops: CropStore) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The hand table the crops were made for, and the hands whose source image could not be read."""
+    return crops.table, crops.rejections
 
 
 def summarise(
@@ -82,12 +91,12 @@ def summarise(
     return summary, rejections.astype({"sample_id": "int64", "image_id": "int64"})
 
 
-def plot_crop_grid(hands: pd.DataFrame, crops_dir: Path, params: dict[str, Any]) -> Figure:
+def plot_crop_grid(hands: pd.DataFrame, crops: CropStore, params: dict[str, Any]) -> Figure:
     """A grid of random crops with their keypoints and skeleton, to see the labels sit on the hands."""
     grid = params["grid"]
     rng = np.random.default_rng(grid["seed"])
     picked = hands.iloc[np.sort(rng.choice(len(hands), size=min(grid["n"], len(hands)), replace=False))]
-    images = [np.asarray(Image.open(Path(crops_dir) / path).convert("RGB")) for path in picked["crop_path"]]
+    images = [np.asarray(Image.open(Path(crops) / path).convert("RGB")) for path in picked["crop_path"]]
     titles = [
         f"{r.split} {r.image_id} {r.side}{' (mirrored)' if r.mirrored else ''}" for r in picked.itertuples()
     ]

@@ -12,9 +12,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mle_hand_pipeline import tracking
+from mle_hand_pipeline.datasets.cropping import CropPlan, CropSettings
 from mle_hand_pipeline.datasets.overlap import check_disjoint
+from mle_hand_pipeline.datasets.rhd import read_rhd
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
-from mle_hand_pipeline.pipelines.preprocess.nodes import make_crops, read_rhd_annotations
 from mle_hand_pipeline.synthetic import RHDConfig, generate_rhd
 from mle_hand_pipeline.training.checkpoint import load_model
 from mle_hand_pipeline.training.pretrained import backbone_checkpoint
@@ -80,13 +81,26 @@ def read_pretrain_set(
     render_summary: dict[str, Any], settings: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read the rendered set (after it was rendered: the summary is the dependency)."""
-    return read_rhd_annotations(render_summary["root"], settings)
+    return read_rhd(
+        render_summary["root"],
+        parts=settings["parts"],
+        val_ratio=settings["val_ratio"],
+        seed=settings["seed"],
+        on_bad_sample=settings["on_bad_sample"],
+    )
 
 
 def crop_pretrain_set(
-    annotations: pd.DataFrame, render_summary: dict[str, Any], crops_dir: Path, settings: dict[str, Any]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return make_crops(annotations, render_summary["root"], crops_dir, settings)
+    annotations: pd.DataFrame, render_summary: dict[str, Any], settings: dict[str, Any]
+) -> CropPlan:
+    """What to crop from the rendered set; the crop store dataset writes it (all or nothing)."""
+    return CropPlan(
+        annotations,
+        str(render_summary["root"]),
+        CropSettings.from_params(settings["crop"]),
+        settings["workers"],
+        settings["on_bad_sample"],
+    )
 
 
 def pretrain(
@@ -101,7 +115,16 @@ def pretrain(
 
     ``held_out_check`` is only a dependency: training starts after the overlap check passed.
     """
-    history, report = train_method(hands, crops_dir, checkpoint_root, model_params, train_params)
+    history, report = train_method(
+        hands,
+        crops_dir,
+        checkpoint_root,
+        model_params,
+        train_params,
+        on_epoch_end=tracking.active_epoch_logger(),
+        log_metrics=tracking.log_metrics,
+        claim_run_dir=tracking.tracked_run_dir,
+    )
     tracking.log_artifact(report["best_checkpoint"], "checkpoints")
     return history, {**report, "held_out_check": held_out_check}
 

@@ -4,7 +4,7 @@ objective on it and save the network's backbone (``training.pretrained``). One `
 MLflow run.
 
 Inputs: parameters ``pretrain_rhd.*`` (``conf/base/parameters_pretrain.yml``), the evaluation data's
-``rhd.preprocess`` block, ``rhd_root`` and its hand table ``rhd_hands`` (for the overlap check).
+``rhd.preprocess`` block, ``rhd_root`` and its hand table ``rhd.hands`` (for the overlap check).
 Outputs: ``rhd_pretrained_backbone`` (``data/06_models/rhd/pretrained_backbone.pt``) and the
 ``pretrain_rhd.*`` entries of ``conf/base/catalog_pretrain.yml``.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from mle_hand_pipeline.pipelines.preprocess.nodes import filter_visible, summarise
+from mle_hand_pipeline.pipelines.preprocess.nodes import crop_table, keep_visible, summarise
 from mle_hand_pipeline.pipelines.pretrain.nodes import (
     check_no_held_out_images,
     crop_pretrain_set,
@@ -54,17 +54,18 @@ def _template() -> Pipeline:
                 name="read",
             ),
             Node(
-                filter_visible,
+                keep_visible,
                 ["annotations", "preprocess_settings"],
                 ["visible_annotations", "filter_rejections"],
                 name="filter_visible",
             ),
             Node(
                 crop_pretrain_set,
-                ["visible_annotations", "render_summary", "crops", "preprocess_settings"],
-                ["hands", "crop_rejections"],
+                ["visible_annotations", "render_summary", "preprocess_settings"],
+                "crops",
                 name="make_crops",
             ),
+            Node(crop_table, "crops", ["hands", "crop_rejections"], name="crop_table"),
             Node(
                 summarise,
                 ["hands", "read_rejections", "filter_rejections", "crop_rejections", "preprocess_settings"],
@@ -95,7 +96,7 @@ def create_pipeline(dataset: str = "rhd") -> Pipeline:
     return Pipeline(
         _template(),
         namespace=namespace,
-        inputs={"evaluation_hands": f"{dataset}_hands"},
+        inputs={"evaluation_hands": f"{dataset}.hands"},
         outputs={"backbone": f"{dataset}_pretrained_backbone"},
         parameters={
             "params:evaluation_seed": "params:synthetic_data.seed",

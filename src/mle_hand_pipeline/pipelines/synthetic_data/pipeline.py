@@ -1,9 +1,9 @@
 """``synthetic_data``: render a small FreiHAND-layout and RHD-layout dataset of procedural hands.
 
 Inputs are parameters only (``conf/base/parameters_synthetic_data.yml``); the images, masks and
-label files go to ``synthetic_data.freihand.root`` and ``synthetic_data.rhd.root``. Outputs are the
-summaries ``synthetic_freihand_summary``, ``synthetic_rhd_summary`` and both combined in
-``synthetic_data_summary``.
+label files go to ``synthetic_data.freihand.root`` and ``synthetic_data.rhd.root``, which are the
+outputs ``synthetic_freihand_raw`` and ``synthetic_rhd_raw`` (folders, catalog.yml). The summaries are
+``synthetic_freihand_summary``, ``synthetic_rhd_summary`` and both combined in ``synthetic_data_summary``.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:synthetic_data.seed",
                     "params:synthetic_data.workers",
                 ],
-                "synthetic_freihand_summary",
+                ["synthetic_freihand_summary", "synthetic_freihand_raw"],
                 name="generate_synthetic_freihand",
             ),
             Node(
                 generate_rhd_dataset,
                 ["params:synthetic_data.rhd", "params:synthetic_data.seed", "params:synthetic_data.workers"],
-                "synthetic_rhd_summary",
+                ["synthetic_rhd_summary", "synthetic_rhd_raw"],
                 name="generate_synthetic_rhd",
             ),
             Node(

@@ -1,0 +1,95 @@
+"""The crop store: all-or-nothing writes, arrays that hold the decoded crop files, stale-table checks."""
+
+import hashlib
+
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from mle_hand_pipeline.datasets.crop_store import CropStore, StaleCropStoreError
+from mle_hand_pipeline.datasets.cropping import CropSettings, crop_hands
+from mle_hand_pipeline.datasets.records import BadSampleError, filter_visible
+from mle_hand_pipeline.datasets.rhd import read_rhd
+from mle_hand_pipeline.training.data import HandCrops
+
+
+def _kept(root, on_bad_sample="raise"):
+    hands, _ = read_rhd(root, ["evaluation"], val_ratio=0.1, seed=0, on_bad_sample=on_bad_sample)
+    return filter_visible(hands, 10)[0]
+
+
+def _digest(folder):
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _batch(dataset):
+    return default_collate([dataset[i] for i in range(len(dataset))])
+
+
+def test_a_run_failing_late_leaves_the_previous_store_byte_identical(real_rhd, tmp_path):
+    crops = tmp_path / "crops"
+    kept = _kept(real_rhd)
+    crop_hands(kept, real_rhd, crops, CropSettings(size=96), workers=1, on_bad_sample="raise")
+    before = _digest(crops)
+    assert {"manifest.json", "hands.parquet", "arrays/test.npy"} <= set(before)
+    last = real_rhd / "evaluation" / "color" / "00002.png"  # the last image: the others are cropped first
+    last.write_bytes(last.read_bytes()[:2000])
+    with pytest.raises(BadSampleError, match=r"00002\.png"):
+        # Other settings too, so an in-place write would have changed every earlier crop.
+        crop_hands(kept, real_rhd, crops, CropSettings(size=64), workers=1, on_bad_sample="raise")
+    assert _digest(crops) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["RHD_published_v2", "crops"]  # no staging left
+
+
+def test_arrays_hold_the_decoded_crop_files(real_rhd, tmp_path):
+    table, _ = crop_hands(_kept(real_rhd), real_rhd, tmp_path / "c", CropSettings(), 1, "raise")
+    store = CropStore(tmp_path / "c")
+    from_array = _batch(HandCrops(table, store))
+    from_jpeg = _batch(HandCrops(table, store, decode_jpeg=True))
+    assert from_array["image"].shape == (3, 3, 256, 256) and from_array["image"].dtype == torch.uint8
+    for key in from_array:
+        assert torch.equal(from_array[key], from_jpeg[key]), key
+
+
+def test_rejected_hands_leave_no_row_in_the_arrays(real_rhd, tmp_path):
+    middle = real_rhd / "evaluation" / "color" / "00001.png"
+    middle.write_bytes(middle.read_bytes()[:2000])
+    table, rejections = crop_hands(
+        _kept(real_rhd), real_rhd, tmp_path / "c", CropSettings(size=64), 2, "skip"
+    )
+    assert list(table["sample_id"]) == [0, 2] and list(rejections["sample_id"]) == [1]
+    store = CropStore(tmp_path / "c")
+    assert store.array("test").shape == (2, 64, 64, 3)
+    assert torch.equal(
+        _batch(HandCrops(table, store))["image"], _batch(HandCrops(table, store, True))["image"]
+    )
+    assert list(store.rejections["sample_id"]) == [1]
+
+
+def test_a_table_from_another_run_is_a_clear_error(real_rhd, tmp_path):
+    table, _ = crop_hands(_kept(real_rhd), real_rhd, tmp_path / "c", CropSettings(size=64), 1, "raise")
+    store = CropStore(tmp_path / "c")
+    # Subsets in any order and other labels (label noise) read the right rows.
+    subset = table.iloc[[2, 0]].reset_index(drop=True)
+    subset["keypoints_crop"] = [[[1.0, 2.0]] * 21] * 2
+    assert store.rows(subset) == ("test", pytest.approx([2, 0]))
+    assert torch.equal(HandCrops(subset, store)[0]["image"], HandCrops(table, store)[2]["image"])
+    moved = table.copy()
+    moved.loc[1, "box_x0"] += 0.5
+    with pytest.raises(StaleCropStoreError, match=r"00000001_left.jpg was made from another box.*re-run"):
+        HandCrops(moved, store)
+    other = table.assign(crop_path=table["crop_path"].str.replace("test_64", "test_96"))
+    with pytest.raises(StaleCropStoreError, match="it has no crop test_96"):
+        HandCrops(other, store)
+
+
+def test_a_missing_store_says_what_to_run(tmp_path):
+    (tmp_path / "crops.old-123").mkdir()
+    with pytest.raises(
+        FileNotFoundError, match=r"no crop store at .*crops \(found crops.old-123.*preprocess"
+    ):
+        CropStore(tmp_path / "crops")
