@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from mle_hand_pipeline.hooks import RequirePreprocessedData
+from mle_hand_pipeline.hooks import KedroRunParams, RequirePreprocessedData
 
-HOOKS = (RequirePreprocessedData(),)
+HOOKS = (RequirePreprocessedData(), KedroRunParams())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

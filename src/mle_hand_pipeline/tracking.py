@@ -45,3 +45,14 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
 def log_dict(data: dict[str, Any], artifact_file: str) -> None:
     if mlflow.active_run():
         mlflow.log_dict(data, artifact_file)
+
+
+def tag_run(params: dict[str, Any]) -> None:
+    """Set the ``tracking`` parameter block on the active run: ``tags`` (``{name: value}``) and
+    ``run_name`` (when set). A comparison tags each of its training runs this way."""
+    if not mlflow.active_run():
+        return
+    tags = {str(k): str(v) for k, v in (params.get("tags") or {}).items()}
+    if params.get("run_name"):
+        tags["mlflow.runName"] = str(params["run_name"])
+    mlflow.set_tags(tags)

@@ -446,3 +446,56 @@ __all__ = [
     "qualitative_grid",
     "select_qualitative",
 ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Seed summaries (minimal versions by `grid`; `pretrain_stats` owns these, same interface)
+# --------------------------------------------------------------------------------------------------
+
+
+def _interval(summary: pd.DataFrame, metric: str) -> np.ndarray:
+    """(2, N) error-bar lengths below/above the mean (0 where the interval is unknown)."""
+    mean = summary[f"{metric}_mean"].to_numpy(float)
+    low = np.nan_to_num(mean - summary[f"{metric}_ci_low"].to_numpy(float))
+    high = np.nan_to_num(summary[f"{metric}_ci_high"].to_numpy(float) - mean)
+    return np.stack([low, high])
+
+
+def plot_seed_summary(summary: pd.DataFrame, metric: str, by: str = "method") -> Figure:
+    """Mean of ``metric`` per ``by`` value with its 95 % interval as error bars; one bar group per
+    ``init`` value when the summary has an ``init`` column."""
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    labels = list(dict.fromkeys(summary[by]))
+    groups = list(summary.groupby("init", sort=False)) if "init" in summary else [(None, summary)]
+    width = 0.8 / len(groups)
+    for i, (init, group) in enumerate(groups):
+        x = np.array([labels.index(v) for v in group[by]]) + (i - (len(groups) - 1) / 2) * width
+        ax.bar(x, group[f"{metric}_mean"], width, yerr=_interval(group, metric), capsize=4, label=init)
+    ax.set_xticks(np.arange(len(labels)))
+    ax.set_xticklabels(labels)
+    ax.set_ylabel(f"{metric} (mean, 95 % interval)")
+    ax.grid(True, axis="y", alpha=0.3)
+    if groups[0][0] is not None:
+        ax.legend(title="init")
+    return fig
+
+
+def plot_metric_vs_noise(summary: pd.DataFrame, metric: str) -> Figure:
+    """``metric`` against the training-label noise level (``noise``, in the summary's order), one line
+    per ``method`` with 95 % interval error bars."""
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    levels = list(dict.fromkeys(summary["noise"]))
+    for method, group in summary.groupby("method", sort=False):
+        x = [levels.index(v) for v in group["noise"]]
+        ax.errorbar(
+            x, group[f"{metric}_mean"], yerr=_interval(group, metric), marker="o", capsize=4, label=method
+        )
+    ax.set_xticks(np.arange(len(levels)))
+    ax.set_xticklabels(levels, rotation=20, ha="right")
+    ax.set_xlabel("training-label noise level")
+    ax.set_ylabel(f"{metric} (mean, 95 % interval)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig

@@ -219,7 +219,8 @@ def plot_evaluation(
 
 
 def log_model(training_report: dict[str, Any], params: dict[str, Any]) -> None:
-    """Log the chosen checkpoint to the active MLflow run as the model ``model`` (see :mod:`..export`)."""
-    if mlflow.active_run():
+    """Log the chosen checkpoint to the active MLflow run as the model ``model`` (see :mod:`..export`),
+    unless ``params["log_model"]`` is false (a comparison's cells skip the export by default)."""
+    if mlflow.active_run() and params.get("log_model", True):
         model, spec = load_model(training_report[f"{params['checkpoint']}_checkpoint"])
         log_mlflow_model(model, spec.input_size)

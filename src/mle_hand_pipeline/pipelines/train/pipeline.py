@@ -13,6 +13,7 @@ from mle_hand_pipeline.pipelines.train.nodes import (
     plot_history,
     train_model,
 )
+from mle_hand_pipeline.tracking import tag_run
 
 
 def evaluation_plot_node(prefix: str) -> Node:
@@ -41,6 +42,7 @@ def _template() -> Pipeline:
                 ["train_history", "training_report"],
                 name="train_model",
             ),
+            Node(tag_run, "params:tracking", None, name="tag_run"),
             Node(plot_history, "train_history", "training_curves", name="plot_history"),
             Node(
                 evaluate_checkpoint,
@@ -73,6 +75,7 @@ def create_pipeline(dataset: str) -> Pipeline:
             "params:model": f"params:{dataset}.model",
             "params:train": f"params:{dataset}.train",
             "params:evaluate": f"params:{dataset}.evaluate",
+            "params:tracking": f"params:{dataset}.tracking",
         },
         tags=["train", dataset],
     )
