@@ -60,14 +60,15 @@ def run_jobs(
     """Run ``jobs`` at most ``processes`` at a time; returns their outcomes in the order of ``jobs``.
 
     ``env`` (default: this process's) gets ``OMP_NUM_THREADS`` = cores / processes unless it is set,
-    so parallel jobs do not oversubscribe the CPU, and ``PYTHONUNBUFFERED=1``. If this process is
-    interrupted (Ctrl-C, SIGTERM raised as an exception), the running jobs are terminated first.
+    so parallel jobs do not oversubscribe the CPU, ``PYTHONUNBUFFERED=1`` and ``COLUMNS=200``. If
+    this process is interrupted (Ctrl-C, SIGTERM raised as an exception), running jobs end first.
     """
     if processes < 1:
         raise ValueError(f"compare.jobs must be >= 1, got {processes}")
     env = dict(os.environ if env is None else env)
     env.setdefault("OMP_NUM_THREADS", str(threads_per_job(processes)))
     env.setdefault("PYTHONUNBUFFERED", "1")  # the log in order, live: the error message stays last
+    env.setdefault("COLUMNS", "200")  # rich logging wraps at 80 columns without a terminal
     queue = deque(jobs)
     running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
     outcomes: dict[str, Outcome] = {}
