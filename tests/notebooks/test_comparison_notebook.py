@@ -31,7 +31,7 @@ def test_compare_report_from_mlflow_alone_then_the_notebook(kedro_project, tmp_p
     experiment = client.create_experiment(
         "mle_hand_pipeline", artifact_location=(kedro_project / "mlruns").as_uri()
     )
-    picture = tmp_path / "qualitative.png"
+    picture = tmp_path / "test_qualitative.png"  # as a train run logs it
     Image.fromarray(np.full((20, 40, 3), 200, np.uint8)).save(picture)
     for seed in (0, 1):
         for method, pck in (("mle", 0.3), ("cpm", 0.6)):

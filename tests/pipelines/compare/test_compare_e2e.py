@@ -1,6 +1,6 @@
 """compare_rhd through `kedro run` on a tiny grid (2 methods x 2 seeds, 1 epoch): each cell is a real
-train_rhd run tagged in MLflow, the report is built from them, and a re-run after a cell's run was
-lost trains that cell only."""
+train_rhd run tagged in MLflow, the report is built from them, and after a cell's run was lost only
+that cell is left to run."""
 
 import pandas as pd
 import pytest
@@ -41,7 +41,7 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, tiny_rhd):
             run.data.params["rhd.train.lr"] == "0.002"
             and run.data.params["rhd.evaluate.log_model"] == "False"
         )
-        assert "test_nme" in run.data.metrics and "evaluation/qualitative.png" in {
+        assert "test_nme" in run.data.metrics and "evaluation/test_qualitative.png" in {
             a.path for a in client.list_artifacts(run.info.run_id, "evaluation")
         }
         assert not [a for a in client.list_artifacts(run.info.run_id) if a.path == "model"]  # no export
@@ -56,9 +56,10 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, tiny_rhd):
         "comparison/pck_by_method.png",
     }
 
-    # a lost cell (its run killed): the re-run trains it alone
+    # a lost cell (its run killed): it alone is left to run (the grid's `_todo`, as in compare_rhd)
     client.set_terminated(runs["cpm-clean-scratch-s1"].info.run_id, "KILLED")
-    kedro_run(kedro_project, "--pipeline=compare_rhd", "--params=rhd.train.lr=0.002")
-    cells = pd.read_csv(report / "cells.csv")
-    assert cells["status"].tolist() == ["skipped", "skipped", "skipped", "finished"]
-    assert len(client.search_runs([experiment], "tags.comparison = 'compare_rhd'")) == 5
+    output = kedro_run(kedro_project, "--pipeline=compare_commands_rhd", "--params=rhd.train.lr=0.002")
+    (line,) = (report / "commands.txt").read_text().splitlines()
+    assert line.startswith("kedro run --pipeline=train_rhd '--params=rhd.train.lr=0.002,")
+    assert "rhd.tracking.tags.cell=cpm-clean-scratch-s1," in line and line in output
+    assert len(client.search_runs([experiment], "attributes.run_name = 'compare_commands_rhd'")) == 0
