@@ -163,11 +163,12 @@ def plan_cells(
     return cells
 
 
-def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _dotted_keys(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"rhd": {"train": {"lr": 1}}}`` -> ``{"rhd.train.lr": 1}``: the keys of ``kedro run --params``."""
     flat = {}
     for key, value in params.items():
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(_dotted_keys(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -205,7 +206,7 @@ def cell_params(
     """The ``--params`` of a cell's run: the parent's runtime parameters (except its ``compare``
     block), then the cell's overrides, ``evaluate.log_model`` and ``tracking`` (tags, run name)."""
     inherited = {
-        k: v for k, v in _flatten(runtime_params or {}).items() if not k.startswith(f"{dataset}.compare.")
+        k: v for k, v in _dotted_keys(runtime_params or {}).items() if not k.startswith(f"{dataset}.compare.")
     }
     own = {
         **cell.overrides,

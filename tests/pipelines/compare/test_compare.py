@@ -92,8 +92,10 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
     monkeypatch.setattr(nodes, "run_jobs", lambda jobs, processes, cwd: [] if not jobs[1:] else pytest.fail())
     plan = nodes.plan_comparison("rhd", *BLOCKS)
     assert nodes.report_comparison("rhd", plan, COMPARE)[0].equals(runs)
-    with pytest.raises(ValueError, match="no finished run is tagged comparison='other'"):
-        nodes.report_comparison("rhd", plan, {**COMPARE, "name": "other"})
+    with pytest.raises(
+        ValueError, match=r"comparison='other'.*cpm-clean-scratch-s1 failed: NonFiniteLossError"
+    ):
+        nodes.report_comparison("rhd", table, {**COMPARE, "name": "other"})  # says why, when it knows
 
 
 def test_changed_settings_under_the_same_name_stop_the_grid(store, tmp_path, monkeypatch):

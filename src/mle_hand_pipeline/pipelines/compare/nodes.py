@@ -159,8 +159,12 @@ def report_comparison(
     metrics = {k: v == "higher" for k, v in directions.items()}
     runs = latest_per_cell(comparison_runs(MlflowClient(), name))
     if runs.empty:
+        failed = cells[cells["status"] == "failed"] if "status" in cells else cells.iloc[:0]
+        first = (
+            f"; e.g. cell {failed['cell'].iloc[0]} failed: {failed['error'].iloc[0]}" if len(failed) else ""
+        )
         raise ValueError(
-            f"no finished run is tagged comparison={name!r} in MLflow ({mlflow.get_tracking_uri()})"
+            f"no finished run is tagged comparison={name!r} in MLflow ({mlflow.get_tracking_uri()}){first}"
         )
     table = R.cell_table(runs, list(metrics), order=list(cells["cell"]))
     summary = R.summarise(table, list(metrics))
