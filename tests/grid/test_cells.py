@@ -115,10 +115,17 @@ def test_the_command_is_a_train_run_whose_params_kedro_reads_back_unchanged():
     assert rhd["model"] == {"method": "rle", "loss": {"residual": "laplace"}, "init_checkpoint": BACKBONE}
     assert rhd["evaluate"] == {"log_model": False}
     assert rhd["tracking"]["run_name"] == "rhd-rle-j0f0o0.3-pretrained-s1"
-    assert rhd["tracking"]["tags"] == cell.tags("study1")
+    assert rhd["tracking"]["tags"] == {**cell.tags("study1"), "seed": 1}  # tag_run sets str(value)
     assert cell.tags("study1")["seed"] == "1" and cell.tags("study1")["cell_config"] == cell.config
     scratch = C.cell_params({c.key: c for c in plan()}["mle-clean-scratch-s0"], "rhd", "study1")
     assert "init_checkpoint=null" in C.kedro_command(scratch, "rhd")[-1]
+    # strings that would read back as numbers or booleans are quoted; others stay readable
+    tricky = {"rhd.a": "1e5", "rhd.b": "true", "rhd.c": "it's", "rhd.d": "data/x.pt", "rhd.e": 1e-5}
+    argv = C.kedro_command(tricky, "rhd")
+    assert "rhd.d=data/x.pt" in argv[-1]
+    assert OmegaConf.to_container(OmegaConf.from_dotlist(argv[-1].removeprefix("--params=").split(","))) == {
+        "rhd": {"a": "1e5", "b": "true", "c": "it's", "d": "data/x.pt", "e": 1e-5}
+    }
     with pytest.raises(ValueError, match="splits on commas"):
         C.kedro_command({"rhd.train.lr_milestones": [10, 20]}, "rhd")
     with pytest.raises(ValueError, match=r"compare\.name"):

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from mle_hand_pipeline.models import METHODS
 from mle_hand_pipeline.training.label_noise import LabelNoise
 
@@ -174,6 +176,11 @@ def _dotted_keys(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _read_back(text: str) -> Any:
+    """What ``kedro run --params key=<text>`` makes of ``text`` (it parses an OmegaConf dot-list)."""
+    return OmegaConf.to_container(OmegaConf.from_dotlist([f"key={text}"]))["key"]
+
+
 def _format_value(key: str, value: Any) -> str:
     """A value as ``kedro run --params`` (OmegaConf's dot-list) reads it back with the same type."""
     if value is None:
@@ -186,7 +193,7 @@ def _format_value(key: str, value: Any) -> str:
         text = "[" + ",".join(_format_value(key, v) for v in value) + "]"
     else:
         text = str(value)
-        if not re.fullmatch(r"[A-Za-z_./][A-Za-z0-9_./:+-]*", text) or text in ("true", "false", "null"):
+        if _read_back(text) != text:  # e.g. "1", "true", "1e5" would come back as a number or a bool
             text = "'" + text.replace("'", "''") + "'"
     if "," in text:
         raise ValueError(
@@ -212,7 +219,7 @@ def cell_params(
         **cell.overrides,
         "evaluate.log_model": log_model,
         "tracking.run_name": f"{dataset}-{cell.key}",
-        **{f"tracking.tags.{k}": v for k, v in cell.tags(comparison).items()},
+        **{f"tracking.tags.{k}": v for k, v in {**cell.tags(comparison), "seed": cell.seed}.items()},
     }
     return {**inherited, **{f"{dataset}.{k}": v for k, v in own.items()}}
 

@@ -2,6 +2,8 @@
 train_rhd run tagged in MLflow, the report is built from them, and after a cell's run was lost only
 that cell is left to run."""
 
+import shlex
+
 import pandas as pd
 import pytest
 from helpers import kedro_run, preprocess_rhd, project_experiment
@@ -60,6 +62,8 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, tiny_rhd):
     client.set_terminated(runs["cpm-clean-scratch-s1"].info.run_id, "KILLED")
     output = kedro_run(kedro_project, "--pipeline=compare_commands_rhd", "--params=rhd.train.lr=0.002")
     (line,) = (report / "commands.txt").read_text().splitlines()
-    assert line.startswith("kedro run --pipeline=train_rhd '--params=rhd.train.lr=0.002,")
+    argv = shlex.split(line)
+    assert argv[:3] == ["kedro", "run", "--pipeline=train_rhd"]
+    assert argv[3].startswith("--params=rhd.train.lr=0.002,")  # the parent's --params, then the cell's
     assert "rhd.tracking.tags.cell=cpm-clean-scratch-s1," in line and line in output
     assert len(client.search_runs([experiment], "attributes.run_name = 'compare_commands_rhd'")) == 0
