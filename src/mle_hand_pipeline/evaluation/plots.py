@@ -483,11 +483,13 @@ def plot_seed_summary(summary: pd.DataFrame, metric: str, by: str = "method") ->
 
 def plot_metric_vs_noise(summary: pd.DataFrame, metric: str) -> Figure:
     """``metric`` against the training-label noise level (``noise``, in the summary's order), one line
-    per ``method`` with 95 % interval error bars."""
+    per ``method`` (per method and ``init`` when there are several) with 95 % interval error bars."""
     fig = Figure(figsize=(6.5, 4.2), layout="constrained")
     ax = fig.add_subplot()
     levels = list(dict.fromkeys(summary["noise"]))
-    for method, group in summary.groupby("method", sort=False):
+    lines = ["method", "init"] if "init" in summary and summary["init"].nunique() > 1 else ["method"]
+    for key, group in summary.groupby(lines, sort=False):
+        method = " ".join(key) if len(lines) > 1 else key[0]
         x = [levels.index(v) for v in group["noise"]]
         ax.errorbar(
             x, group[f"{metric}_mean"], yerr=_interval(group, metric), marker="o", capsize=4, label=method

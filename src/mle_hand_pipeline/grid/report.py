@@ -32,13 +32,6 @@ def summarise(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     return summarise_seeds(table, GROUP, list(metrics))
 
 
-def _with_init_in_label(summary: pd.DataFrame) -> pd.DataFrame:
-    """Several inits on a per-method line plot: label the lines ``method (init)``."""
-    if summary["init"].nunique() < 2:
-        return summary
-    return summary.assign(method=summary["method"] + " (" + summary["init"] + ")")
-
-
 def figures(summary: pd.DataFrame, nme: str = "test_nme", pck: str = "test_pck_0.2") -> dict[str, Figure]:
     """``{nme,pck}_by_method`` (first noise level, bars per init) and ``{nme,pck}_vs_noise``."""
     first = summary["noise"].iloc[0]
@@ -48,7 +41,7 @@ def figures(summary: pd.DataFrame, nme: str = "test_nme", pck: str = "test_pck_0
         figure = plots.plot_seed_summary(clean, metric)
         figure.axes[0].set_title(f"{metric}, training labels: {first}")
         out[f"{name}_by_method"] = figure
-        figure = plots.plot_metric_vs_noise(_with_init_in_label(summary), metric)
+        figure = plots.plot_metric_vs_noise(summary, metric)
         figure.axes[0].set_title(f"{metric} against training-label noise")
         out[f"{name}_vs_noise"] = figure
     return out
