@@ -98,3 +98,14 @@ TINY_TRAIN_PARAMS = {
     "eval_batch_size": 16,
     "label_noise": {"fraction": 0.0, "jitter_px": 0.0, "outlier_fraction": 0.0, "seed": 0},
 }
+
+
+def log_fake_cell_run(
+    client, experiment_id: str, comparison: str, cell, metrics: dict, status="FINISHED"
+) -> str:
+    """An MLflow run as a comparison cell's train run leaves it: its tags and test metrics; returns its id."""
+    run = client.create_run(experiment_id, tags=cell.tags(comparison), run_name=f"rhd-{cell.key}")
+    for key, value in metrics.items():
+        client.log_metric(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id, status)
+    return run.info.run_id

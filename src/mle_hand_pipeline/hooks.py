@@ -177,3 +177,18 @@ def _summarising_excepthook(previous, summary: ErrorSummary):
 
     excepthook._summarises_errors = True
     return excepthook
+
+
+class KedroRunParams:
+    """Give a pipeline that launches child ``kedro run``s (the comparison grid) the parent's run:
+    the dataset ``kedro_run_params`` = ``{"project_path", "env", "runtime_params"}``, so each child
+    runs in the same project with the same environment and ``--params``."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog: DataCatalog) -> None:
+        if "kedro_run_params" in pipeline.inputs():
+            catalog["kedro_run_params"] = {
+                "project_path": run_params["project_path"],
+                "env": run_params.get("env"),
+                "runtime_params": run_params.get("runtime_params") or {},
+            }

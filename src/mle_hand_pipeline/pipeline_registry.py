@@ -26,6 +26,10 @@ def register_pipelines() -> dict[str, Pipeline]:
         "evaluate_rhd": evaluate.create_pipeline("rhd"),
         "compare_freihand": compare.create_pipeline("freihand"),
         "compare_rhd": compare.create_pipeline("rhd"),
+        "compare_report_freihand": compare.create_report_pipeline("freihand"),
+        "compare_report_rhd": compare.create_report_pipeline("rhd"),
+        "compare_commands_freihand": compare.create_commands_pipeline("freihand"),
+        "compare_commands_rhd": compare.create_commands_pipeline("rhd"),
         "predict": predict.create_pipeline(),
         "pretrain_rhd": pretrain.create_pipeline("rhd"),
     }

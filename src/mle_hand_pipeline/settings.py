@@ -4,12 +4,19 @@ from kedro.config import OmegaConfigLoader
 
 from mle_hand_pipeline.hooks import (
     ErrorSummary,
+    KedroRunParams,
     MarkInterruptedRuns,
     RequirePreprocessedData,
     ValidateParameters,
 )
 
-HOOKS = (ValidateParameters(), RequirePreprocessedData(), MarkInterruptedRuns(), ErrorSummary())
+HOOKS = (
+    ValidateParameters(),
+    RequirePreprocessedData(),
+    MarkInterruptedRuns(),
+    ErrorSummary(),
+    KedroRunParams(),
+)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -82,3 +82,14 @@ def tracked_run_dir(method_dir: str | Path, resume: bool | str) -> Iterator[RunD
     with claim_run_dir(method_dir, tracking_id or local_run_id(), resume, tracking_id) as run:
         link_resumed_run(run.resumed_tracking_id)
         yield run
+
+
+def tag_run(params: dict[str, Any]) -> None:
+    """Set the ``tracking`` parameter block on the active run: ``tags`` (``{name: value}``) and
+    ``run_name`` (when set). A comparison tags each of its training runs this way."""
+    if not mlflow.active_run():
+        return
+    tags = {str(k): str(v) for k, v in (params.get("tags") or {}).items()}
+    if params.get("run_name"):
+        tags["mlflow.runName"] = str(params["run_name"])
+    mlflow.set_tags(tags)

@@ -181,26 +181,3 @@ def test_figures_from_parquet_round_trip(tmp_path):
         fig.savefig(tmp_path / f"{name}.png", dpi=50)
     no_sigma = P.calibration_figure(pd.DataFrame(columns=R.CALIBRATION_COLUMNS), "heatmap_l2")
     assert "no uncertainty" in no_sigma.axes[0].texts[0].get_text()
-
-
-def test_comparison_figures():
-    rows, curves, kps, stages = [], [], [], []
-    for noise_index, noise in enumerate(["clean", "outliers"]):
-        for method, quality in (("mle", 1.0), ("integral", 0.8)):
-            ids = {"run": f"{method}-{noise}", "method": method, "noise": noise, "noise_index": noise_index}
-            rows.append({**ids, "nme": 0.1 / quality + noise_index, "pck_0.2": quality - 0.1 * noise_index})
-            thr = np.linspace(0, 0.2, 41)
-            curves.append(pd.DataFrame({**ids, "threshold": thr, "pck": np.minimum(1, quality * thr / 0.1)}))
-            kps.append(pd.DataFrame({**ids, "keypoint": np.arange(K), "nme": np.full(K, 0.1 / quality)}))
-            stages.append(pd.DataFrame({**ids, "stage": [1, 2], "pck_0.2": [0.5, quality]}))
-    figures = P.comparison_figures(
-        pd.DataFrame(rows), pd.concat(curves), pd.concat(kps), pd.concat(stages), reference_method="mle"
-    )
-    pck = figures["pck_curves"].axes[0]
-    assert [t.get_text().split(" ")[0] for t in pck.get_legend().get_texts()] == ["mle", "integral"]
-    assert "clean" in pck.get_title()  # the first noise level only
-    assert len(figures["per_keypoint_nme"].axes[0].patches) == 2 * len(PAPER_KEYPOINTS)
-    assert len(figures["per_stage_pck"].axes[0].lines) == 2  # mle at both noise levels
-    robustness = figures["noise_robustness"].axes
-    assert [len(ax.lines) for ax in robustness] == [2, 2]
-    np.testing.assert_allclose(robustness[0].lines[0].get_ydata(), [0.1, 1.1])

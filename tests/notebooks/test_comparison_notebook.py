@@ -1,41 +1,58 @@
-"""compare_rhd through `kedro run` (kedro-mlflow parent run, nested method runs), then the comparison
-notebook executed against that project with nbclient, so it cannot rot."""
+"""compare_report_rhd through `kedro run` on fake cell runs in the project's MLflow store (no data file
+at all: the report reads MLflow alone), then the comparison notebook executed against that project
+with nbclient, so it cannot rot."""
 
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
-from helpers import artifact_paths, kedro_run, preprocess_rhd, project_experiment
+from helpers import kedro_run, log_fake_cell_run
+from mlflow.tracking import MlflowClient
 from nbclient import NotebookClient
+from PIL import Image
+
+from mle_hand_pipeline.grid.cells import Cell
 
 NOTEBOOK = Path(__file__).parents[2] / "notebooks" / "comparison.ipynb"
 TINY = """
 rhd:
-  model: {backbone: resnet18, stages: 2, input_size: 64, head_channels: 16}
-  train: {epochs: 1, batch_size: 8, lr_milestones: [1], num_workers: 0, eval_batch_size: 16}
   compare:
     methods: [mle, cpm]
+    seeds: [0, 1]
     noise_levels: [{name: clean}]
 """
-RUNS = ["rhd-cpm-noise-clean", "rhd-mle-noise-clean"]
 
 
 @pytest.mark.slow
-def test_compare_rhd_then_the_notebook(kedro_project, tiny_rhd, monkeypatch):
+def test_compare_report_from_mlflow_alone_then_the_notebook(kedro_project, tmp_path, monkeypatch):
     (kedro_project / "conf/local/parameters_tiny.yml").write_text(TINY)
-    preprocess_rhd(kedro_project, tiny_rhd["root"])
-    kedro_run(kedro_project, "--pipeline=compare_rhd")
+    client = MlflowClient(f"sqlite:///{kedro_project / 'mlflow.db'}")
+    experiment = client.create_experiment(
+        "mle_hand_pipeline", artifact_location=(kedro_project / "mlruns").as_uri()
+    )
+    picture = tmp_path / "test_qualitative.png"  # as a train run logs it
+    Image.fromarray(np.full((20, 40, 3), 200, np.uint8)).save(picture)
+    for seed in (0, 1):
+        for method, pck in (("mle", 0.3), ("cpm", 0.6)):
+            cell = Cell(method, "clean", "scratch", seed, {}, "cfg")
+            metrics = {
+                "test_nme": 0.5 - pck / 2 + seed / 100,
+                "test_pck_0.2": pck + seed / 100,
+                "best_epoch": 1,
+            }
+            run_id = log_fake_cell_run(client, experiment, "compare_rhd", cell, metrics)
+            client.log_artifact(run_id, str(picture), "evaluation")
 
-    client, experiment_id = project_experiment(kedro_project)
-    (parent,) = client.search_runs([experiment_id], "attributes.run_name = 'compare_rhd'")
-    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert sorted(r.info.run_name for r in children) == RUNS
-    assert parent.data.params["rhd.compare.methods"] == "['mle', 'cpm']"
-    artifacts = artifact_paths(client, parent.info.run_id)
-    for name in ("comparison_table.csv", "pck_curves.csv", "pck_curves.png", "per_stage_pck.png"):
-        assert f"comparison/{name}" in artifacts, artifacts
+    kedro_run(kedro_project, "--pipeline=compare_report_rhd")
     report = kedro_project / "data/08_reporting/rhd/compare"
-    assert (report / "noise_robustness.png").stat().st_size > 1000
+    verdict = (report / "verdict.md").read_text()
+    assert "4 of 4 planned cells" in verdict and "- cpm beats mle on test_pck_0.2" in verdict
+    assert (report / "pck_vs_noise.png").stat().st_size > 1000
+    (parent,) = client.search_runs([experiment], "attributes.run_name = 'compare_report_rhd'")
+    assert "comparison/summary.csv" in {
+        a.path for a in client.list_artifacts(parent.info.run_id, "comparison")
+    }
 
     monkeypatch.setenv("MLE_HAND_PROJECT", str(kedro_project))
     monkeypatch.setenv("MLE_HAND_DATASET", "rhd")
@@ -46,8 +63,9 @@ def test_compare_rhd_then_the_notebook(kedro_project, tiny_rhd, monkeypatch):
 
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert f"comparison run {parent.info.run_id}: 2 method runs" in text
-    assert all(run in text for run in RUNS)
+    assert "comparison compare_rhd: 4 runs, 4 finished" in text
+    assert "mle-clean-scratch-s1" in text
+    markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert markdown and "# Comparison `compare_rhd` (rhd)" in markdown[0]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    # 1 PCK-curve plot (one per noise level), 3 comparison figures, 2 qualitative grids from MLflow
-    assert len(images) == 1 + 3 + 2
+    assert len(images) == 4 + 2  # the report's 4 figures, 1 qualitative grid per method

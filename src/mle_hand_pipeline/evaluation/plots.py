@@ -3,7 +3,8 @@
 Every ``plot_*`` / ``*_grid`` / ``*_figure(s)`` function returns a :class:`matplotlib.figure.Figure` (or
 a dict of them); save it with ``fig.savefig(path, dpi=...)``. :func:`draw_skeleton` returns a new image
 array (Pillow drawing). :func:`evaluation_figures` draws one evaluation's five figures from the tables
-of :mod:`.report`; :func:`comparison_figures` the paper-style figures of a comparison.
+of :mod:`.report`; :func:`plot_seed_summary` and :func:`plot_metric_vs_noise` a seeded comparison's
+summary with its intervals.
 """
 
 from __future__ import annotations
@@ -646,77 +647,3 @@ def evaluation_figures(
         "calibration": calibration_figure(calibration, label),
         "qualitative": qualitative_figure(predictions, crops_dir, label),
     }
-
-
-# --------------------------------------------------------------------------------------------------
-# Comparison of several runs (methods x label-noise levels)
-# --------------------------------------------------------------------------------------------------
-
-
-def comparison_figures(
-    table: pd.DataFrame,
-    curves: pd.DataFrame,
-    per_keypoint: pd.DataFrame,
-    per_stage: pd.DataFrame,
-    reference_method: str = "mle",
-) -> dict[str, Figure]:
-    """The paper-style figures of a comparison, from the long tables of the compare nodes.
-
-    Args:
-        table: one row per run with ``run``, ``method``, ``noise`` (level name), ``noise_index``, and
-            the metrics (``nme``, ``pck_0.2``, ...).
-        curves: long PCK curves: ``run``, ``method``, ``noise``, ``threshold``, ``pck``.
-        per_keypoint: long per-keypoint table: ``run``, ``method``, ``noise``, ``keypoint``, ``nme``.
-        per_stage: long per-stage table: ``run``, ``method``, ``noise``, ``stage``, ``pck_0.2``.
-        reference_method: the method whose per-stage PCK is drawn (the paper's figure 4).
-
-    Returns:
-        ``pck_curves`` (all methods, first noise level, e.g. clean labels), ``per_keypoint_nme``
-        (bars per method, same level), ``per_stage_pck`` (``reference_method``, one line per noise
-        level) and ``noise_robustness`` (NME and PCK@0.2 against the noise level, one line per method).
-    """
-    first = table.sort_values("noise_index")["noise"].iloc[0]
-    curves_first = {
-        method: (group["threshold"].to_numpy(float), group["pck"].to_numpy(float))
-        for method, group in curves[curves["noise"] == first].groupby("method", sort=False)
-    }
-    bars = {
-        method: group.sort_values("keypoint")["nme"].to_numpy(float)
-        for method, group in per_keypoint[per_keypoint["noise"] == first].groupby("method", sort=False)
-    }
-    stages = {
-        f"{reference_method}, noise {noise}": group.sort_values("stage")["pck_0.2"].to_numpy(float)
-        for noise, group in per_stage[per_stage["method"] == reference_method].groupby("noise", sort=False)
-    }
-    figures = {
-        "pck_curves": plot_pck_curves(curves_first, title=f"PCK on the test split, labels: {first}"),
-        "per_keypoint_nme": plot_per_keypoint_nme(bars, title=f"NME per keypoint, labels: {first}"),
-        "per_stage_pck": (
-            plot_per_stage_pck(stages, title=f"PCK@0.2 per stage, {reference_method}")
-            if stages
-            else _placeholder(f"{reference_method} is not in this comparison", "PCK per stage")
-        ),
-        "noise_robustness": plot_noise_robustness(table),
-    }
-    return figures
-
-
-def plot_noise_robustness(table: pd.DataFrame) -> Figure:
-    """NME and PCK@0.2 on the clean test split against the training-label noise level, per method."""
-    levels = table.sort_values("noise_index").drop_duplicates("noise_index")
-    fig = Figure(figsize=(10, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for ax, key, name in (
-        (axes[0], "nme", "test NME (lower is better)"),
-        (axes[1], "pck_0.2", "test PCK@0.2"),
-    ):
-        for method, group in table.groupby("method", sort=False):
-            group = group.sort_values("noise_index")
-            ax.plot(group["noise_index"], group[key], marker="o", label=method)
-        ax.set_xticks(levels["noise_index"].to_numpy())
-        ax.set_xticklabels(levels["noise"].astype(str), rotation=20, ha="right")
-        ax.set_xlabel("training-label noise level")
-        ax.set_title(name)
-        ax.grid(True, alpha=0.3)
-    axes[1].legend(fontsize="small")
-    return fig

@@ -1,7 +1,7 @@
 """One evaluation report from model predictions and the hand table: metrics and tables (its figures
 are :func:`.plots.evaluation_figures`).
 
-Shared by the train, evaluate and compare pipelines (plain python: no Kedro, no MLflow, no torch).
+Shared by the train and evaluate pipelines (plain python: no Kedro, no MLflow, no torch).
 
 Normalisation: every normalised error (NME, PCK, AUC) divides by ``max(w, h)`` of the tight box of
 the crop's VISIBLE ground-truth keypoints, measured in crop pixels (the hand table's ``hand_size``;

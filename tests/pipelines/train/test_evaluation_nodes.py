@@ -29,6 +29,7 @@ def _catalog(tiny_rhd, tmp_path, method):
     catalog["params:rhd.model"] = {**MODEL, "method": method}
     catalog["params:rhd.train"] = TRAIN
     catalog["params:rhd.evaluate"] = {"checkpoint": "best", "batch_size": 16, "model": None}
+    catalog["params:rhd.tracking"] = {"run_name": None, "tags": {}}
     # files between nodes, as in the project catalog: parquet and CSV round trips
     catalog["rhd.test_predictions"] = ParquetDataset(filepath=str(tmp_path / "predictions.parquet"))
     for name in TABLES:

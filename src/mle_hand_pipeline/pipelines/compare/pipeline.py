@@ -1,52 +1,67 @@
-"""``compare_rhd`` and ``compare_freihand``: one template, namespaced per dataset."""
+"""``compare_<dataset>``, ``compare_report_<dataset>`` and ``compare_commands_<dataset>``: templates
+namespaced per dataset (the dataset is bound to the nodes: it names the cells' ``train_<dataset>``)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from kedro.pipeline import Node, Pipeline
 
-from mle_hand_pipeline.pipelines.compare.nodes import compare_methods, plot_comparison
+from mle_hand_pipeline.pipelines.compare.nodes import (
+    FIGURES,
+    grid_commands,
+    plan_comparison,
+    report_comparison,
+    run_grid,
+)
 
-TABLES = ("comparison_table", "comparison_pck_curves", "comparison_per_keypoint", "comparison_per_stage")
-FIGURES = ("pck_curves", "per_keypoint_nme", "per_stage_pck", "noise_robustness")
+BLOCKS = ["params:model", "params:train", "params:evaluate", "params:compare"]
+REPORT_OUTPUTS = [
+    "comparison_runs",
+    "comparison_summary",
+    "comparison_verdict",
+    *[f"comparison_{name}_plot" for name in FIGURES],
+]
 
 
-def create_pipeline(dataset: str) -> Pipeline:
-    """Train and evaluate every method of ``params:<dataset>.compare.methods`` (x ``noise_levels``)
-    with ``params:<dataset>.model``/``train``/``evaluate``. Outputs ``<dataset>.comparison_table``,
-    ``<dataset>.comparison_{pck_curves,per_keypoint,per_stage}`` (long tables) and the figures
-    ``<dataset>.comparison_{pck_curves,per_keypoint_nme,per_stage_pck,noise_robustness}_plot``."""
-    template = Pipeline(
-        [
-            Node(
-                compare_methods,
-                [
-                    "hands",
-                    "crops",
-                    "checkpoints",
-                    "params:model",
-                    "params:train",
-                    "params:evaluate",
-                    "params:compare",
-                ],
-                list(TABLES),
-                name="compare_methods",
-            ),
-            Node(
-                plot_comparison,
-                [*TABLES, "params:compare"],
-                [f"comparison_{name}_plot" for name in FIGURES],
-                name="plot_comparison",
-            ),
-        ]
-    )
+def _namespaced(nodes: list[Node], dataset: str) -> Pipeline:
+    template = Pipeline(nodes)
     return Pipeline(
         template,
         namespace=dataset,
-        parameters={
-            "params:model": f"params:{dataset}.model",
-            "params:train": f"params:{dataset}.train",
-            "params:evaluate": f"params:{dataset}.evaluate",
-            "params:compare": f"params:{dataset}.compare",
-        },
+        # provided by the KedroRunParams hook: the parent's env, project folder and --params
+        inputs={"kedro_run_params"} & template.inputs(),
+        parameters={name: f"params:{dataset}.{name.removeprefix('params:')}" for name in BLOCKS},
         tags=["compare", dataset],
     )
+
+
+def _report(dataset: str, cells: str) -> Node:
+    return Node(partial(report_comparison, dataset), [cells, "params:compare"], REPORT_OUTPUTS, name="report")
+
+
+def create_pipeline(dataset: str) -> Pipeline:
+    """Run the grid's cells (``params:<dataset>.compare``) as ``train_<dataset>`` runs, then report.
+    Outputs ``<dataset>.comparison_cells`` (status per cell) and the report's outputs."""
+    run = Node(
+        partial(run_grid, dataset),
+        ["kedro_run_params", "comparison_logs", *BLOCKS],
+        "comparison_cells",
+        name="run_grid",
+    )
+    return _namespaced([run, _report(dataset, "comparison_cells")], dataset)
+
+
+def create_report_pipeline(dataset: str) -> Pipeline:
+    """The report of the comparison's finished runs in MLflow, whoever ran them: ``<dataset>.comparison_
+    {runs,summary,verdict}`` and the figures ``<dataset>.comparison_<figure>_plot``."""
+    plan = Node(partial(plan_comparison, dataset), BLOCKS, "comparison_plan", name="plan")
+    return _namespaced([plan, _report(dataset, "comparison_plan")], dataset)
+
+
+def create_commands_pipeline(dataset: str) -> Pipeline:
+    """``<dataset>.comparison_commands``: one ``kedro run`` line per cell still to run."""
+    commands = Node(
+        partial(grid_commands, dataset), ["kedro_run_params", *BLOCKS], "comparison_commands", name="commands"
+    )
+    return _namespaced([commands], dataset)

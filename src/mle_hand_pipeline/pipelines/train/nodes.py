@@ -70,8 +70,9 @@ def evaluate_checkpoint(
     return report.outputs()
 
 
-def log_model(model: Path) -> None:
-    """Log the checkpoint file ``model`` to the active MLflow run as the model ``model`` (:mod:`..export`)."""
-    if mlflow.active_run():
+def log_model(model: Path, params: dict[str, Any]) -> None:
+    """Log the checkpoint file ``model`` to the active MLflow run as the model ``model`` (:mod:`..export`),
+    unless ``params["log_model"]`` is false (a comparison's cells skip the export by default)."""
+    if mlflow.active_run() and params.get("log_model", True):
         network, spec = load_model(model)
         log_mlflow_model(network, spec.input_size)

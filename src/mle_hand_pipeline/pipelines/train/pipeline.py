@@ -13,6 +13,7 @@ from mle_hand_pipeline.pipelines.train.nodes import (
     select_model,
     train_model,
 )
+from mle_hand_pipeline.tracking import tag_run
 
 
 def evaluation_plot_node(prefix: str) -> Node:
@@ -41,6 +42,7 @@ def _template() -> Pipeline:
                 ["train_history", "training_report"],
                 name="train_model",
             ),
+            Node(tag_run, "params:tracking", None, name="tag_run"),
             Node(plot_history, "train_history", "training_curves", name="plot_history"),
             Node(select_model, ["training_report", "params:evaluate"], "model", name="select_model"),
             Node(
@@ -50,7 +52,7 @@ def _template() -> Pipeline:
                 name="evaluate_test",
             ),
             evaluation_plot_node("test"),
-            Node(log_model, "model", None, name="log_model"),
+            Node(log_model, ["model", "params:evaluate"], None, name="log_model"),
         ]
     )
 
@@ -69,6 +71,7 @@ def create_pipeline(dataset: str) -> Pipeline:
             "params:model": f"params:{dataset}.model",
             "params:train": f"params:{dataset}.train",
             "params:evaluate": f"params:{dataset}.evaluate",
+            "params:tracking": f"params:{dataset}.tracking",
         },
         tags=["train", dataset],
     )

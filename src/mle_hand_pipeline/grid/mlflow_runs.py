@@ -1,0 +1,84 @@
+"""The runs of a comparison in an MLflow tracking store, found by their ``comparison`` tag."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+from mle_hand_pipeline.grid.cells import TAG_KEYS, Cell
+
+RUN_COLUMNS = ["run_id", "status", "start_time", "end_time", *TAG_KEYS]
+
+
+class StaleComparisonError(ValueError):
+    """Finished runs of the same comparison and cell were made with other settings."""
+
+
+def comparison_runs(
+    client: MlflowClient,
+    comparison: str,
+    status: str | None = "FINISHED",
+    experiment_ids: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """One row per run tagged ``comparison`` (in every active experiment unless ``experiment_ids``):
+    ``RUN_COLUMNS`` and every metric of the run as its own column (its last value). Newest first."""
+    if experiment_ids is None:
+        experiment_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    query = f"tags.comparison = '{comparison}'"
+    if status:
+        query += f" and attributes.status = '{status}'"
+    rows = []
+    for run in client.search_runs(
+        list(experiment_ids), query, order_by=["attributes.start_time DESC"], max_results=50000
+    ):
+        tags = run.data.tags
+        rows.append(
+            {
+                "run_id": run.info.run_id,
+                "status": run.info.status,
+                "start_time": run.info.start_time,
+                "end_time": run.info.end_time,
+                **{k: tags.get(k) for k in TAG_KEYS},
+                **run.data.metrics,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=None if rows else RUN_COLUMNS)
+    if rows:
+        frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
+    return frame
+
+
+def latest_per_cell(runs: pd.DataFrame) -> pd.DataFrame:
+    """The newest run of each cell (a cell run twice, e.g. by a resubmitted cluster job, counts once)."""
+    return runs.sort_values("start_time", ascending=False).drop_duplicates("cell").reset_index(drop=True)
+
+
+def finished_cells(runs: pd.DataFrame, cells: Sequence[Cell]) -> dict[str, str]:
+    """``{cell key: run id}`` of the cells that have a FINISHED run with the same settings.
+
+    Raises:
+        StaleComparisonError: a cell has finished runs, but none with its current settings
+            (``cell_config``): the parameters changed since, so the comparison would mix two setups.
+    """
+    finished = runs[runs["status"] == "FINISHED"]
+    done, stale = {}, []
+    for cell in cells:
+        same = finished[finished["cell"] == cell.key]
+        if same.empty:
+            continue
+        matching = same[same["cell_config"] == cell.config]
+        if matching.empty:
+            stale.append(f"{cell.key} (settings {same['cell_config'].iloc[0]}, now {cell.config})")
+        else:
+            done[cell.key] = str(matching["run_id"].iloc[0])
+    if stale:
+        comparison = finished["comparison"].iloc[0]
+        raise StaleComparisonError(
+            f"comparison {comparison!r} already has finished runs of {len(stale)} cell(s) made with other "
+            f"settings: {', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}. Give this comparison "
+            "a new compare.name (e.g. --params=<dataset>.compare.name=...), or delete those runs."
+        )
+    return done

@@ -1,0 +1,60 @@
+"""Finding a comparison's runs in MLflow, and which cells are done (fake runs, temporary SQLite store)."""
+
+import pytest
+from helpers import log_fake_cell_run
+from mlflow.tracking import MlflowClient
+
+from mle_hand_pipeline.grid.cells import Cell
+from mle_hand_pipeline.grid.mlflow_runs import (
+    StaleComparisonError,
+    comparison_runs,
+    finished_cells,
+    latest_per_cell,
+)
+
+
+def cell(method, seed, config="cfg1"):
+    return Cell(method, "clean", "scratch", seed, {}, config)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One store for the module (creating an MLflow SQLite database takes seconds); each test uses
+    its own comparison names."""
+    tmp_path = tmp_path_factory.mktemp("mlflow")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "mlruns").as_uri())
+    return client, experiment
+
+
+def test_finished_cells_are_skipped_and_others_rerun(store):
+    client, experiment = store
+    done = log_fake_cell_run(client, experiment, "study", cell("mle", 0), {"test_nme": 0.3})
+    log_fake_cell_run(client, experiment, "study", cell("cpm", 0), {"test_nme": 0.2}, status="FAILED")
+    log_fake_cell_run(client, experiment, "study", cell("cpm", 0), {"test_nme": 0.2}, status="KILLED")
+    log_fake_cell_run(client, experiment, "other_study", cell("cpm", 1), {"test_nme": 0.2})
+    plan = [cell("mle", 0), cell("cpm", 0), cell("cpm", 1)]
+
+    runs = comparison_runs(client, "study")
+    assert runs["run_id"].tolist() == [done] and runs.loc[0, "test_nme"] == 0.3
+    assert runs.loc[0, "seed"] == 0 and runs.loc[0, "cell"] == "mle-clean-scratch-s0"
+    assert finished_cells(runs, plan) == {"mle-clean-scratch-s0": done}
+    assert len(comparison_runs(client, "study", status=None)) == 3
+    assert comparison_runs(client, "nothing").empty
+
+
+def test_a_finished_cell_with_other_settings_stops_the_comparison(store):
+    client, experiment = store
+    log_fake_cell_run(client, experiment, "study2", cell("mle", 0, config="old"), {"test_nme": 0.3})
+    with pytest.raises(
+        StaleComparisonError, match=r"mle-clean-scratch-s0 \(settings old, now new\).*compare.name"
+    ):
+        finished_cells(comparison_runs(client, "study2"), [cell("mle", 0, config="new")])
+
+
+def test_a_cell_run_twice_counts_once_the_newest(store):
+    client, experiment = store
+    log_fake_cell_run(client, experiment, "study3", cell("mle", 0), {"test_nme": 0.3})
+    newest = log_fake_cell_run(client, experiment, "study3", cell("mle", 0), {"test_nme": 0.25})
+    latest = latest_per_cell(comparison_runs(client, "study3"))
+    assert latest["run_id"].tolist() == [newest]

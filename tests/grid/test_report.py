@@ -1,0 +1,78 @@
+"""The comparison report: per-cell table, seed statistics, figures and a verdict that claims an order
+only where the 95 % intervals do not overlap."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mle_hand_pipeline.grid import report as R
+
+METRICS = {"test_nme": False, "test_pck_0.2": True}
+
+
+def runs():
+    """3 seeds: cpm clearly better than mle; mle and integral overlapping; 1 noise level more for mle."""
+    rows = []
+    for noise, shift in (("clean", 0.0), ("outliers30", 0.2)):
+        for method, pck in (("mle", 0.40), ("integral", 0.41), ("cpm", 0.70)):
+            if noise == "outliers30" and method != "mle":
+                continue
+            for seed, wobble in enumerate((-0.02, 0.0, 0.02)):
+                rows.append(
+                    {
+                        "cell": f"{method}-{noise}-scratch-s{seed}",
+                        "method": method,
+                        "noise": noise,
+                        "init": "scratch",
+                        "seed": seed,
+                        "run_id": f"id{len(rows)}",
+                        "test_nme": 0.3 - pck / 4 + wobble + shift,
+                        "test_pck_0.2": pck + wobble - shift,
+                        "best_epoch": 1,
+                    }
+                )
+    return pd.DataFrame(rows).sample(frac=1, random_state=0)  # MLflow's order is not the plan's
+
+
+def test_cell_table_follows_the_plan_order():
+    table = runs()
+    order = list(table.sort_values(["noise", "seed", "method"])["cell"])
+    cells = R.cell_table(table, list(METRICS), order=order)
+    assert cells["cell"].tolist() == order
+    assert list(cells.columns[:6]) == R.CELL_COLUMNS and "train_wall_time_s" in cells
+
+
+def test_summary_figures_and_verdict():
+    table = R.cell_table(runs(), list(METRICS), order=sorted(runs()["cell"]))
+    summary = R.summarise(table, list(METRICS))
+    assert len(summary) == 4 and (summary["n_seeds"] == 3).all()
+    mle = summary.set_index(["method", "noise"]).loc[("mle", "clean")]
+    assert mle["test_pck_0.2_mean"] == pytest.approx(0.40) and mle["test_pck_0.2_std"] == pytest.approx(0.02)
+    # Student-t, 2 degrees of freedom: mean +- 4.303 * std / sqrt(3)
+    assert mle["test_pck_0.2_ci_high"] - 0.40 == pytest.approx(4.303 * 0.02 / np.sqrt(3), rel=1e-3)
+
+    figures = R.figures(summary)
+    assert set(figures) == {"nme_by_method", "pck_by_method", "nme_vs_noise", "pck_vs_noise"}
+    by_method = figures["pck_by_method"].axes[0]  # the clean level: 3 methods
+    assert sorted(t.get_text() for t in by_method.get_xticklabels()) == ["cpm", "integral", "mle"]
+    assert len(figures["pck_vs_noise"].axes[0].get_legend().get_texts()) == 3
+
+    planned = pd.DataFrame(
+        {
+            "cell": [*table["cell"], "rle-clean-scratch-s0", "rle-clean-scratch-s1"],
+            "status": ["finished"] * len(table) + ["failed", "planned"],
+            "error": [None] * len(table) + ["NonFiniteLossError: 20 steps", None],
+        }
+    )
+    text = R.verdict("study", "rhd", summary, METRICS, planned, table)
+    assert f"{len(table)} of {len(planned)} planned cells" in text
+    assert "`rle-clean-scratch-s0`: failed: NonFiniteLossError: 20 steps" in text
+    assert "`rle-clean-scratch-s1`: no finished run" in text
+    assert "## Training labels `clean`, init `scratch`" in text
+    claims = [line for line in text.splitlines() if " beats " in line]
+    # cpm beats both on both metrics; mle vs integral overlap: never claimed
+    assert any(line.startswith("- cpm beats mle on test_pck_0.2") for line in claims)
+    assert any(line.startswith("- cpm beats integral on test_pck_0.2") for line in claims)
+    assert not [line for line in claims if "mle" in line and "integral" in line]
+    # robustness: mle clean vs 30 % outliers (0.2 apart, intervals +-0.05)
+    assert any("mle (scratch): clean beats outliers30 on test_pck_0.2" in line for line in claims)

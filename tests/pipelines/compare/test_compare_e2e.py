@@ -1,0 +1,69 @@
+"""compare_rhd through `kedro run` on a tiny grid (2 methods x 2 seeds, 1 epoch): each cell is a real
+train_rhd run tagged in MLflow, the report is built from them, and after a cell's run was lost only
+that cell is left to run."""
+
+import shlex
+
+import pandas as pd
+import pytest
+from helpers import kedro_run, preprocess_rhd, project_experiment
+
+TINY = """
+rhd:
+  model: {backbone: resnet18, stages: 2, input_size: 64, head_channels: 16}
+  train: {epochs: 1, batch_size: 8, lr_milestones: [1], num_workers: 0, eval_batch_size: 16}
+  compare:
+    methods: [mle, cpm]
+    seeds: [0, 1]
+    noise_levels: [{name: clean}]
+"""
+CELLS = ["mle-clean-scratch-s0", "cpm-clean-scratch-s0", "mle-clean-scratch-s1", "cpm-clean-scratch-s1"]
+
+
+@pytest.mark.slow
+def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, tiny_rhd):
+    (kedro_project / "conf/local/parameters_tiny.yml").write_text(TINY)
+    preprocess_rhd(kedro_project, tiny_rhd["root"])
+    kedro_run(kedro_project, "--pipeline=compare_rhd", "--params=rhd.train.lr=0.002")
+
+    report = kedro_project / "data/08_reporting/rhd/compare"
+    cells = pd.read_csv(report / "cells.csv")
+    assert cells["cell"].tolist() == CELLS and (cells["status"] == "finished").all()
+    client, experiment = project_experiment(kedro_project)
+    runs = {
+        r.data.tags["cell"]: r for r in client.search_runs([experiment], "tags.comparison = 'compare_rhd'")
+    }
+    assert sorted(runs) == sorted(CELLS)
+    for key, run in runs.items():
+        method, _, _, seed = key.split("-")
+        assert run.info.status == "FINISHED" and run.info.run_name == f"rhd-{key}"
+        # an ordinary train_rhd run with the cell's overrides and the parent's --params
+        assert run.data.params["rhd.model.method"] == method and run.data.params["rhd.train.seed"] == seed[1:]
+        assert (
+            run.data.params["rhd.train.lr"] == "0.002"
+            and run.data.params["rhd.evaluate.log_model"] == "False"
+        )
+        assert "test_nme" in run.data.metrics and "evaluation/test_qualitative.png" in {
+            a.path for a in client.list_artifacts(run.info.run_id, "evaluation")
+        }
+        assert not [a for a in client.list_artifacts(run.info.run_id) if a.path == "model"]  # no export
+    summary = pd.read_csv(report / "summary.csv")
+    assert summary["method"].tolist() == ["mle", "cpm"] and (summary["n_seeds"] == 2).all()
+    assert summary["test_nme_ci_low"].notna().all()
+    assert "4 of 4 planned cells" in (report / "verdict.md").read_text()
+    (parent,) = client.search_runs([experiment], "attributes.run_name = 'compare_rhd'")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")} >= {
+        "comparison/cells.csv",
+        "comparison/verdict.md",
+        "comparison/pck_by_method.png",
+    }
+
+    # a lost cell (its run killed): it alone is left to run (the grid's `_todo`, as in compare_rhd)
+    client.set_terminated(runs["cpm-clean-scratch-s1"].info.run_id, "KILLED")
+    output = kedro_run(kedro_project, "--pipeline=compare_commands_rhd", "--params=rhd.train.lr=0.002")
+    (line,) = (report / "commands.txt").read_text().splitlines()
+    argv = shlex.split(line)
+    assert argv[:3] == ["kedro", "run", "--pipeline=train_rhd"]
+    assert argv[3].startswith("--params=rhd.train.lr=0.002,")  # the parent's --params, then the cell's
+    assert "rhd.tracking.tags.cell=cpm-clean-scratch-s1," in line and line in output
+    assert len(client.search_runs([experiment], "attributes.run_name = 'compare_commands_rhd'")) == 0
