@@ -46,6 +46,14 @@ def test_resolver_kinds(tmp_path):
     assert (folder.kind, folder.location) == (MLFLOW, str(tmp_path / "mlflow_model"))  # a path, not file://
     with pytest.raises(ModelNotFoundError, match="no MLmodel file"):
         resolve_model_source(tmp_path / "folder")
+    for version in ("2026-11-29T10.00.00.000Z", "2026-11-30T09.00.00.000Z", "2026-11-30T08.59.59.999Z"):
+        (tmp_path / "model.pt" / version).mkdir(parents=True)
+        (tmp_path / "model.pt" / version / "model.pt").write_bytes(b"")
+    newest = resolve_model_source(tmp_path / "model.pt")  # a Kedro versioned dataset: its newest version
+    assert (newest.kind, newest.location) == (
+        CHECKPOINT,
+        str(tmp_path / "model.pt/2026-11-30T09.00.00.000Z/model.pt"),
+    )
     for bare in (RUN_ID, f"runs:/{RUN_ID}", f"runs:/{RUN_ID}/"):
         source = resolve_model_source(bare)
         assert (source.kind, source.location, source.run_id) == (MLFLOW, f"runs:/{RUN_ID}/model", RUN_ID)

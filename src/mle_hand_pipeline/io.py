@@ -28,7 +28,8 @@ class FolderDataset(AbstractDataset[Path, Path]):
         return self._path
 
     def save(self, data: Path) -> None:
-        if Path(data) != self._path:
+        # Kedro may hand the catalog path over absolute (project root) while the node wrote a relative one.
+        if Path(data).resolve() != self._path.resolve():
             raise ValueError(
                 f"the node wrote {data}, but its catalog entry names the folder {self._path}: "
                 "make the parameter and the catalog entry agree"

@@ -5,6 +5,8 @@ A model is named by (tried in this order):
 - a local file: an ONNX graph (``*.onnx``) or a training checkpoint (``best.pt`` / ``last.pt``);
 - a local folder holding an ``MLmodel`` file: an MLflow model (e.g. one downloaded, or a logged
   model's ``artifacts/`` folder under the run store);
+- a Kedro versioned checkpoint folder (``<name>.pt/<version>/<name>.pt``, e.g. the catalog's
+  ``data/06_models/rhd/model.pt`` that every ``train_rhd`` run publishes): its newest version;
 - an MLflow run id (32 hex digits) or ``runs:/<run_id>``: the run's PyTorch model ``model``;
 - an MLflow model URI: ``runs:/<run_id>/<name>``, ``models:/<name>/<version>`` or any
   ``scheme:/...`` whose scheme has two or more letters (so ``C:/x/best.pt`` is a Windows path, not a
@@ -62,10 +64,16 @@ def resolve_model_source(model: str | Path) -> ModelSource:
     if path.is_file():
         return ModelSource(ONNX if path.suffix == ".onnx" else CHECKPOINT, str(path), text)
     if path.is_dir():
-        if not (path / "MLmodel").is_file():
-            raise ModelNotFoundError(f"model {text}: a folder, but not an MLflow model (no MLmodel file)")
-        # A plain path, not a file:// URI: MLflow's Model.load only finds local MLmodel files by path.
-        return ModelSource(MLFLOW, str(path.resolve()), text)
+        if (path / "MLmodel").is_file():
+            # A plain path, not a file:// URI: MLflow's Model.load only finds local MLmodel files by path.
+            return ModelSource(MLFLOW, str(path.resolve()), text)
+        versions = sorted(v for v in path.glob(f"*/{path.name}") if v.is_file())
+        if versions:  # Kedro's version names are UTC timestamps: they sort in time order
+            return ModelSource(CHECKPOINT, str(versions[-1]), text)
+        raise ModelNotFoundError(
+            f"model {text}: a folder, but neither an MLflow model (no MLmodel file) nor a versioned "
+            f"checkpoint (no <version>/{path.name} inside)"
+        )
     if _RUN_ID.match(text):
         text_uri = f"runs:/{text}"
     elif is_mlflow_uri(text):

@@ -46,7 +46,7 @@ def evaluate_model(
     if not params.get("model"):
         raise ValueError(
             "no model to evaluate: set `evaluate.model` to a checkpoint path or an MLflow model URI, "
-            "e.g. --params=rhd.evaluate.model=data/06_models/rhd/mle/best.pt "
+            "e.g. --params=rhd.evaluate.model=data/06_models/rhd/model.pt (the newest published model) "
             "or --params=rhd.evaluate.model=runs:/<run_id>/model"
         )
     source = resolve_model_source(params["model"])
