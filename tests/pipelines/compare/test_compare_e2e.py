@@ -1,6 +1,6 @@
-"""compare_rhd through `kedro run` on a tiny grid (2 methods x 2 seeds, 1 epoch): each cell is a real
-train_rhd run tagged in MLflow, the report is built from them, and after a cell's run was lost only
-that cell is left to run."""
+"""compare_rhd through `kedro run` on a tiny grid (2 methods x 2 seeds, 1 epoch, 2 cells at a time):
+each cell is a real train_rhd run tagged in MLflow, the report is built from them, and after a cell's
+run was lost only that cell is left to run."""
 
 import shlex
 
@@ -16,6 +16,7 @@ rhd:
     methods: [mle, cpm]
     seeds: [0, 1]
     noise_levels: [{name: clean}]
+    jobs: 2
 """
 CELLS = ["mle-clean-scratch-s0", "cpm-clean-scratch-s0", "mle-clean-scratch-s1", "cpm-clean-scratch-s1"]
 
