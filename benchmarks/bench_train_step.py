@@ -308,7 +308,7 @@ def _trainer_loop(args, table, crops_dir, device) -> dict:
         epochs=args.trainer_epochs,
         batch_size=args.batch,
         lr_milestones=(),
-        devices=1,
+        devices=1 if device.type == "cuda" else "cpu",  # one GPU (an integer means GPUs), else the CPU
         num_workers=args.workers,
         eval_batch_size=args.batch,
         compile=args.compile,

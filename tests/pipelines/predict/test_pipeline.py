@@ -16,7 +16,8 @@ from mle_hand_pipeline.pipelines.predict import nodes
 
 @pytest.mark.slow
 def test_predict_pipeline_writes_results_and_fails_at_the_end_on_bad_images(kedro_project):
-    checkpoint = save_checkpoint(kedro_project / "data/06_models/rhd/mle/best.pt")  # the default model
+    # The default model: the newest version train_rhd published to the versioned rhd.model dataset.
+    save_checkpoint(kedro_project / "data/06_models/rhd/model.pt/2026-11-30T00.00.00.000Z/model.pt")
     (kedro_project / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (kedro_project / "conf/local/parameters_predict.yml").write_text(
         "predict:\n"
@@ -29,7 +30,8 @@ def test_predict_pipeline_writes_results_and_fails_at_the_end_on_bad_images(kedr
 
     out = kedro_project / "data/07_model_output/predict"
     results = json.loads((out / "predictions.json").read_text())
-    assert results["model"] == str(checkpoint.relative_to(kedro_project)) and results["backend"] == "torch"
+    version = "data/06_models/rhd/model.pt/2026-11-30T00.00.00.000Z/model.pt"  # the file actually used
+    assert results["model"] == version and results["backend"] == "torch"
     assert [p["image"] for p in results["predictions"]] == [*map(str, RHD_IMAGES), str(FREIHAND_IMAGES[0])]
     assert results["failures"][0]["image"] == "broken.png"
     table = pd.read_csv(out / "keypoints.csv")
