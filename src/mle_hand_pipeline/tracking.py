@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from mle_hand_pipeline.training.run_dirs import RunDir, claim_run_dir, local_run_id
+from mle_hand_pipeline.training.runs import train_method
 
 
 class EpochLogger:
@@ -93,3 +95,26 @@ def tag_run(params: dict[str, Any]) -> None:
     if params.get("run_name"):
         tags["mlflow.runName"] = str(params["run_name"])
     mlflow.set_tags(tags)
+
+
+def train_tracked(
+    hands: pd.DataFrame,
+    crops_dir: str | Path,
+    checkpoint_root: str | Path,
+    model_params: dict[str, Any],
+    train_params: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`~.training.runs.train_method` tracked in the active MLflow run: live per-epoch metrics, a
+    run folder named after the run (:func:`tracked_run_dir`) and the best checkpoint as an artifact."""
+    history, report = train_method(
+        hands,
+        crops_dir,
+        checkpoint_root,
+        model_params,
+        train_params,
+        on_epoch_end=active_epoch_logger(),
+        log_metrics=log_metrics,
+        claim_run_dir=tracked_run_dir,
+    )
+    log_artifact(report["best_checkpoint"], "checkpoints")
+    return history, report

@@ -19,7 +19,6 @@ from mle_hand_pipeline.evaluation.plots import plot_training_curves
 from mle_hand_pipeline.synthetic import RHDConfig, generate_rhd
 from mle_hand_pipeline.training.checkpoint import load_model
 from mle_hand_pipeline.training.pretrained import backbone_checkpoint
-from mle_hand_pipeline.training.runs import train_method
 
 logger = logging.getLogger(__name__)
 
@@ -115,17 +114,7 @@ def pretrain(
 
     ``held_out_check`` is only a dependency: training starts after the overlap check passed.
     """
-    history, report = train_method(
-        hands,
-        crops_dir,
-        checkpoint_root,
-        model_params,
-        train_params,
-        on_epoch_end=tracking.active_epoch_logger(),
-        log_metrics=tracking.log_metrics,
-        claim_run_dir=tracking.tracked_run_dir,
-    )
-    tracking.log_artifact(report["best_checkpoint"], "checkpoints")
+    history, report = tracking.train_tracked(hands, crops_dir, checkpoint_root, model_params, train_params)
     return history, {**report, "held_out_check": held_out_check}
 
 

@@ -14,7 +14,7 @@ from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
 from mle_hand_pipeline.export import log_mlflow_model
 from mle_hand_pipeline.training.checkpoint import load_model
-from mle_hand_pipeline.training.runs import evaluate_on_test, train_method
+from mle_hand_pipeline.training.runs import evaluate_on_test
 
 logger = logging.getLogger(__name__)
 
@@ -33,17 +33,7 @@ def train_model(
     (:func:`...training.runs.train_method`).
     """
     tracking.log_dict(preprocess_summary, "preprocess/summary.json")
-    history, report = train_method(
-        hands,
-        crops_dir,
-        checkpoint_root,
-        model_params,
-        train_params,
-        on_epoch_end=tracking.active_epoch_logger(),
-        log_metrics=tracking.log_metrics,
-        claim_run_dir=tracking.tracked_run_dir,
-    )
-    tracking.log_artifact(report["best_checkpoint"], "checkpoints")
+    history, report = tracking.train_tracked(hands, crops_dir, checkpoint_root, model_params, train_params)
     return history, report
 
 
