@@ -17,51 +17,26 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mle_hand_pipeline.machine import describe_machine
+
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_RHD = REPO / "data/01_raw/synthetic/RHD_published_v2"
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict[str, Any]:
-    """CPU, core count, Python and library versions (those that are installed)."""
-    info: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+    """The library's machine description (CPU, instruction set, GPU, versions) plus the platform, the
+    OpenMP settings and onnxruntime's version."""
+    info = describe_machine()
+    info.update(
+        platform=platform.platform(),
         # OpenMP settings change CPU figures a lot on a busy machine (see docs/benchmarks.md).
-        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")},
-    }
-    try:
-        import torch
-
-        info.update(
-            torch=torch.__version__,
-            torch_threads=torch.get_num_threads(),
-            cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        )
-    except ImportError:
-        pass
+        env={k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")},
+    )
     try:
         import onnxruntime
 
         info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
-    try:
-        import PIL
-
-        info["pillow"] = PIL.__version__
     except ImportError:
         pass
     return info

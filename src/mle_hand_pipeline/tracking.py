@@ -105,7 +105,9 @@ def train_tracked(
     train_params: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """:func:`~.training.runs.train_method` tracked in the active MLflow run: live per-epoch metrics, a
-    run folder named after the run (:func:`tracked_run_dir`) and the best checkpoint as an artifact."""
+    run folder named after the run (:func:`tracked_run_dir`), the best checkpoint as an artifact and
+    the machine as ``machine.*`` tags (CPU model, instruction set, versions: results compare exactly
+    only between runs on the same kind of machine)."""
     history, report = train_method(
         hands,
         crops_dir,
@@ -117,4 +119,6 @@ def train_tracked(
         claim_run_dir=tracked_run_dir,
     )
     log_artifact(report["best_checkpoint"], "checkpoints")
+    if mlflow.active_run():
+        mlflow.set_tags({f"machine.{key}": str(value) for key, value in report["machine"].items()})
     return history, report

@@ -1,5 +1,6 @@
 """Finding a comparison's runs in MLflow, and which cells are done (fake runs, temporary SQLite store)."""
 
+import pandas as pd
 import pytest
 from helpers import log_fake_cell_run
 from mlflow.tracking import MlflowClient
@@ -58,3 +59,18 @@ def test_a_cell_run_twice_counts_once_the_newest(store):
     newest = log_fake_cell_run(client, experiment, "study3", cell("mle", 0), {"test_nme": 0.25})
     latest = latest_per_cell(comparison_runs(client, "study3"))
     assert latest["run_id"].tolist() == [newest]
+
+
+def test_each_run_names_the_machine_it_trained_on(store):
+    client, experiment = store
+    cpu = log_fake_cell_run(client, experiment, "study4", cell("mle", 0), {"test_nme": 0.3})
+    gpu = log_fake_cell_run(client, experiment, "study4", cell("mle", 1), {"test_nme": 0.3})
+    untagged = log_fake_cell_run(client, experiment, "study4", cell("mle", 2), {"test_nme": 0.3})
+    cpu_tags = {"machine.cpu": "AMD EPYC", "machine.cpu_capability": "AVX2", "machine.cuda": "None"}
+    for key, value in cpu_tags.items():
+        client.set_tag(cpu, key, value)
+    for key, value in {**cpu_tags, "machine.cuda": "NVIDIA H200"}.items():
+        client.set_tag(gpu, key, value)
+    machines = comparison_runs(client, "study4").set_index("run_id")["machine"]
+    assert machines[cpu] == "AMD EPYC (AVX2)" and machines[gpu] == "NVIDIA H200"
+    assert pd.isna(machines[untagged])

@@ -39,7 +39,7 @@ def test_cell_table_follows_the_plan_order():
     order = list(table.sort_values(["noise", "seed", "method"])["cell"])
     cells = R.cell_table(table, list(METRICS), order=order)
     assert cells["cell"].tolist() == order
-    assert list(cells.columns[:6]) == R.CELL_COLUMNS and "train_wall_time_s" in cells
+    assert list(cells.columns[: len(R.CELL_COLUMNS)]) == R.CELL_COLUMNS and "train_wall_time_s" in cells
 
 
 def test_summary_figures_and_verdict():
@@ -76,3 +76,19 @@ def test_summary_figures_and_verdict():
     assert not [line for line in claims if "mle" in line and "integral" in line]
     # robustness: mle clean vs 30 % outliers (0.2 apart, intervals +-0.05)
     assert any("mle (scratch): clean beats outliers30 on test_pck_0.2" in line for line in claims)
+
+
+def test_the_verdict_says_when_runs_come_from_different_kinds_of_machine():
+    table = runs()
+    planned = pd.DataFrame({"cell": table["cell"]})
+    summary = R.summarise(R.cell_table(table, list(METRICS)), list(METRICS))
+    before_tags = R.verdict("study", "rhd", summary, METRICS, planned, R.cell_table(table, list(METRICS)))
+    assert "machine" not in before_tags  # runs logged before the machine tags: nothing is claimed
+
+    table["machine"] = "Intel Xeon (AVX512)"
+    one = R.verdict("study", "rhd", summary, METRICS, planned, R.cell_table(table, list(METRICS)))
+    assert "All runs on one kind of machine: Intel Xeon (AVX512)." in one
+
+    table.loc[table.index[:2], "machine"] = "AMD EPYC (AVX2)"
+    two = R.verdict("study", "rhd", summary, METRICS, planned, R.cell_table(table, list(METRICS)))
+    assert "2 kinds of machine (AMD EPYC (AVX2); Intel Xeon (AVX512))" in two

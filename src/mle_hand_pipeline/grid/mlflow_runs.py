@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from mle_hand_pipeline.grid.cells import TAG_KEYS, Cell
 
-RUN_COLUMNS = ["run_id", "status", "start_time", "end_time", *TAG_KEYS]
+RUN_COLUMNS = ["run_id", "status", "start_time", "end_time", "machine", *TAG_KEYS]
 
 
 class StaleComparisonError(ValueError):
@@ -24,7 +24,9 @@ def comparison_runs(
     experiment_ids: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per run tagged ``comparison`` (in every active experiment unless ``experiment_ids``):
-    ``RUN_COLUMNS`` and every metric of the run as its own column (its last value). Newest first."""
+    ``RUN_COLUMNS`` and every metric of the run as its own column (its last value). Newest first.
+    ``machine`` is "CPU model (instruction set)" or "GPU name" from the run's ``machine.*`` tags (None
+    for runs made before they existed)."""
     if experiment_ids is None:
         experiment_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
     query = f"tags.comparison = '{comparison}'"
@@ -41,6 +43,7 @@ def comparison_runs(
                 "status": run.info.status,
                 "start_time": run.info.start_time,
                 "end_time": run.info.end_time,
+                "machine": _machine(tags),
                 **{k: tags.get(k) for k in TAG_KEYS},
                 **run.data.metrics,
             }
@@ -49,6 +52,14 @@ def comparison_runs(
     if rows:
         frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
     return frame
+
+
+def _machine(tags: dict[str, str]) -> str | None:
+    if tags.get("machine.cuda") not in (None, "None"):
+        return tags["machine.cuda"]
+    if "machine.cpu" in tags:
+        return f"{tags['machine.cpu']} ({tags.get('machine.cpu_capability')})"
+    return None
 
 
 def latest_per_cell(runs: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from mle_hand_pipeline.evaluation import plots
 from mle_hand_pipeline.evaluation.statistics import order_claims, summarise_seeds
 
 GROUP = ["method", "noise", "init"]
-CELL_COLUMNS = ["cell", "method", "noise", "init", "seed", "run_id"]
+CELL_COLUMNS = ["cell", "method", "noise", "init", "seed", "run_id", "machine"]
 EXTRA_METRICS = ("best_epoch", "train_wall_time_s", "label_noise_label_nme")
 
 
@@ -81,6 +81,14 @@ def verdict(
         f"(tag `comparison = {comparison}`); seeds per group: "
         f"{', '.join(sorted({str(n) for n in summary['n_seeds']})) if len(summary) else 'none'}."
     )
+    machines = sorted({str(m) for m in table.get("machine", pd.Series(dtype=object)).dropna()})
+    if len(machines) > 1:
+        lines.append(
+            f"The runs come from {len(machines)} kinds of machine ({'; '.join(machines)}); a run repeated "
+            "on another kind gives other numbers (CPU kernels round differently per instruction set)."
+        )
+    elif machines:
+        lines.append(f"All runs on one kind of machine: {machines[0]}.")
     extra = done - set(planned["cell"])
     if extra:
         lines.append(f"Also reported: {len(extra)} finished cell(s) not in the current plan.")

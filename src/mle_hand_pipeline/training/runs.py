@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mle_hand_pipeline.evaluation.report import EvaluationReport, evaluate_predictions
+from mle_hand_pipeline.machine import describe_machine
 from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
 from mle_hand_pipeline.training.data import HandCrops
@@ -67,7 +68,8 @@ def train_method(
     ``train_wall_time_s``/``best_epoch`` after it.
 
     Returns the per-epoch history and a report: method, checkpoint paths, best epoch and its
-    validation NME, epochs, wall time and the label-noise statistics.
+    validation NME, epochs, wall time, the label-noise statistics and the machine
+    (:func:`~mle_hand_pipeline.machine.describe_machine`: CPU results are bit-identical per machine kind).
     """
     validate_model_params(model_params)
     validate_train_params(train_params)
@@ -114,6 +116,7 @@ def train_method(
         "epochs": int(result.history["epoch"].max()),
         "train_wall_time_s": wall_time,
         "label_noise": noise_stats,
+        "machine": describe_machine(),
     }
     if log_metrics is not None:
         log_metrics({"train_wall_time_s": wall_time, "best_epoch": report["best_epoch"]})

@@ -67,10 +67,14 @@ def test_pretrain_rhd_writes_a_backbone_checkpoint_and_an_mlflow_run(kedro_proje
     assert run.info.status == "FINISHED" and state["info"]["mlflow_run_id"] == run.info.run_id
     assert run.data.params["pretrain_rhd.model.method"] == "integral"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_nme")] == [1]
+    # the machine it trained on, as for every training run (CPU results are per kind of machine)
+    assert run.data.tags["machine.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert run.data.tags["machine.torch"] == torch.__version__.split("+")[0]
     artifacts = artifact_paths(client, run.info.run_id)
     for expected in (
         "pretrain/held_out_check.json",
         "preprocess/preprocess_summary.json",
+        "preprocess/pretrain_rhd_crops_grid.png",  # the preprocessing template's visual check
         "checkpoints/best.pt",
     ):
         assert expected in artifacts, artifacts

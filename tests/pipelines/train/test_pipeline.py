@@ -62,6 +62,8 @@ def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
         assert expected in artifacts, artifacts
     report = json.loads((kedro_project / "data/07_model_output/rhd/training_report.json").read_text())
     assert report["epochs"] == 2
+    assert report["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert run.data.tags["machine.cpu"] == report["machine"]["cpu"]
 
     mlflow.set_tracking_uri(f"sqlite:///{kedro_project / 'mlflow.db'}")
     model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")

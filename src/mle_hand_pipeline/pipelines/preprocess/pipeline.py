@@ -23,37 +23,43 @@ from mle_hand_pipeline.pipelines.preprocess.nodes import (
 READERS = {"freihand": read_freihand_annotations, "rhd": read_rhd_annotations}
 
 
-def _template(reader, raw_root: str) -> Pipeline:
+def preprocess_template(dataset: str) -> Pipeline:
+    """The preprocessing nodes of ``dataset`` (its reader, then the shared nodes), un-namespaced.
+
+    Free inputs: ``raw_root`` (the raw dataset's folder) and ``settings`` (a preprocessing block, as
+    ``rhd.preprocess``). ``create_pipeline`` maps them to parameters; ``pretrain_<dataset>`` maps them
+    to its rendered set and its merged settings.
+    """
     return Pipeline(
         [
             Node(
-                reader,
-                [raw_root, "params:preprocess"],
+                READERS[dataset],
+                ["raw_root", "settings"],
                 ["annotations", "read_rejections"],
                 name="read",
             ),
             Node(
                 keep_visible,
-                ["annotations", "params:preprocess"],
+                ["annotations", "settings"],
                 ["visible_annotations", "filter_rejections"],
                 name="filter_visible",
             ),
             Node(
                 make_crops,
-                ["visible_annotations", raw_root, "params:preprocess"],
+                ["visible_annotations", "raw_root", "settings"],
                 "crops",
                 name="make_crops",
             ),
             Node(crop_table, "crops", ["hands", "crop_rejections"], name="crop_table"),
             Node(
                 summarise,
-                ["hands", "read_rejections", "filter_rejections", "crop_rejections", "params:preprocess"],
+                ["hands", "read_rejections", "filter_rejections", "crop_rejections", "settings"],
                 ["preprocess_summary", "rejections"],
                 name="summarise",
             ),
             Node(
                 plot_crop_grid,
-                ["hands", "crops", "params:preprocess"],
+                ["hands", "crops", "settings"],
                 "crops_grid",
                 name="plot_crop_grid",
             ),
@@ -70,14 +76,12 @@ def create_pipeline(dataset: str, raw_root: str | None = None) -> Pipeline:
     ``<dataset>.crops`` (crop store), ``<dataset>.hands``, ``<dataset>.rejections``,
     ``<dataset>.preprocess_summary`` and ``<dataset>.crops_grid``.
     """
-    root_input = "raw_root" if raw_root else "params:raw_root"
     return Pipeline(
-        _template(READERS[dataset], root_input),
+        preprocess_template(dataset),
         namespace=dataset,
-        inputs={"raw_root": raw_root} if raw_root else None,
-        parameters={
-            "params:preprocess": f"params:{dataset}.preprocess",
-            **({} if raw_root else {"params:raw_root": f"params:{dataset}_root"}),
+        inputs={
+            "raw_root": raw_root or f"params:{dataset}_root",
+            "settings": f"params:{dataset}.preprocess",
         },
         tags=["preprocess", dataset],
     )

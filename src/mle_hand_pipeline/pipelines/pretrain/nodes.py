@@ -1,4 +1,4 @@
-"""Nodes of the ``pretrain_<dataset>`` pipeline: glue between the renderer, the preprocessing nodes,
+"""Nodes of the ``pretrain_<dataset>`` pipeline: glue between the renderer, the preprocessing template,
 the training engine and the backbone checkpoint (``training.pretrained``)."""
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mle_hand_pipeline import tracking
-from mle_hand_pipeline.datasets.cropping import CropPlan, CropSettings
 from mle_hand_pipeline.datasets.overlap import check_disjoint
-from mle_hand_pipeline.datasets.rhd import read_rhd
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
 from mle_hand_pipeline.synthetic import RHDConfig, generate_rhd
 from mle_hand_pipeline.training.checkpoint import load_model
@@ -76,30 +74,9 @@ def pretrain_preprocess_settings(
     return {**dataset_settings, **overrides}
 
 
-def read_pretrain_set(
-    render_summary: dict[str, Any], settings: dict[str, Any]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read the rendered set (after it was rendered: the summary is the dependency)."""
-    return read_rhd(
-        render_summary["root"],
-        parts=settings["parts"],
-        val_ratio=settings["val_ratio"],
-        seed=settings["seed"],
-        on_bad_sample=settings["on_bad_sample"],
-    )
-
-
-def crop_pretrain_set(
-    annotations: pd.DataFrame, render_summary: dict[str, Any], settings: dict[str, Any]
-) -> CropPlan:
-    """What to crop from the rendered set; the crop store dataset writes it (all or nothing)."""
-    return CropPlan(
-        annotations,
-        str(render_summary["root"]),
-        CropSettings.from_params(settings["crop"]),
-        settings["workers"],
-        settings["on_bad_sample"],
-    )
+def rendered_root(render_summary: dict[str, Any]) -> str:
+    """The rendered set's folder, for the preprocessing nodes (they run after the rendering)."""
+    return str(render_summary["root"])
 
 
 def pretrain(

@@ -6,27 +6,27 @@ MLflow run.
 Inputs: parameters ``pretrain_rhd.*`` (``conf/base/parameters_pretrain.yml``), the evaluation data's
 ``rhd.preprocess`` block, ``rhd_root`` and its hand table ``rhd.hands`` (for the overlap check).
 Outputs: ``rhd_pretrained_backbone`` (``data/06_models/rhd/pretrained_backbone.pt``) and the
-``pretrain_rhd.*`` entries of ``conf/base/catalog_pretrain.yml``.
+``pretrain_rhd.*`` entries of ``conf/base/catalog_pretrain.yml`` (the preprocessing outputs have the
+same names as ``rhd_preprocess``'s, under ``pretrain_rhd``).
 """
 
 from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from mle_hand_pipeline.pipelines.preprocess.nodes import crop_table, keep_visible, summarise
+from mle_hand_pipeline.pipelines.preprocess.pipeline import preprocess_template
 from mle_hand_pipeline.pipelines.pretrain.nodes import (
     check_no_held_out_images,
-    crop_pretrain_set,
     extract_backbone,
     plot_pretrain_history,
     pretrain,
     pretrain_preprocess_settings,
-    read_pretrain_set,
     render_pretrain_set,
+    rendered_root,
 )
 
 
-def _template() -> Pipeline:
+def _render() -> Pipeline:
     return Pipeline(
         [
             Node(
@@ -35,6 +35,7 @@ def _template() -> Pipeline:
                 "render_summary",
                 name="render",
             ),
+            Node(rendered_root, "render_summary", "raw_root", name="rendered_root"),
             Node(
                 check_no_held_out_images,
                 ["render_summary", "evaluation_hands", "params:evaluation_root"],
@@ -47,31 +48,13 @@ def _template() -> Pipeline:
                 "preprocess_settings",
                 name="preprocess_settings",
             ),
-            Node(
-                read_pretrain_set,
-                ["render_summary", "preprocess_settings"],
-                ["annotations", "read_rejections"],
-                name="read",
-            ),
-            Node(
-                keep_visible,
-                ["annotations", "preprocess_settings"],
-                ["visible_annotations", "filter_rejections"],
-                name="filter_visible",
-            ),
-            Node(
-                crop_pretrain_set,
-                ["visible_annotations", "render_summary", "preprocess_settings"],
-                "crops",
-                name="make_crops",
-            ),
-            Node(crop_table, "crops", ["hands", "crop_rejections"], name="crop_table"),
-            Node(
-                summarise,
-                ["hands", "read_rejections", "filter_rejections", "crop_rejections", "preprocess_settings"],
-                ["preprocess_summary", "rejections"],
-                name="summarise",
-            ),
+        ]
+    )
+
+
+def _train() -> Pipeline:
+    return Pipeline(
+        [
             Node(
                 pretrain,
                 ["hands", "crops", "checkpoints", "held_out_check", "params:model", "params:train"],
@@ -87,15 +70,17 @@ def _template() -> Pipeline:
 
 
 def create_pipeline(dataset: str = "rhd") -> Pipeline:
-    """The pretraining pipeline of ``dataset`` (namespace ``pretrain_<dataset>``).
+    """The pretraining pipeline of ``dataset`` (namespace ``pretrain_<dataset>``): render, then the
+    dataset's own preprocessing template (:func:`~..preprocess.pipeline.preprocess_template`) on the
+    rendered folder with the merged settings, then train and extract the backbone.
 
-    Only ``rhd`` has a renderer and reader wired in (``nodes.render_pretrain_set``,
-    ``nodes.read_pretrain_set``); a FreiHAND variant would swap those two nodes and reuse the rest.
+    Only ``rhd`` has a renderer wired in (``nodes.render_pretrain_set``); a FreiHAND variant would
+    swap that node and reuse the rest.
     """
-    namespace = f"pretrain_{dataset}"
+    preprocess = Pipeline(preprocess_template(dataset), inputs={"settings": "preprocess_settings"})
     return Pipeline(
-        _template(),
-        namespace=namespace,
+        _render() + preprocess + _train(),
+        namespace=f"pretrain_{dataset}",
         inputs={"evaluation_hands": f"{dataset}.hands"},
         outputs={"backbone": f"{dataset}_pretrained_backbone"},
         parameters={
