@@ -29,6 +29,8 @@ import copy
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -190,30 +192,39 @@ def bench_gpu_runtimes(cfg, repeat: int, compile_: bool, device, batches=(1, 32,
                     memory_format=torch.channels_last
                 )
                 row = {"mode": "infer", "model": name, "runtime": runtime, "batch": batch}
-                try:
-                    started = time.perf_counter()
-                    with torch.inference_mode():
-                        for _ in range(3):  # reduce-overhead records its CUDA graph on the later calls
-                            run(x)
-                        _common.synchronize(device)
-                        first = time.perf_counter() - started
-                        times = _common.timed_on(device, lambda r=run, x=x: r(x), 10 * repeat, 0)
-                except Exception as error:  # torch.compile may fail on some set-ups: record why
-                    row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-                    traceback.print_exc()
-                    rows.append(row)
-                    continue
-                best = min(times)
-                row.update(
-                    images_per_s=batch / best,
-                    latency_ms=best * 1000,
-                    median_latency_ms=sorted(times)[len(times) // 2] * 1000,
-                    first_calls_s=first,
-                    gflop_per_image=flops / 1e9,
-                    achieved_gflops=flops * batch / best / 1e9,
-                )
-                rows.append(row)
+                # 3 warm-up calls: reduce-overhead records its CUDA graph on the later ones
+                rows.append(measure_inference(row, partial(run, x), 3, 10 * repeat, flops, device))
     return rows
+
+
+def measure_inference(
+    row: dict, call: Callable[[], object], warmup: int, repeat: int, flops: float, device: torch.device
+) -> dict:
+    """``row`` with the throughput and latency of ``repeat`` timed calls (inference mode, the device's
+    queue drained around each) after ``warmup`` calls, whose time is ``first_calls_s``; or with the
+    ``error`` that stopped it."""
+    try:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            for _ in range(warmup):
+                call()
+            _common.synchronize(device)
+            first = time.perf_counter() - started
+            times = _common.timed_on(device, call, repeat, 0)
+    except Exception as error:  # torch.compile may fail on some set-ups: record why
+        row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        traceback.print_exc()
+        return row
+    best = min(times)
+    return {
+        **row,
+        "images_per_s": row["batch"] / best,
+        "latency_ms": best * 1000,
+        "median_latency_ms": sorted(times)[len(times) // 2] * 1000,
+        "first_calls_s": first,
+        "gflop_per_image": flops / 1e9,
+        "achieved_gflops": flops * row["batch"] / best / 1e9,
+    }
 
 
 def bench_runtimes(cfg, repeat: int, compile_: bool, batches=(1, 32)) -> list[dict]:
@@ -241,27 +252,9 @@ def bench_runtimes(cfg, repeat: int, compile_: bool, batches=(1, 32)) -> list[di
             for batch in batches:
                 x = torch.randn(batch, 3, size, size)
                 row = {"mode": "infer", "model": name, "runtime": runtime, "batch": batch}
-                try:
-                    started = time.perf_counter()
-                    with torch.inference_mode():
-                        run(x)  # warm-up (compiles for torch.compile)
-                        first = time.perf_counter() - started
-                        times = _common.timed(lambda r=run, x=x: r(x), repeat if batch > 1 else 3 * repeat, 0)
-                except Exception as error:  # torch.compile may fail on some set-ups: record why
-                    row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-                    traceback.print_exc()
-                    rows.append(row)
-                    continue
-                best = min(times)
-                row.update(
-                    images_per_s=batch / best,
-                    latency_ms=best * 1000,
-                    median_latency_ms=sorted(times)[len(times) // 2] * 1000,
-                    first_call_s=first,
-                    gflop_per_image=flops / 1e9,
-                    achieved_gflops=flops * batch / best / 1e9,
-                )
-                rows.append(row)
+                calls = repeat if batch > 1 else 3 * repeat
+                # one warm-up call: it compiles for torch.compile
+                rows.append(measure_inference(row, partial(run, x), 1, calls, flops, torch.device("cpu")))
     return rows
 
 

@@ -46,7 +46,6 @@ import _common
 from mle_hand_pipeline.evaluation.metrics import normalised_errors
 from mle_hand_pipeline.methods import build_loss, build_model
 from mle_hand_pipeline.models.cpm import CPM
-from mle_hand_pipeline.models.integral import argmax_decode, soft_argmax
 from mle_hand_pipeline.models.outputs import PoseOutput
 from mle_hand_pipeline.models.pose_net import SequentialHeatmapNet
 from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
@@ -56,34 +55,30 @@ PARAMETERS = _common.REPO / "conf/base/parameters_train.yml"
 
 
 def staged_forward(model: nn.Module, images: Tensor, feedback=None) -> PoseOutput:
-    """``model(images)`` stage by stage; ``feedback(t, maps) -> maps`` replaces what stage t (>= 1, 0-based)
-    receives from stage t-1 (identity when None). Gives the same output as ``model.forward``."""
-    feedback = feedback or (lambda t, maps: maps)
-    if isinstance(model, SequentialHeatmapNet):
-        features = model.backbone(images)
-        maps, sigmas, prev = [], [], None
-        for t, stage in enumerate(model.stages):
-            prev, sigma = stage(features, None if t == 0 else feedback(t, prev), model.detach_sigma_input)
-            maps.append(prev)
-            if sigma is not None:
-                sigmas.append(sigma)
-        stacked = torch.stack(maps, dim=1)
-        if model.decode == "soft_argmax":
-            coords = soft_argmax(stacked)
-        else:
-            with torch.no_grad():
-                coords = argmax_decode(stacked)
-        return PoseOutput(coords, torch.stack(sigmas, dim=1) if sigmas else None, stacked)
-    if isinstance(model, CPM):
-        features = model.features(images)
-        maps = [model.stages[0](features)]
-        for t, stage in enumerate(model.stages[1:], start=1):
-            maps.append(stage(torch.cat((features, feedback(t, maps[-1])), dim=1)))
-        stacked = torch.stack(maps, dim=1)
-        with torch.no_grad():
-            coords = argmax_decode(stacked)
-        return PoseOutput(coords, None, stacked)
-    raise TypeError(f"{type(model).__name__} has no stages to measure")
+    """``model(images)`` with ``feedback(t, maps) -> maps`` replacing what stage t (>= 1, 0-based)
+    receives from stage t-1 (identity when None), through forward pre-hooks on the stages: the model's
+    own ``forward`` runs, so this cannot drift from it."""
+    if feedback is None:
+        return model(images)
+    if isinstance(model, SequentialHeatmapNet):  # stage(features, previous maps, detach_sigma_input)
+
+        def hook_for(t):
+            return lambda stage, args: (args[0], feedback(t, args[1]), *args[2:])
+
+    elif isinstance(model, CPM):  # stage(cat(features, previous beliefs)): features first
+        f = model.features.out_channels
+
+        def hook_for(t):
+            return lambda stage, args: (torch.cat((args[0][:, :f], feedback(t, args[0][:, f:])), dim=1),)
+
+    else:
+        raise TypeError(f"{type(model).__name__} has no stages to measure")
+    handles = [model.stages[t].register_forward_pre_hook(hook_for(t)) for t in range(1, len(model.stages))]
+    try:
+        return model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def input_weight_grads(model: nn.Module, t: int) -> tuple[Tensor | None, Tensor | None]:
@@ -270,12 +265,12 @@ def main() -> None:
     )
     model = model.to(args.device)
     loss = build_loss(args.method, args.stages).to(args.device)
-    with torch.no_grad():  # the stage-by-stage pass must be the model's own forward
+    with torch.no_grad():  # the hooks must hand each stage exactly what the model's forward does
         probe = subset(test_data, torch.arange(2))
         probe, _, _ = prepare_batch(probe, args.input_size, args.device, None, None)
         model.eval()
-        if not torch.equal(model(probe).coords, staged_forward(model, probe).coords):
-            raise RuntimeError("staged_forward differs from model.forward: update it to the model")
+        if not torch.equal(model(probe).coords, staged_forward(model, probe, lambda t, maps: maps).coords):
+            raise RuntimeError("staged_forward's hooks change the model's inputs: update them to the model")
     log_rows: list[dict] = []
     wall = train(model, loss, train_data, args, augment, log_rows)
     rows = evaluate(model, test_data, args)

@@ -1,15 +1,44 @@
-"""benchmarks/bench_stages.py runs end to end with --quick on the tiny synthetic RHD set."""
+"""benchmarks/bench_stages.py: its stage intervention, and an end-to-end --quick run on the tiny
+synthetic RHD set."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from mle_hand_pipeline.methods import build_model
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "bench_stages.py"
+
+
+def bench_stages():
+    spec = importlib.util.spec_from_file_location("bench_stages", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("method", ["mle", "cpm"])
+def test_staged_forward_replaces_only_what_the_later_stages_receive(method):
+    staged_forward = bench_stages().staged_forward
+    torch.manual_seed(0)
+    model = build_model(method, "resnet18", stages=3, input_size=64, head_channels=16).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        plain = model(images).heatmaps
+        identity = staged_forward(model, images, lambda t, maps: maps).heatmaps
+        shifted = staged_forward(model, images, lambda t, maps: maps + 10.0).heatmaps  # untrained maps ~ 0
+        after = model(images).heatmaps
+    assert torch.equal(identity, plain)
+    assert torch.equal(shifted[:, 0], plain[:, 0])  # stage 1 has no feedback input
+    assert not torch.equal(shifted[:, 1], plain[:, 1]) and not torch.equal(shifted[:, 2], plain[:, 2])
+    assert torch.equal(after, plain)  # the hooks are gone
 
 
 @pytest.mark.slow
