@@ -3,7 +3,8 @@ namespaced per dataset (the dataset is bound to the nodes: it names the cells' `
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
+from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
 
@@ -24,6 +25,11 @@ REPORT_OUTPUTS = [
 ]
 
 
+def _bound(func: Callable, dataset: str) -> Callable:
+    """``func`` with ``dataset`` bound first, keeping its name (Kedro names nodes and logs by it)."""
+    return update_wrapper(partial(func, dataset), func)
+
+
 def _namespaced(nodes: list[Node], dataset: str) -> Pipeline:
     template = Pipeline(nodes)
     return Pipeline(
@@ -37,14 +43,14 @@ def _namespaced(nodes: list[Node], dataset: str) -> Pipeline:
 
 
 def _report(dataset: str, cells: str) -> Node:
-    return Node(partial(report_comparison, dataset), [cells, "params:compare"], REPORT_OUTPUTS, name="report")
+    return Node(_bound(report_comparison, dataset), [cells, "params:compare"], REPORT_OUTPUTS, name="report")
 
 
 def create_pipeline(dataset: str) -> Pipeline:
     """Run the grid's cells (``params:<dataset>.compare``) as ``train_<dataset>`` runs, then report.
     Outputs ``<dataset>.comparison_cells`` (status per cell) and the report's outputs."""
     run = Node(
-        partial(run_grid, dataset),
+        _bound(run_grid, dataset),
         ["kedro_run_params", "comparison_logs", *BLOCKS],
         "comparison_cells",
         name="run_grid",
@@ -55,13 +61,13 @@ def create_pipeline(dataset: str) -> Pipeline:
 def create_report_pipeline(dataset: str) -> Pipeline:
     """The report of the comparison's finished runs in MLflow, whoever ran them: ``<dataset>.comparison_
     {runs,summary,verdict}`` and the figures ``<dataset>.comparison_<figure>_plot``."""
-    plan = Node(partial(plan_comparison, dataset), BLOCKS, "comparison_plan", name="plan")
+    plan = Node(_bound(plan_comparison, dataset), BLOCKS, "comparison_plan", name="plan")
     return _namespaced([plan, _report(dataset, "comparison_plan")], dataset)
 
 
 def create_commands_pipeline(dataset: str) -> Pipeline:
     """``<dataset>.comparison_commands``: one ``kedro run`` line per cell still to run."""
     commands = Node(
-        partial(grid_commands, dataset), ["kedro_run_params", *BLOCKS], "comparison_commands", name="commands"
+        _bound(grid_commands, dataset), ["kedro_run_params", *BLOCKS], "comparison_commands", name="commands"
     )
     return _namespaced([commands], dataset)
