@@ -7,20 +7,25 @@ pickled numpy arrays need and refuses everything else before it is called.
 
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-# (module, name) pairs that numpy arrays and scalars pickle through, in NumPy 1.x and 2.x, plus
-# `_codecs.encode`, which Python 2 pickles (the original RHD release) use for byte strings.
+# (module, name) pairs that numpy arrays and scalars pickle through, in NumPy 1.x and 2.x (protocol 5
+# arrays go through `_frombuffer`, which refuses object dtypes), plus `_codecs.encode`, which Python 2
+# pickles (the original RHD release) use for byte strings.
 ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("_codecs", "encode"),
@@ -30,6 +35,10 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 
 class UnsafePickleError(ValueError):
     """The pickle asks for something other than plain containers and numpy arrays."""
+
+
+class NestingError(ValueError):
+    """The pickle would build containers nested implausibly deep."""
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -79,6 +88,71 @@ def _check_plain(value: Any, path: Path) -> None:
             raise UnsafePickleError(f"{path}: {where} has unexpected type {type(value).__name__}")
 
 
+# How each opcode changes the nesting depth of what it pushes (see _check_opcode_nesting).
+_BUILDS = {"TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "LIST", "DICT", "FROZENSET", "REDUCE", "NEWOBJ",
+           "NEWOBJ_EX", "OBJ", "INST"}  # fmt: skip
+_EXTENDS = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}
+_EMPTY = {"EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"}
+_MEMO_GET = {"GET", "BINGET", "LONG_BINGET"}
+_MEMO_PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
+
+
+def _check_opcode_nesting(data: bytes, path: Path) -> None:
+    """Refuse a pickle that would build containers nested more than MAX_NESTING deep, BEFORE loading.
+
+    The C unpickler hashes dict keys as it builds them, and hashing a tuple nested a million levels
+    deep overflows the C stack: the process dies (a segfault) with no message. So the opcodes are
+    replayed first on a stack of nesting depths (pickletools, no object is built): about 5 s for a
+    file the size of RHD's anno_training.pickle (67 MB), once per preprocessing run.
+    """
+    stack: list[int | None] = []  # nesting depth per stack item; None marks a MARK
+    memo: dict[int, int | None] = {}
+    try:
+        for opcode, arg, position in pickletools.genops(data):
+            name, before = opcode.name, opcode.stack_before
+            if name == "MEMOIZE":
+                memo[len(memo)] = stack[-1]
+                continue
+            if name in _MEMO_PUT:
+                memo[arg] = stack[-1]
+                continue
+            if pickletools.markobject in before:  # [base..., mark, stackslice]
+                mark = len(stack) - 1 - stack[::-1].index(None)
+                items = stack[mark + 1 :]
+                del stack[mark:]
+                bases = [stack.pop() for _ in range(before.index(pickletools.markobject))]
+            else:
+                items = stack[len(stack) - len(before) :] if before else []
+                del stack[len(stack) - len(before) :]
+                bases = []
+            if name == "MARK":
+                stack.append(None)
+                continue
+            if name in _MEMO_GET:
+                pushed = [memo[arg]]
+            elif name == "DUP":
+                pushed = items * 2
+            elif name in _EXTENDS:  # the container (first) holds the others one level down
+                container, *others = bases + items
+                pushed = [max([container or 0, *((d or 0) + 1 for d in others)])]
+            elif name in _BUILDS:
+                pushed = [max([(d or 0) for d in items], default=0) + 1]
+            elif name in _EMPTY:
+                pushed = [1]
+            else:
+                pushed = [0] * len(opcode.stack_after)
+            if pushed and (pushed[0] or 0) > MAX_NESTING:
+                raise NestingError(
+                    f"{path}: not a readable pickle (containers nested more than {MAX_NESTING} levels "
+                    f"deep at byte {position}; annotation files nest only a few)"
+                )
+            stack.extend(pushed)
+    except NestingError:
+        raise
+    except (ValueError, IndexError, KeyError) as error:  # truncated or malformed opcode streams
+        raise ValueError(f"{path}: not a readable pickle ({type(error).__name__}: {error})") from error
+
+
 def load_annotation_pickle(path: str | Path) -> Any:
     """Unpickle ``path`` admitting only plain containers, numbers, strings and numpy arrays.
 
@@ -90,7 +164,9 @@ def load_annotation_pickle(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
-    with path.open("rb") as file:
+    raw = path.read_bytes()
+    _check_opcode_nesting(raw, path)
+    with io.BytesIO(raw) as file:
         try:
             data = _RestrictedUnpickler(file, path).load()
         except UnsafePickleError:
