@@ -91,7 +91,7 @@ def build_model(
     raise _unknown(method)
 
 
-def build_loss(method: str, stages: int, num_keypoints: int = 21, **options: Any) -> nn.Module:
+def build_loss(method: str, stages: int, **options: Any) -> nn.Module:
     """The training loss of ``method``: ``loss(output, target (B, K, 2), visible (B, K)) -> LossResult``.
 
     ``options`` go to the loss class:
@@ -104,8 +104,7 @@ def build_loss(method: str, stages: int, num_keypoints: int = 21, **options: Any
 
     One ``model.loss`` block serves every method of a comparison, so an option that another method's
     loss takes (say ``residual`` for "integral") is ignored, with a debug log; a name that no loss
-    takes is a typo and raises ``ValueError``. ``num_keypoints`` is accepted for symmetry with
-    :func:`build_model`; no loss needs it.
+    takes is a typo and raises ``ValueError``.
     """
     loss_class = _loss_class(method)
     unknown = sorted(set(options) - set().union(*(_loss_options(_loss_class(m)) for m in METHODS)))

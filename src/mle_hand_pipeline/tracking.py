@@ -5,6 +5,7 @@ MLflow run is active, so nodes also run under a plain ``SequentialRunner`` in te
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ from mlflow.tracking import MlflowClient
 from mle_hand_pipeline.training.run_dirs import RunDir, claim_run_dir, local_run_id
 from mle_hand_pipeline.training.runs import train_method
 
+logger = logging.getLogger(__name__)
+
 
 class EpochLogger:
     """Logs each epoch's history row to a given run; picklable, so DDP rank 0 can call it."""
@@ -28,9 +31,9 @@ class EpochLogger:
     def __call__(self, row: dict[str, Any]) -> None:
         client = MlflowClient(self.tracking_uri)
         step = int(row["epoch"])
-        for key, value in row.items():
-            if key != "epoch" and isinstance(value, int | float) and math.isfinite(value):
-                client.log_metric(self.run_id, key, float(value), step=step)
+        numbers = {k: v for k, v in row.items() if k != "epoch" and isinstance(v, int | float)}
+        for key, value in _loggable(numbers).items():
+            client.log_metric(self.run_id, key, value, step=step)
 
 
 def active_epoch_logger() -> EpochLogger | None:
@@ -38,9 +41,20 @@ def active_epoch_logger() -> EpochLogger | None:
     return EpochLogger(run.info.run_id, mlflow.get_tracking_uri()) if run else None
 
 
+def _loggable(metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` as floats, a non-finite value as NaN (MLflow would store infinity as the largest
+    float, which reads as a real value), with a warning naming them: a diverged run's metrics stay
+    visible as NaN instead of disappearing."""
+    values = {key: float(value) for key, value in metrics.items()}
+    bad = sorted(key for key, value in values.items() if not math.isfinite(value))
+    if bad:
+        logger.warning("non-finite metric(s) logged as NaN: %s", ", ".join(bad))
+    return {key: (value if math.isfinite(value) else math.nan) for key, value in values.items()}
+
+
 def log_metrics(metrics: dict[str, float], prefix: str = "") -> None:
     if mlflow.active_run():
-        mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items() if math.isfinite(v)})
+        mlflow.log_metrics(_loggable({f"{prefix}{k}": v for k, v in metrics.items()}))
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
@@ -69,8 +83,13 @@ def link_resumed_run(previous_run_id: str | None) -> None:
     client = MlflowClient()
     try:
         previous = client.get_run(previous_run_id)
-    except mlflow.exceptions.MlflowException:
-        return  # tracked in another store
+    except mlflow.exceptions.MlflowException as error:  # tracked in another store, or the store failed
+        logger.warning(
+            "resumed run %s is not readable in this tracking store (%s): not linked back to it",
+            previous_run_id,
+            error,
+        )
+        return
     client.set_tag(previous_run_id, "resumed_by", run.info.run_id)
     if previous.info.status == "RUNNING":
         client.set_terminated(previous_run_id, "KILLED")

@@ -17,12 +17,23 @@ def _image(path, seed):
 
 def test_disjoint_sets_pass_and_are_counted(tmp_path):
     pretrain = [_image(tmp_path / f"p{i}.png", i) for i in range(3)]
+    pretrain.append(_image(tmp_path / "p0_again.png", 0))  # a duplicate inside the set
     held_out = [_image(tmp_path / f"h{i}.png", 100 + i) for i in range(2)]
     assert check_disjoint(pretrain, held_out) == {
-        "n_pretrain_images": 3,
+        "n_pretrain_images": 4,
         "n_held_out_images": 2,
+        "n_pretrain_distinct": 3,
+        "n_held_out_distinct": 2,
         "n_shared": 0,
     }
+
+
+def test_an_empty_side_is_an_error_not_a_pass(tmp_path):
+    images = [_image(tmp_path / "p.png", 0)]
+    with pytest.raises(ValueError, match="no pretraining image to check"):
+        check_disjoint([], images)
+    with pytest.raises(ValueError, match="no validation/test image to check"):
+        check_disjoint(images, iter([]))
 
 
 def test_a_shared_image_is_found_even_re_encoded(tmp_path):

@@ -33,8 +33,8 @@ def test_summarise_seeds_mean_std_student_t_interval():
         "method",
         "noise",
         "n_seeds",
-        *(f"pck_{x}" for x in ("mean", "std", "ci_low", "ci_high")),
-        *(f"nme_{x}" for x in ("mean", "std", "ci_low", "ci_high")),
+        *(f"pck_{x}" for x in ("n", "mean", "std", "ci_low", "ci_high")),
+        *(f"nme_{x}" for x in ("n", "mean", "std", "ci_low", "ci_high")),
     ]
     a, b, c = (s[s["method"] == m].iloc[0] for m in "abc")
     assert a["n_seeds"] == 3 and a["pck_mean"] == 2.0 and a["pck_std"] == pytest.approx(1.0)
@@ -47,6 +47,7 @@ def test_summarise_seeds_mean_std_student_t_interval():
     assert all(math.isnan(c[k]) for k in ("pck_std", "pck_ci_low", "pck_ci_high"))
     # a NaN value (diverged run) is left out of that metric only: a's nme from 2 seeds, equal -> std 0
     assert a["nme_mean"] == pytest.approx(0.3) and a["nme_std"] == 0.0
+    assert a["nme_n"] == 2 and a["pck_n"] == 3 and a["n_seeds"] == 3
     # a wider confidence widens the interval
     s99 = summarise_seeds(_runs(), by=["method"], metrics=["pck"], confidence=0.99)
     assert s99.loc[0, "pck_ci_high"] > a["pck_ci_high"]
@@ -106,3 +107,12 @@ def test_summary_feeds_claims_end_to_end():
     runs = pd.DataFrame({"method": ["x"] * 3 + ["y"] * 3, "pck": [0.1, 0.11, 0.12, 0.5, 0.51, 0.52]})
     claims = order_claims(summarise_seeds(runs, ["method"], ["pck"]), "pck", higher_is_better=True)
     assert len(claims) == 1 and claims[0].startswith("y beats x on pck:")
+
+
+def test_claims_count_the_seeds_whose_values_made_the_interval():
+    # y's third seed diverged (NaN): its interval comes from 2 values, and the claim says so
+    runs = pd.DataFrame({"method": ["x"] * 3 + ["y"] * 3, "pck": [0.1, 0.11, 0.12, 0.5, 0.501, np.nan]})
+    summary = summarise_seeds(runs, ["method"], ["pck"])
+    assert summary.set_index("method")["n_seeds"].to_dict() == {"x": 3, "y": 3}
+    (claim,) = order_claims(summary, "pck", higher_is_better=True)
+    assert claim.endswith("intervals do not overlap (2 vs 3 seeds).")

@@ -74,3 +74,11 @@ def test_each_run_names_the_machine_it_trained_on(store):
     machines = comparison_runs(client, "study4").set_index("run_id")["machine"]
     assert machines[cpu] == "AMD EPYC (AVX2)" and machines[gpu] == "NVIDIA H200"
     assert pd.isna(machines[untagged])
+
+
+def test_a_run_with_a_non_numeric_seed_tag_is_named(store):
+    client, experiment = store
+    run = log_fake_cell_run(client, experiment, "study5", cell("mle", 0), {"test_nme": 0.3})
+    client.set_tag(run, "seed", "zero")
+    with pytest.raises(ValueError, match=rf"run {run} has the non-numeric seed tag 'zero'"):
+        comparison_runs(client, "study5")

@@ -92,3 +92,15 @@ def test_the_verdict_says_when_runs_come_from_different_kinds_of_machine():
     table.loc[table.index[:2], "machine"] = "AMD EPYC (AVX2)"
     two = R.verdict("study", "rhd", summary, METRICS, planned, R.cell_table(table, list(METRICS)))
     assert "2 kinds of machine (AMD EPYC (AVX2); Intel Xeon (AVX512))" in two
+
+
+def test_a_seed_without_a_finite_value_is_named_in_the_table():
+    table = runs()
+    diverged = table.index[(table["method"] == "cpm") & (table["seed"] == 2)]
+    table.loc[diverged, "test_nme"] = np.nan
+    cells = R.cell_table(table, list(METRICS))
+    summary = R.summarise(cells, list(METRICS))
+    text = R.verdict("study", "rhd", summary, METRICS, pd.DataFrame({"cell": cells["cell"]}), cells)
+    (cpm,) = [line for line in text.splitlines() if line.startswith("| cpm |")]
+    assert "(1 of 3 seeds not finite)" in cpm.split("|")[3]  # test_nme
+    assert "not finite" not in cpm.split("|")[4]  # test_pck_0.2 has all three

@@ -4,7 +4,7 @@ Layout of a crop store (``data/02_intermediate/<dataset>_crops``)::
 
     manifest.json          format, crop size, and per split its row count and table fingerprint
     hands.parquet          the hand table the crops were made for (row i of a split = row i of its array)
-    rejections.parquet     hands whose source image could not be read (``on_bad_sample: skip``)
+    rejections.parquet     hands rejected at crop time (zero-size box; unreadable image if skipped)
     arrays/<split>.npy     (N, S, S, 3) uint8: the decoded JPEG pixels, for loaders (memory-mapped)
     <split>_<S>/<image_id>_<side>.jpg   the crops as images, for people to look at
 
@@ -92,7 +92,7 @@ def commit_folder(staging: str | os.PathLike, final: str | os.PathLike) -> None:
     """Replace ``final`` by the complete folder ``staging``: two renames, then the old one is deleted.
 
     Between the renames (microseconds) ``final`` does not exist; a crash exactly there leaves the old
-    store in ``<final>.old-<pid>`` and the new one in ``staging``, both complete (:meth:`CropStore.open`
+    store in ``<final>.old-<pid>`` and the new one in ``staging``, both complete (:class:`CropStore`
     says so).
     """
     staging, final = Path(staging), Path(final)

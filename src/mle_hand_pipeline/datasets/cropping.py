@@ -19,6 +19,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from mle_hand_pipeline.datasets.crop_store import (
+    ARRAYS,
     REJECTIONS,
     TABLE,
     array_path,
@@ -254,7 +255,7 @@ def _write_crops(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Crop files and split arrays under ``root`` for every row of ``table``; returns the rows whose
     source image could be read and ``rejections`` with the others added."""
-    (root / "arrays").mkdir()
+    (root / ARRAYS).mkdir()
     row_bytes = settings.size * settings.size * 3
     offsets = {}
     for split, count in table["split"].value_counts().items():
@@ -300,7 +301,8 @@ def _write_crops(
 
 
 def _keep_rows(path: Path, keep: np.ndarray) -> None:
-    """Rewrite the array at ``path`` with only the rows where ``keep`` is true (rejected hands)."""
+    """Rewrite the array at ``path`` with only the rows where ``keep`` is true (the rows of rejected
+    hands are removed)."""
     if keep.all():
         return
     old = np.load(path, mmap_mode="r")

@@ -48,11 +48,17 @@ def check_disjoint(
         held_out_images: every source image of the evaluation data's validation and test splits.
 
     Returns:
-        ``{"n_pretrain_images", "n_held_out_images", "n_shared"}`` (``n_shared`` is 0).
+        ``{"n_pretrain_images", "n_held_out_images", "n_shared"}`` (``n_shared`` is 0): files checked,
+        and ``n_pretrain_distinct``/``n_held_out_distinct``, their distinct pixel contents.
 
     Raises:
-        ValueError: naming up to 5 shared pairs and how many there are.
+        ValueError: naming up to 5 shared pairs and how many there are; or when there is no image on
+            either side (a wrong folder would pass the check without checking anything).
     """
+    pretrain_images, held_out_images = list(pretrain_images), list(held_out_images)
+    for side, images in (("pretraining", pretrain_images), ("validation/test", held_out_images)):
+        if not images:
+            raise ValueError(f"no {side} image to check: nothing would be compared")
     pretrain = fingerprints(pretrain_images, "fingerprinting pretraining images")
     held_out = fingerprints(held_out_images, "fingerprinting validation/test images")
     shared = sorted(set(pretrain) & set(held_out), key=lambda h: str(pretrain[h]))
@@ -62,4 +68,10 @@ def check_disjoint(
             f"{len(shared)} pretraining image(s) have the same pixels as validation/test images of the "
             f"evaluation data ({pairs}); render the pretraining set with another seed"
         )
-    return {"n_pretrain_images": len(pretrain), "n_held_out_images": len(held_out), "n_shared": 0}
+    return {
+        "n_pretrain_images": len(pretrain_images),
+        "n_held_out_images": len(held_out_images),
+        "n_pretrain_distinct": len(pretrain),
+        "n_held_out_distinct": len(held_out),
+        "n_shared": 0,
+    }

@@ -454,8 +454,8 @@ def calibration_curve(
         n_bins: number of quantile bins.
 
     Returns:
-        dict of ``(B,)`` arrays ``sigma_mean``, ``rms_error``, ``mean_abs_error``, ``count`` and the
-        ``(B + 1,)`` array ``bin_edges`` (``B <= n_bins``; empty bins are dropped).
+        dict of ``(B,)`` arrays ``sigma_mean``, ``rms_error``, ``mean_abs_error`` and ``count``
+        (``B <= n_bins``; empty bins are dropped).
     """
     err, sig = _visible_pairs(errors_px, sigmas_px, visible)
     e = np.abs(err).ravel()
@@ -467,19 +467,17 @@ def calibration_curve(
             "rms_error": empty,
             "mean_abs_error": empty,
             "count": np.zeros(0, dtype=int),
-            "bin_edges": empty,
         }
     edges = np.unique(np.quantile(s, np.linspace(0.0, 1.0, n_bins + 1)))
     if edges.size == 1:
         edges = np.array([edges[0], edges[0]])
     # Bin i holds edges[i] <= s < edges[i+1]; the top edge is inclusive.
     idx = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, edges.size - 2)
-    sigma_mean, rms, mae, count, keep = [], [], [], [], []
+    sigma_mean, rms, mae, count = [], [], [], []
     for b in range(edges.size - 1):
         sel = idx == b
         if not sel.any():
             continue
-        keep.append(b)
         sigma_mean.append(s[sel].mean())
         rms.append(np.sqrt(np.mean(e[sel] ** 2)))
         mae.append(e[sel].mean())
@@ -489,7 +487,6 @@ def calibration_curve(
         "rms_error": np.array(rms),
         "mean_abs_error": np.array(mae),
         "count": np.array(count, dtype=int),
-        "bin_edges": edges,
     }
 
 

@@ -10,7 +10,7 @@ and one group of ``n`` seeds with values ``x_1 .. x_n``:
 
 With ``n < 2`` there is no spread to estimate: ``std`` and the interval are NaN (never a zero-width
 interval that would look certain). NaN metric values (a diverged run) are left out of that metric's
-statistics; ``n_seeds`` counts the rows of the group.
+statistics; ``n_seeds`` counts the rows of the group, ``<metric>_n`` the values the statistics used.
 
 :func:`order_claims` claims "A is better than B" only when the two intervals do not overlap: a
 conservative rule (non-overlapping 95 % intervals imply a difference at a level stricter than 5 %;
@@ -26,21 +26,21 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-STAT_SUFFIXES: tuple[str, ...] = ("mean", "std", "ci_low", "ci_high")
+STAT_SUFFIXES: tuple[str, ...] = ("n", "mean", "std", "ci_low", "ci_high")
 
 
-def _interval(values: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
-    """``(mean, std, ci_low, ci_high)`` of the finite ``values`` (NaN spread when fewer than 2)."""
+def _interval(values: np.ndarray, confidence: float) -> tuple[int, float, float, float, float]:
+    """``(n, mean, std, ci_low, ci_high)`` of the ``n`` finite ``values`` (NaN spread when n < 2)."""
     x = values[np.isfinite(values)]
     n = x.size
     if n == 0:
-        return (math.nan,) * 4
+        return (0, *(math.nan,) * 4)
     mean = float(x.mean())
     if n < 2:
-        return mean, math.nan, math.nan, math.nan
+        return n, mean, math.nan, math.nan, math.nan
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1)) * std / math.sqrt(n)
-    return mean, std, mean - half, mean + half
+    return n, mean, std, mean - half, mean + half
 
 
 def summarise_seeds(
@@ -60,8 +60,8 @@ def summarise_seeds(
 
     Returns:
         DataFrame with the ``by`` columns, ``n_seeds`` (rows in the group) and, per metric ``m``,
-        ``m_mean``, ``m_std``, ``m_ci_low``, ``m_ci_high`` (NaN spread and interval when fewer than 2
-        finite values). Groups appear in order of first appearance in ``runs``.
+        ``m_n`` (its finite values), ``m_mean``, ``m_std``, ``m_ci_low``, ``m_ci_high`` (NaN spread and
+        interval when fewer than 2 finite values). Groups appear in order of first appearance in ``runs``.
 
     Raises:
         ValueError: naming a ``by`` or metric column that ``runs`` lacks, or a bad ``confidence``.
@@ -116,7 +116,7 @@ def order_claims(summary: pd.DataFrame, metric: str, higher_is_better: bool, by:
     Raises:
         ValueError: naming a missing column.
     """
-    needed = [by] + [f"{metric}_{s}" for s in STAT_SUFFIXES]
+    needed = [by] + [f"{metric}_{s}" for s in ("mean", "ci_low", "ci_high")]
     missing = [c for c in needed if c not in summary.columns]
     if missing:
         raise ValueError(
@@ -143,7 +143,8 @@ def order_claims(summary: pd.DataFrame, metric: str, higher_is_better: bool, by:
                 separated = a[low] > b[high] if higher_is_better else a[high] < b[low]
                 if not separated:
                     continue
-                seeds = f" ({a['n_seeds']} vs {b['n_seeds']} seeds)" if "n_seeds" in a else ""
+                count = f"{metric}_n" if f"{metric}_n" in a else "n_seeds"  # the values the intervals used
+                seeds = f" ({a[count]} vs {b[count]} seeds)" if count in a else ""
                 claims.append(
                     f"{a[by]} beats {b[by]} on {metric}{where}: "
                     f"{_fmt(a[mean])} [{_fmt(a[low])}, {_fmt(a[high])}] vs "

@@ -50,7 +50,14 @@ def comparison_runs(
         )
     frame = pd.DataFrame(rows, columns=None if rows else RUN_COLUMNS)
     if rows:
-        frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
+        seeds = pd.to_numeric(frame["seed"], errors="coerce")
+        bad = frame.loc[seeds.isna() & frame["seed"].notna(), ["run_id", "seed"]]
+        if len(bad):
+            raise ValueError(
+                f"comparison {comparison!r}: run {bad['run_id'].iloc[0]} has the non-numeric seed tag "
+                f"{bad['seed'].iloc[0]!r} ({len(bad)} such run(s)); fix or delete the tag"
+            )
+        frame["seed"] = seeds.astype("Int64")
     return frame
 
 

@@ -50,11 +50,13 @@ def figures(summary: pd.DataFrame, nme: str = "test_nme", pck: str = "test_pck_0
 def _cell(row: pd.Series, metric: str) -> str:
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    n, seeds = int(row[f"{metric}_n"]), int(row["n_seeds"])
     if not np.isfinite(mean):
-        return "-"
+        return "- (no finite value)"
+    lost = f" ({seeds - n} of {seeds} seeds not finite)" if n < seeds else ""
     if not np.isfinite(std):
-        return f"{mean:.4f} (1 seed)"
-    return f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}]"
+        return f"{mean:.4f} (1 seed){lost}"
+    return f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}]{lost}"
 
 
 def verdict(

@@ -23,9 +23,6 @@ from mle_hand_pipeline.training.pretrained import is_backbone_checkpoint, load_b
 
 logger = logging.getLogger(__name__)
 
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
-
 
 @dataclass(frozen=True)
 class ModelSpec:

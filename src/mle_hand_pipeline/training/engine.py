@@ -28,8 +28,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
 from mle_hand_pipeline.training.checkpoint import (
-    BEST_CHECKPOINT,
-    LAST_CHECKPOINT,
     ModelSpec,
     load_checkpoint,
     save_atomic,
@@ -38,6 +36,7 @@ from mle_hand_pipeline.training.checkpoint import (
 from mle_hand_pipeline.training.data import DeviceBatches, HandCrops, fits_on_device
 from mle_hand_pipeline.training.inference import autocast_context, score_crops
 from mle_hand_pipeline.training.progress import StepProgress
+from mle_hand_pipeline.training.run_dirs import BEST_CHECKPOINT, LAST_CHECKPOINT
 
 logger = logging.getLogger(__name__)
 

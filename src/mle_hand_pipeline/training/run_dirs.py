@@ -38,7 +38,10 @@ logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-CHECKPOINT_FILES = ("last.pt", "best.pt")
+# The files a run folder holds; training/checkpoint.py writes them (named here: this module stays torch-free).
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+CHECKPOINT_FILES = (LAST_CHECKPOINT, BEST_CHECKPOINT)
 TRAINING, TRAINED, RESUMED = "training", "trained", "resumed"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -106,9 +109,9 @@ def _interrupted_runs(method_dir: Path) -> list[Path]:
     found = [
         child
         for child in method_dir.iterdir()
-        if (child / "last.pt").is_file() and read_run_file(child).get("status", TRAINING) == TRAINING
+        if (child / LAST_CHECKPOINT).is_file() and read_run_file(child).get("status", TRAINING) == TRAINING
     ]
-    return sorted(found, key=lambda child: (child / "last.pt").stat().st_mtime, reverse=True)
+    return sorted(found, key=lambda child: (child / LAST_CHECKPOINT).stat().st_mtime, reverse=True)
 
 
 def _resume_candidates(method_dir: Path, resume: bool | str) -> list[Path]:
@@ -117,7 +120,7 @@ def _resume_candidates(method_dir: Path, resume: bool | str) -> list[Path]:
     if not isinstance(resume, str) or not _RUN_ID.match(resume):
         raise ValueError(f"train.resume must be true, false or a run id, got {resume!r}")
     source = method_dir / resume
-    if not (source / "last.pt").is_file():
+    if not (source / LAST_CHECKPOINT).is_file():
         known = [path.parent.name for path in sorted(method_dir.glob("*/last.pt"))]
         raise FileNotFoundError(
             f"train.resume={resume}: no checkpoint {source / 'last.pt'}; runs with one: {known or 'none'}"
@@ -170,7 +173,7 @@ def claim_run_dir(
         if source is not None:
             _link_checkpoints(source, path)
             _update_run_file(source, status=RESUMED, resumed_by=run_id)
-            logger.info("run %s resumes run %s from %s", run_id, source.name, source / "last.pt")
+            logger.info("run %s resumes run %s from %s", run_id, source.name, source / LAST_CHECKPOINT)
         run = RunDir(path, run_id, source.name if source else None, resumed.get("tracking_id"))
         _write_run_file(
             path,

@@ -60,7 +60,8 @@ def make_crops(annotations: pd.DataFrame, raw_root: str, params: dict[str, Any])
 
 
 def crop_table(crops: CropStore) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The hand table the crops were made for, and the hands whose source image could not be read."""
+    """The hand table the crops were made for, and the hands rejected at crop time (zero-size box,
+    unreadable source image)."""
     return crops.table, crops.rejections
 
 
