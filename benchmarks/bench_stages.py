@@ -17,11 +17,12 @@ measures what decides whether stages 2..T can improve on stage 1:
   and its PCK@0.2 (if stage t ignores its feedback, neither changes).
 
     python benchmarks/bench_stages.py --method integral --steps 300
-    python benchmarks/bench_stages.py --method integral --set feedback=softmax --name integral_softmax
+    python benchmarks/bench_stages.py --method integral --set head_channels=128 --name integral_wide
     python benchmarks/bench_stages.py --method cpm --steps 300
     python benchmarks/bench_stages.py --quick --hands H.parquet --crops DIR
 
-``--set KEY=VALUE`` passes a keyword to ``models.build_model`` (e.g. ``feedback=softmax``). Crops come
+``--set KEY=VALUE`` passes a keyword to ``methods.build_model`` (e.g. ``head_channels=128``; the
+``feedback=softmax`` prototype of docs/stage_refinement.md is no longer in the model). Crops come
 from ``rhd_preprocess`` (``--hands``/``--crops``; any crop size, resampled to ``--input-size``). Writes
 ``benchmarks/results/stages_<name>.json``. docs/stage_refinement.md has the figures and what they mean.
 """

@@ -1,8 +1,8 @@
 """What a result was computed on: the CPU, the instruction set torch dispatches to, the GPU, versions.
 
-A CPU training run is bit-deterministic on one kind of machine only: PyTorch and oneDNN pick their
-convolution and matmul kernels by the CPU's instruction set (AVX2, AVX-512, ...), and kernels that
-sum in another order round differently. Over a 60-epoch run those last-bit differences grow into
+A CPU training run is bit-deterministic on one kind of machine only: PyTorch, oneDNN and MKL pick
+their convolution and matmul kernels by the CPU (its vendor and instruction set: AVX2, AVX-512, ...),
+and kernels that sum in another order round differently. Over a 60-epoch run those last-bit differences grow into
 different weights: the CPU demo gives other test metrics on an AMD EPYC than on an Intel Xeon with
 AVX-512, and others again on that Xeon made to dispatch to AVX2 (docs/results.md). Runs record this
 description so that two results can be told apart by machine, not only by code.
