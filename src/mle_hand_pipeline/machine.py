@@ -2,10 +2,11 @@
 
 A CPU training run is bit-deterministic on one kind of machine only: PyTorch, oneDNN and MKL pick
 their convolution and matmul kernels by the CPU (its vendor and instruction set: AVX2, AVX-512, ...),
-and kernels that sum in another order round differently. Over a 60-epoch run those last-bit differences grow into
-different weights: the CPU demo gives other test metrics on an AMD EPYC than on an Intel Xeon with
-AVX-512, and others again on that Xeon made to dispatch to AVX2 (docs/results.md). Runs record this
-description so that two results can be told apart by machine, not only by code.
+and kernels that sum in another order round differently. Over a 60-epoch run those last-bit
+differences grow into different weights: the CPU demo gives other test metrics on an AMD EPYC than
+on an Intel Xeon with AVX-512, and others again on that Xeon made to dispatch to AVX2
+(docs/results.md). Runs record this description so that two results can be told apart by machine,
+not only by code.
 """
 
 from __future__ import annotations

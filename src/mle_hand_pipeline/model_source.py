@@ -152,3 +152,15 @@ def load_mlflow_pytorch(source: ModelSource, device: str = "cpu"):
         if info.input_size is None:
             raise ModelNotFoundError(f"model {source.name}: its MLmodel has no (B, 3, S, S) input signature")
         return load_logged_model(source.location, device), info.input_size
+
+
+def training_method(source: ModelSource) -> str:
+    """The ``*.model.method`` parameter of the MLflow run that logged ``source``, else ``"mlflow model"``."""
+    import mlflow
+
+    if source.run_id:
+        params = mlflow.MlflowClient().get_run(source.run_id).data.params
+        for key, value in params.items():
+            if key.endswith("model.method"):
+                return value
+    return "mlflow model"

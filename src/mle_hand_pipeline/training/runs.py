@@ -21,6 +21,13 @@ from torch.utils.data import DataLoader
 
 from mle_hand_pipeline.evaluation.report import EvaluationReport, evaluate_predictions
 from mle_hand_pipeline.machine import describe_machine
+from mle_hand_pipeline.model_source import (
+    CHECKPOINT,
+    MLFLOW,
+    ModelSource,
+    load_mlflow_pytorch,
+    training_method,
+)
 from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
 from mle_hand_pipeline.training.data import HandCrops
@@ -163,6 +170,28 @@ def predict_packed(
     packed = torch.cat(outputs).numpy().astype(np.float64) * (dataset.crop_size / input_size)
     coords, sigmas = packed[:, None, :, :2], packed[:, None, :, 2:]
     return coords, (None if not sigmas.any() else sigmas)
+
+
+def predict_source(
+    source: ModelSource, table: pd.DataFrame, crops_dir: Path, batch_size: int
+) -> tuple[np.ndarray, np.ndarray | None, str, bool]:
+    """Predictions of a checkpoint or MLflow model (:mod:`..model_source`) on ``table``'s crops, on
+    CUDA when present: coords and sigmas as :func:`predict_checkpoint`, the training method, and
+    whether every stage is there (a checkpoint) or only the final one (an MLflow model).
+
+    Raises:
+        ValueError: for an ONNX file (no stage outputs, no method: evaluate a checkpoint instead).
+    """
+    if source.kind == MLFLOW:
+        device = inference_device()
+        model, input_size = load_mlflow_pytorch(source, device)
+        coords, sigmas = predict_packed(model, input_size, table, crops_dir, batch_size, device)
+        logger.info("MLflow model %s: final stage only (per-stage metrics need a checkpoint)", source.name)
+        return coords, sigmas, training_method(source), False
+    if source.kind == CHECKPOINT:
+        coords, sigmas, spec = predict_checkpoint(source.location, table, crops_dir, batch_size)
+        return coords, sigmas, spec.method, True
+    raise ValueError(f"{source.name} is an ONNX file: evaluate a checkpoint or an MLflow model")
 
 
 def evaluate_on_test(

@@ -92,3 +92,10 @@ def test_no_model_is_a_clear_error(tiny_rhd):
         evaluate_model(
             tiny_rhd["hands"], tiny_rhd["crops"], {"checkpoint": "best", "batch_size": 8, "model": None}
         )
+
+
+def test_an_onnx_file_is_refused_with_its_name(tiny_rhd, tmp_path):
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"not read")
+    with pytest.raises(ValueError, match=r"model.onnx is an ONNX file: evaluate a checkpoint"):
+        evaluate_model(tiny_rhd["hands"], tiny_rhd["crops"], {"batch_size": 8, "model": str(onnx)})

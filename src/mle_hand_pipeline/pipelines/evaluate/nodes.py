@@ -7,31 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation.report import evaluate_predictions
-from mle_hand_pipeline.model_source import (
-    CHECKPOINT,
-    MLFLOW,
-    ModelSource,
-    load_mlflow_pytorch,
-    resolve_model_source,
-)
-from mle_hand_pipeline.training.inference import inference_device
-from mle_hand_pipeline.training.runs import predict_checkpoint, predict_packed, split
+from mle_hand_pipeline.model_source import resolve_model_source
+from mle_hand_pipeline.training.runs import predict_source, split
 
 logger = logging.getLogger(__name__)
-
-
-def mlflow_method(source: ModelSource) -> str:
-    """The training run's ``*.model.method`` parameter for a run's model, else ``"mlflow model"``."""
-    if source.run_id:
-        params = MlflowClient().get_run(source.run_id).data.params
-        for key, value in params.items():
-            if key.endswith("model.method"):
-                return value
-    return "mlflow model"
 
 
 def evaluate_model(
@@ -51,19 +33,7 @@ def evaluate_model(
         )
     source = resolve_model_source(params["model"])
     test = split(hands, "test")
-    if source.kind == MLFLOW:
-        device = inference_device()
-        model, input_size = load_mlflow_pytorch(source, device)
-        coords, sigmas = predict_packed(model, input_size, test, crops_dir, params["batch_size"], device)
-        method, all_stages = mlflow_method(source), False
-        logger.info("MLflow model %s: final stage only (per-stage metrics need a checkpoint)", source.name)
-    elif source.kind == CHECKPOINT:
-        coords, sigmas, spec = predict_checkpoint(source.location, test, crops_dir, params["batch_size"])
-        method, all_stages = spec.method, True
-    else:
-        raise ValueError(
-            f"evaluate.model={source.name} is an ONNX file: evaluate a checkpoint or an MLflow model"
-        )
+    coords, sigmas, method, all_stages = predict_source(source, test, crops_dir, params["batch_size"])
     tracking.log_dict(
         {"model": source.name, "method": method, "all_stages": all_stages}, "evaluation/source.json"
     )
