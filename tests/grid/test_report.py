@@ -74,8 +74,9 @@ def test_summary_figures_and_verdict():
     assert any(line.startswith("- cpm beats mle on test_pck_0.2") for line in claims)
     assert any(line.startswith("- cpm beats integral on test_pck_0.2") for line in claims)
     assert not [line for line in claims if "mle" in line and "integral" in line]
-    # robustness: mle clean vs 30 % outliers (0.2 apart, intervals +-0.05)
-    assert any("mle (scratch): clean beats outliers30 on test_pck_0.2" in line for line in claims)
+    # robustness, paired by seed: each seed of mle loses exactly 0.2 PCK on 30 % outliers
+    assert "## Robustness: the change from `clean` training labels, paired by seed" in text
+    assert "- mle: test_pck_0.2 worse by 0.2000 [-0.2000, -0.2000] (3 seeds paired)." in text
 
 
 def test_the_verdict_says_when_runs_come_from_different_kinds_of_machine():
@@ -87,8 +88,12 @@ def test_the_verdict_says_when_runs_come_from_different_kinds_of_machine():
 
     table["machine"] = "Intel Xeon (AVX512)"
     one = R.verdict("study", "rhd", summary, METRICS, planned, R.cell_table(table, list(METRICS)))
-    assert "All runs on one kind of machine: Intel Xeon (AVX512)." in one
+    assert "All tagged runs on one kind of machine: Intel Xeon (AVX512)." in one
+    table.loc[table.index[:3], "machine"] = None
+    partly = R.verdict("study", "rhd", summary, METRICS, planned, R.cell_table(table, list(METRICS)))
+    assert "on one kind of machine: Intel Xeon (AVX512) (3 run(s) predate the machine tags)." in partly
 
+    table["machine"] = "Intel Xeon (AVX512)"
     table.loc[table.index[:2], "machine"] = "AMD EPYC (AVX2)"
     two = R.verdict("study", "rhd", summary, METRICS, planned, R.cell_table(table, list(METRICS)))
     assert "2 kinds of machine (AMD EPYC (AVX2); Intel Xeon (AVX512))" in two

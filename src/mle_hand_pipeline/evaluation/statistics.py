@@ -91,6 +91,53 @@ def summarise_seeds(
     return pd.DataFrame(rows, columns=columns)
 
 
+def paired_changes(
+    runs: pd.DataFrame,
+    by: Sequence[str],
+    across: str,
+    baseline: str,
+    metrics: Sequence[str],
+    pair: str = "seed",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """The change of each metric from the ``baseline`` level of ``across``, paired on ``pair``.
+
+    A comparison's cells that differ only in their noise level share a seed's initial weights,
+    sample order and augmentation, so ``value(level, seed) - value(baseline, seed)`` removes the
+    seed-to-seed variation that an unpaired comparison of the two levels' intervals carries. Per group
+    of ``by`` and each other level: mean, std and Student-t interval of those differences
+    (:func:`summarise_seeds`'s columns, ``n_seeds`` = pairs, ``<metric>_n`` = finite pairs).
+
+    Raises:
+        ValueError: naming a missing column, or a group with two runs for one ``pair`` value.
+    """
+    by = list(by)
+    missing = [c for c in [*by, across, pair, *metrics] if c not in runs.columns]
+    if missing:
+        raise ValueError(f"paired_changes: column(s) {missing} not in the runs table")
+    rows = []
+    for key, group in runs.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        if group.duplicated([across, pair]).any():
+            raise ValueError(f"paired_changes: {dict(zip(by, key, strict=True))} has two runs for one {pair}")
+        base = group[group[across] == baseline].set_index(pair)
+        for level, other in group[group[across] != baseline].groupby(across, sort=False):
+            other = other.set_index(pair)
+            common = base.index.intersection(other.index)
+            row: dict[str, object] = dict(zip(by, key, strict=True))
+            row.update({across: level, "n_seeds": len(common)})
+            for m in metrics:
+                change = pd.to_numeric(other.loc[common, m], errors="coerce") - pd.to_numeric(
+                    base.loc[common, m], errors="coerce"
+                )
+                stats_ = _interval(change.to_numpy(dtype=np.float64), confidence)
+                for suffix, value in zip(STAT_SUFFIXES, stats_, strict=True):
+                    row[f"{m}_{suffix}"] = value
+            rows.append(row)
+    columns = [*by, across, "n_seeds", *(f"{m}_{s}" for m in metrics for s in STAT_SUFFIXES)]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def _fmt(x: float) -> str:
     return f"{x:.3f}"
 

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mle_hand_pipeline.evaluation import plots
-from mle_hand_pipeline.evaluation.statistics import order_claims, summarise_seeds
+from mle_hand_pipeline.evaluation.statistics import order_claims, paired_changes, summarise_seeds
 
 GROUP = ["method", "noise", "init"]
 CELL_COLUMNS = ["cell", "method", "noise", "init", "seed", "run_id", "machine"]
@@ -47,16 +47,54 @@ def figures(summary: pd.DataFrame, nme: str = "test_nme", pck: str = "test_pck_0
     return out
 
 
-def _cell(row: pd.Series, metric: str) -> str:
+def _cell(row: pd.Series, metric: str, signed: bool = False) -> str:
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
     n, seeds = int(row[f"{metric}_n"]), int(row["n_seeds"])
     if not np.isfinite(mean):
         return "- (no finite value)"
     lost = f" ({seeds - n} of {seeds} seeds not finite)" if n < seeds else ""
+    sign = "+" if signed else ""
     if not np.isfinite(std):
-        return f"{mean:.4f} (1 seed){lost}"
-    return f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}]{lost}"
+        return f"{mean:{sign}.4f} (1 seed){lost}"
+    return f"{mean:{sign}.4f} ± {std:.4f} [{low:{sign}.4f}, {high:{sign}.4f}]{lost}"
+
+
+def robustness(table: pd.DataFrame, metrics: Mapping[str, bool], header: str) -> list[str]:
+    """Markdown lines: each method's change from the first noise level (``clean`` when there is one),
+    paired by seed (:func:`~..evaluation.statistics.paired_changes`), where that change is beyond its
+    interval, and which methods change less than others."""
+    levels = list(dict.fromkeys(table["noise"]))
+    baseline = "clean" if "clean" in levels else levels[0]
+    changes = paired_changes(table, ["method", "init"], "noise", baseline, list(metrics))
+    lines = ["", f"## Robustness: the change from `{baseline}` training labels, paired by seed", ""]
+    lines.append(
+        "Each cell minus the same method's, init's and seed's cell on "
+        f"`{baseline}` labels (same initial weights, sample order and augmentation), then mean ± std "
+        "[95 % interval] over seeds."
+    )
+    for (init, noise), group in changes.groupby(["init", "noise"], sort=False):
+        rule = "|---|---|---|" + "---|" * len(metrics)
+        lines += ["", f"### `{noise}` - `{baseline}`, init `{init}`", "", header, rule]
+        for _, row in group.iterrows():
+            values = " | ".join(_cell(row, m, signed=True) for m in metrics)
+            lines.append(f"| {row['method']} | {noise} | {row['n_seeds']} | {values} |")
+        lines.append("")
+        for _, row in group.iterrows():
+            for metric, higher in metrics.items():
+                low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+                if np.isfinite(low) and (low > 0 or high < 0):
+                    worse = (high < 0) if higher else (low > 0)
+                    lines.append(
+                        f"- {row['method']}: {metric} {'worse' if worse else 'better'} by "
+                        f"{abs(row[f'{metric}_mean']):.4f} [{low:+.4f}, {high:+.4f}] "
+                        f"({row[f'{metric}_n']} seeds paired)."
+                    )
+        claims = [c for m, higher in metrics.items() for c in order_claims(group, m, higher, by="method")]
+        lines += [f"- Changes compared (the larger change for the better wins): {c}" for c in claims] or [
+            "- No method changes less than another beyond the intervals."
+        ]
+    return lines
 
 
 def verdict(
@@ -83,14 +121,17 @@ def verdict(
         f"(tag `comparison = {comparison}`); seeds per group: "
         f"{', '.join(sorted({str(n) for n in summary['n_seeds']})) if len(summary) else 'none'}."
     )
-    machines = sorted({str(m) for m in table.get("machine", pd.Series(dtype=object)).dropna()})
+    machine_column = table["machine"] if "machine" in table else pd.Series(index=table.index, dtype=object)
+    machines = sorted({str(m) for m in machine_column.dropna()})
+    untagged = int(machine_column.isna().sum())
+    before_tags = f" ({untagged} run(s) predate the machine tags)" if untagged and machines else ""
     if len(machines) > 1:
         lines.append(
-            f"The runs come from {len(machines)} kinds of machine ({'; '.join(machines)}); a run repeated "
-            "on another kind gives other numbers (CPU kernels round differently per instruction set)."
+            f"The runs come from {len(machines)} kinds of machine ({'; '.join(machines)}){before_tags}; a "
+            "run repeated on another kind gives other numbers (CPU kernels round differently per CPU)."
         )
     elif machines:
-        lines.append(f"All runs on one kind of machine: {machines[0]}.")
+        lines.append(f"All tagged runs on one kind of machine: {machines[0]}{before_tags}.")
     extra = done - set(planned["cell"])
     if extra:
         lines.append(f"Also reported: {len(extra)} finished cell(s) not in the current plan.")
@@ -113,12 +154,7 @@ def verdict(
             "- No order between methods is claimed: every interval overlaps."
         ]
     if summary["noise"].nunique() > 1:
-        lines += ["", "## Robustness: each method across the noise levels", ""]
-        claims = []
-        for (method, init), group in summary.groupby(["method", "init"], sort=False):
-            for metric, higher in metrics.items():
-                claims += [f"{method} ({init}): {c}" for c in order_claims(group, metric, higher, by="noise")]
-        lines += [f"- {c}" for c in claims] or ["- No noise level changes any method beyond its interval."]
+        lines += robustness(table, metrics, header.replace("| seeds |", "| labels | seeds |"))
     lines += [
         "",
         "An order is claimed only where the two 95 % intervals do not overlap; anything else is "
