@@ -226,3 +226,22 @@ def test_resolve_images_expands_globs_and_keeps_plain_paths(tmp_path):
 def test_image_error_is_a_value_error():
     with pytest.raises(ImageError):
         crop_for((10, 10), (0, 0, 11, 5), name="x.png")
+
+
+def test_bf16_weights_stay_close_to_fp32_and_only_for_checkpoints_on_torch(checkpoint, tmp_path):
+    images = [*RHD_IMAGES, *FREIHAND_IMAGES[:1]]
+    by_fp32, _ = predict_images(load_predictor(checkpoint, "torch"), images, batch_size=2)
+    by_bf16, _ = predict_images(load_predictor(checkpoint, "torch", precision="bf16"), images, batch_size=2)
+    for a, b in zip(by_fp32, by_bf16, strict=True):
+        assert b.keypoints.dtype == a.keypoints.dtype and not np.array_equal(a.keypoints, b.keypoints)
+        crop_px = np.abs(a.keypoints - b.keypoints).max() * SIZE / a.crop.side
+        assert crop_px < 2.0  # bf16 keeps 8 bits of mantissa: ~1 px of this untrained model's 64-px input
+        np.testing.assert_allclose(a.sigmas, b.sigmas, rtol=0.05)
+    with pytest.raises(ValueError, match=r"bf16 needs a training checkpoint on the torch backend"):
+        load_predictor(checkpoint, "onnx", precision="bf16")
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"model.onnx is an onnx on onnx"):
+        load_predictor(onnx, "onnx", precision="bf16")
+    with pytest.raises(ValueError, match=r"unknown precision 'fp16'; valid: fp32, bf16"):
+        load_predictor(checkpoint, "torch", precision="fp16")

@@ -1,6 +1,7 @@
 """The ``mle-hand`` console script.
 
     mle-hand predict IMAGE... --model MODEL [--box x0,y0,x1,y1] [--backend torch|onnx] [--out DIR]
+        [--precision fp32|bf16]
     mle-hand export-onnx --model CHECKPOINT --out model.onnx
 
 Exit codes: 0 all images predicted; 1 some images failed (the others are still written); 2 bad
@@ -54,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--mirror", action="store_true", help="mirror the crop first (left hands)")
     predict.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     predict.add_argument("--device", default="auto", help="torch device (default auto: the GPU if any)")
+    predict.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: a checkpoint's weights cast to bf16 once (torch backend)",
+    )
     predict.add_argument("--batch-size", type=int, default=16)
     predict.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
     predict.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "
@@ -90,7 +97,7 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"mle-hand predict: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        predictor = load_predictor(args.model, args.backend, args.device)
+        predictor = load_predictor(args.model, args.backend, args.device, args.precision)
     except (ModelNotFoundError, ValueError) as error:
         print(f"mle-hand predict: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -52,6 +52,7 @@ from mle_hand_pipeline.pyfunc_model import (
 )
 
 BACKENDS = ("torch", "onnx")
+PRECISIONS = ("fp32", "bf16")
 
 __all__ = [
     "BACKENDS",
@@ -150,33 +151,46 @@ class Failure:
 # ---------------------------------------------------------------------------------------------------
 
 
-def load_predictor(model: str | Path, backend: str = "torch", device: str = "auto") -> Predictor:
+def load_predictor(
+    model: str | Path, backend: str = "torch", device: str = "auto", precision: str = "fp32"
+) -> Predictor:
     """Load ``model`` (checkpoint, ONNX file, MLflow model folder, run id or URI) for ``backend`` on
     ``device`` (``"auto"``: the GPU when there is one, see ``training.inference.inference_device``).
+    ``precision="bf16"`` casts a checkpoint's weights to bf16 once (torch backend only; see
+    ``training.inference.bf16_weights``).
 
-    Raises :class:`ModelNotFoundError` naming the model when it does not exist or cannot be loaded.
+    Raises :class:`ModelNotFoundError` naming the model when it does not exist or cannot be loaded;
+    ``ValueError`` for an unknown backend or precision, or bf16 with anything but a checkpoint on torch.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     from mle_hand_pipeline.training.inference import inference_device
 
     device = str(inference_device(device))
     source = resolve_model_source(model)
+    if precision == "bf16" and (source.kind != CHECKPOINT or backend != "torch"):
+        raise ValueError(
+            f"precision bf16 needs a training checkpoint on the torch backend; {source.name} is "
+            f"{'an ' + source.kind if source.kind != CHECKPOINT else 'a checkpoint'} on {backend} "
+            "(the exported models are fp32 graphs)"
+        )
     if source.kind == ONNX:
         if backend != "onnx":
             raise ValueError(f"{source.name} is an ONNX file: use the onnx backend (--backend onnx)")
         return _onnx_predictor(source.location, source.name)
     if source.kind == CHECKPOINT:
-        return _checkpoint_predictor(Path(source.location), backend, device)
+        return _checkpoint_predictor(Path(source.location), backend, device, precision)
     return _mlflow_predictor(source, backend, device)
 
 
-def _torch_run(module, device: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _torch_run(module, device: str, dtype=None) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     import torch
 
     def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            out = module(torch.from_numpy(batch).to(device))
+            out = module(torch.from_numpy(batch).to(device, dtype))
         if isinstance(out, tuple):  # InferenceWrapper: (coords_px, sigmas_px)
             coords, sigmas = out
         else:  # PackedKeypoints (the logged MLflow PyTorch model): (B, K, 4)
@@ -205,9 +219,12 @@ def _onnx_predictor(source: bytes | str, name: str) -> Predictor:
     return Predictor(run, size, "onnx", name)
 
 
-def _checkpoint_predictor(path: Path, backend: str, device: str) -> Predictor:
+def _checkpoint_predictor(path: Path, backend: str, device: str, precision: str = "fp32") -> Predictor:
+    import torch
+
     from mle_hand_pipeline.models.pose_net import InferenceWrapper
     from mle_hand_pipeline.training.checkpoint import load_model
+    from mle_hand_pipeline.training.inference import bf16_weights
 
     try:
         model, spec = load_model(path, device)
@@ -219,7 +236,11 @@ def _checkpoint_predictor(path: Path, backend: str, device: str) -> Predictor:
         from mle_hand_pipeline.export import export_onnx
 
         return _onnx_predictor(export_onnx(model, spec.input_size), str(path))
-    return Predictor(_torch_run(InferenceWrapper(model).eval(), device), spec.input_size, "torch", str(path))
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    if dtype is not None:
+        model = bf16_weights(model)
+    run = _torch_run(InferenceWrapper(model).eval(), device, dtype)
+    return Predictor(run, spec.input_size, "torch", str(path))
 
 
 def _mlflow_predictor(source: ModelSource, backend: str, device: str) -> Predictor:

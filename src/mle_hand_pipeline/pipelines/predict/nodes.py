@@ -41,7 +41,12 @@ def predict_keypoints(image_paths: list[str], params: dict[str, Any]) -> dict[st
     Returns the JSON document of :func:`...predict.predictions_document` (keypoints and sigmas (21, 2)
     in source pixels and the crop per image; the failures).
     """
-    predictor = load_predictor(params["model"], params.get("backend", "torch"), params.get("device", "auto"))
+    predictor = load_predictor(
+        params["model"],
+        params.get("backend", "torch"),
+        params.get("device", "auto"),
+        params.get("precision", "fp32"),
+    )
     predictions, failures = predict_images(
         predictor,
         image_paths,
