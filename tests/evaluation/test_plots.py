@@ -188,13 +188,19 @@ def test_plot_seed_summary_error_bars_per_init(tmp_path):
     _save(fig, tmp_path, "seed_summary")
 
 
-def test_plot_metric_vs_noise_one_line_per_method_and_init(tmp_path):
+def test_plot_metric_vs_noise_one_panel_per_init_one_line_per_method(tmp_path):
     summary = _seed_summary()
     fig = P.plot_metric_vs_noise(summary, "pck")
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "outliers30"]
-    assert len(ax.containers) == 4  # (mle, integral) x (scratch, pretrained)
-    assert "95% interval" in ax.get_ylabel()
+    scratch, pretrained = fig.axes
+    assert (scratch.get_title(), pretrained.get_title()) == ("init: scratch", "init: pretrained")
+    assert [t.get_text() for t in scratch.get_xticklabels()] == ["clean", "outliers30"]
+    assert len(scratch.containers) == len(pretrained.containers) == 2  # mle, integral
+    # a method keeps its colour across panels
+    assert [c.lines[0].get_color() for c in scratch.containers] == [
+        c.lines[0].get_color() for c in pretrained.containers
+    ]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["mle", "integral"]
+    assert "95% interval" in scratch.get_ylabel()
     _save(fig, tmp_path, "metric_vs_noise")
     with pytest.raises(ValueError, match="'noise'"):
         P.plot_metric_vs_noise(summary.drop(columns="noise"), "pck")

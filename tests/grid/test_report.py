@@ -55,7 +55,7 @@ def test_summary_figures_and_verdict():
     assert set(figures) == {"nme_by_method", "pck_by_method", "nme_vs_noise", "pck_vs_noise"}
     by_method = figures["pck_by_method"].axes[0]  # the clean level: 3 methods
     assert sorted(t.get_text() for t in by_method.get_xticklabels()) == ["cpm", "integral", "mle"]
-    assert len(figures["pck_vs_noise"].axes[0].get_legend().get_texts()) == 3
+    assert len(figures["pck_vs_noise"].legends[0].get_texts()) == 3
 
     planned = pd.DataFrame(
         {

@@ -320,11 +320,12 @@ def plot_seed_summary(
 
 
 def plot_metric_vs_noise(summary: pd.DataFrame, metric: str, *, confidence: float = 0.95) -> Figure:
-    """``metric`` against the training-label noise level, one line per method, interval error bars.
+    """``metric`` against the training-label noise level: one panel per ``init`` (when the summary has
+    that column), one line per method in the same colour on every panel, interval error bars.
 
     The x axis lists the ``noise`` values (level names) in the order of ``noise_index`` when the
-    summary has it, else in order of first appearance. With several ``init`` values, each
-    (method, init) pair is its own line.
+    summary has it, else in order of first appearance. The methods' points are spread a little
+    sideways so that overlapping error bars stay readable.
 
     Args:
         summary: :func:`..statistics.summarise_seeds` output with ``method``, ``noise`` and
@@ -339,25 +340,33 @@ def plot_metric_vs_noise(summary: pd.DataFrame, metric: str, *, confidence: floa
     )
     ordered = summary.sort_values("noise_index", kind="stable") if "noise_index" in summary else summary
     levels = list(dict.fromkeys(ordered["noise"]))
-    x = {level: i for i, level in enumerate(levels)}
-    line_keys = (
-        ["method", "init"] if "init" in summary.columns and summary["init"].nunique() > 1 else ["method"]
-    )
-    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    for key, group in ordered.groupby(line_keys, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        group = group.assign(_x=[x[v] for v in group["noise"]]).sort_values("_x")
-        mean, err = _interval_errors(group, metric)
-        label = " ".join(str(k) for k in key)
-        ax.errorbar(group["_x"].to_numpy(float), mean, yerr=err, marker="o", capsize=4, label=label)
-    ax.set_xticks(range(len(levels)))
-    ax.set_xticklabels([str(v) for v in levels], rotation=20, ha="right")
-    ax.set_xlabel("training-label noise level")
-    ax.set_ylabel(f"{metric} (mean, {confidence:.0%} interval)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    ax.set_title(f"{metric} against label noise")
+    methods = list(dict.fromkeys(ordered["method"]))
+    inits = list(dict.fromkeys(ordered["init"])) if "init" in ordered.columns else [None]
+    fig = Figure(figsize=(4.0 + 3.0 * len(inits), 4.5), layout="constrained")
+    axes = fig.subplots(1, len(inits), sharey=True, squeeze=False)[0]
+    spread = 0.25 / max(len(methods), 1)
+    for ax, init in zip(axes, inits, strict=True):
+        panel = ordered if init is None else ordered[ordered["init"] == init]
+        for i, method in enumerate(methods):
+            group = panel[panel["method"] == method]
+            if group.empty:
+                continue
+            offset = (i - (len(methods) - 1) / 2) * spread
+            x = np.array([levels.index(v) for v in group["noise"]], dtype=float)
+            order = np.argsort(x)
+            mean, err = _interval_errors(group.iloc[order], metric)
+            ax.errorbar(x[order] + offset, mean, yerr=err, marker="o", capsize=3, color=f"C{i}", label=method)
+        ax.set_xticks(range(len(levels)))
+        ax.set_xticklabels([str(v) for v in levels], rotation=20, ha="right")
+        ax.set_xlim(-0.5, len(levels) - 0.5)
+        ax.set_xlabel("training-label noise level")
+        ax.grid(True, alpha=0.3)
+        if init is not None:
+            ax.set_title(f"init: {init}", fontsize="medium")
+    axes[0].set_ylabel(f"{metric} (mean, {confidence:.0%} interval)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), fontsize="small")
+    fig.suptitle(f"{metric} against label noise")
     return fig
 
 

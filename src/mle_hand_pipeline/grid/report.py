@@ -42,7 +42,7 @@ def figures(summary: pd.DataFrame, nme: str = "test_nme", pck: str = "test_pck_0
         figure.axes[0].set_title(f"{metric}, training labels: {first}")
         out[f"{name}_by_method"] = figure
         figure = plots.plot_metric_vs_noise(summary, metric)
-        figure.axes[0].set_title(f"{metric} against training-label noise")
+        figure.suptitle(f"{metric} against training-label noise")
         out[f"{name}_vs_noise"] = figure
     return out
 
