@@ -60,7 +60,7 @@ def _cell(row: pd.Series, metric: str, signed: bool = False) -> str:
     return f"{mean:{sign}.4f} ± {std:.4f} [{low:{sign}.4f}, {high:{sign}.4f}]{lost}"
 
 
-def robustness(table: pd.DataFrame, metrics: Mapping[str, bool], header: str) -> list[str]:
+def robustness(table: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str]:
     """Markdown lines: each method's change from the first noise level (``clean`` when there is one),
     paired by seed (:func:`~..evaluation.statistics.paired_changes`), where that change is beyond its
     interval, and which methods change less than others."""
@@ -73,8 +73,9 @@ def robustness(table: pd.DataFrame, metrics: Mapping[str, bool], header: str) ->
         f"`{baseline}` labels (same initial weights, sample order and augmentation), then mean ± std "
         "[95 % interval] over seeds."
     )
+    header = "| method | labels | seeds | " + " | ".join(metrics) + " |"
+    rule = "|---|---|---|" + "---|" * len(metrics)
     for (init, noise), group in changes.groupby(["init", "noise"], sort=False):
-        rule = "|---|---|---|" + "---|" * len(metrics)
         lines += ["", f"### `{noise}` - `{baseline}`, init `{init}`", "", header, rule]
         for _, row in group.iterrows():
             values = " | ".join(_cell(row, m, signed=True) for m in metrics)
@@ -121,9 +122,8 @@ def verdict(
         f"(tag `comparison = {comparison}`); seeds per group: "
         f"{', '.join(sorted({str(n) for n in summary['n_seeds']})) if len(summary) else 'none'}."
     )
-    machine_column = table["machine"] if "machine" in table else pd.Series(index=table.index, dtype=object)
-    machines = sorted({str(m) for m in machine_column.dropna()})
-    untagged = int(machine_column.isna().sum())
+    machines = sorted({str(m) for m in table["machine"].dropna()})
+    untagged = int(table["machine"].isna().sum())
     before_tags = f" ({untagged} run(s) predate the machine tags)" if untagged and machines else ""
     if len(machines) > 1:
         lines.append(
@@ -154,7 +154,7 @@ def verdict(
             "- No order between methods is claimed: every interval overlaps."
         ]
     if summary["noise"].nunique() > 1:
-        lines += robustness(table, metrics, header.replace("| seeds |", "| labels | seeds |"))
+        lines += robustness(table, metrics)
     lines += [
         "",
         "An order is claimed only where the two 95 % intervals do not overlap; anything else is "
