@@ -123,7 +123,7 @@ def synthetic_rhd_hands(root: Path, limit: int = 0):
     from mle_hand_pipeline.datasets.rhd import read_rhd
 
     if not root.is_dir():
-        sys.exit(f"{root} not found: run `kedro run --pipeline=synthetic_data` first (or pass --root)")
+        sys.exit(f"{root} not found: run `kedro run --pipelines=synthetic_data` first (or pass --root)")
     hands, _ = read_rhd(root, ["training", "evaluation"], val_ratio=0.1, seed=42, on_bad_sample="raise")
     hands, _ = filter_visible(hands, 10)
     return hands.iloc[:limit].reset_index(drop=True) if limit else hands

@@ -1,8 +1,8 @@
 """Does the configured training learn? Test PCK@0.2 and NME of the untrained and the trained model.
 
 Trains with the training node's own function (``training.runs.train_method``, as
-``kedro run --pipeline=train_rhd`` does, with the parameters of conf/base/parameters_train.yml) on
-the preprocessed crops of ``kedro run --pipeline=rhd_preprocess``, and scores the stage-T prediction
+``kedro run --pipelines=train_rhd`` does, with the parameters of conf/base/parameters_train.yml) on
+the preprocessed crops of ``kedro run --pipelines=rhd_preprocess``, and scores the stage-T prediction
 on the test split before and after training. ``--set`` changes one parameter per variant, so
 settings can be compared on equal terms:
 
@@ -52,7 +52,7 @@ def main() -> None:
     p.add_argument("--name", default=None, help="result name (default: 'default' or the --set values)")
     args = p.parse_args()
     if not args.hands.is_file():
-        sys.exit(f"{args.hands} not found: run `kedro run --pipeline=synthetic_data` and `rhd_preprocess`")
+        sys.exit(f"{args.hands} not found: run `kedro run --pipelines=synthetic_data` and `rhd_preprocess`")
 
     params = yaml.safe_load(PARAMETERS.read_text())
     block = {"model": dict(params["_model_cpu"]), "train": dict(params["_train_cpu"])}

@@ -5,7 +5,7 @@ worker processes, on the synthetic RHD data (decode the source PNG, warp each ha
     python benchmarks/bench_preprocess.py            # all synthetic RHD hands, 256 px crops
     python benchmarks/bench_preprocess.py --quick    # 24 hands at 64 px: only proves the script runs
 
-Needs data/01_raw/synthetic/RHD_published_v2 (``kedro run --pipeline=synthetic_data``).
+Needs data/01_raw/synthetic/RHD_published_v2 (``kedro run --pipelines=synthetic_data``).
 """
 
 from __future__ import annotations

@@ -244,7 +244,7 @@ def main() -> None:
     if args.quick:
         args.stages, args.head_channels, args.steps, args.batch, args.log_every = 2, 8, 2, 4, 1
     if not args.hands.is_file():
-        sys.exit(f"{args.hands} not found: run `kedro run --pipeline=synthetic_data` and `rhd_preprocess`")
+        sys.exit(f"{args.hands} not found: run `kedro run --pipelines=synthetic_data` and `rhd_preprocess`")
     torch.set_num_threads(args.threads)
     extra = {key: yaml.safe_load(value) for key, _, value in (s.partition("=") for s in args.set)}
     name = args.name or "_".join([args.method, *(s.replace("=", "-") for s in args.set)])

@@ -98,7 +98,7 @@ def main() -> None:
         args.input_size, args.stages, args.head_channels, args.batch = 64, 2, 16, 4
         args.crop_size, args.steps, args.warmup, args.workers = 64, 2, 1, 1
     if not args.root.is_dir():
-        sys.exit(f"{args.root} not found: run `kedro run --pipeline=synthetic_data` first (or pass --root)")
+        sys.exit(f"{args.root} not found: run `kedro run --pipelines=synthetic_data` first (or pass --root)")
     hands, _ = read_rhd(args.root, ["training", "evaluation"], val_ratio=0.1, seed=42, on_bad_sample="raise")
     hands, _ = filter_visible(hands, 10)
     hands = hands.iloc[: args.batch * (args.steps + args.warmup + (3 if args.profile else 0))]

@@ -10,7 +10,7 @@
 #
 # Steps: data (synthetic RHD + preprocessing, kept in data/gpu_check/ for later calls), bench_model,
 # bench_train (the step, the real trainer loop, GPU busy; then with train.compile=loss), train (a short
-# `kedro run --pipeline=train_rhd --env=paper` with rhd.model.pretrained=false, then the logged MLflow
+# `kedro run --pipelines=train_rhd --env=paper` with rhd.model.pretrained=false, then the logged MLflow
 # model loaded on the GPU). Results (JSON, logs, history, metrics, summary.md) are tarred into
 # $OUT/gpu_check.tar.gz ($OUT: the device tool's output folder; default data/gpu_check/out) and the
 # summary is printed.
@@ -71,8 +71,8 @@ for step in $steps; do
       rm -rf "$project/conf" "$project/data" "$project/mlflow.db" "$project/mlruns"
       cp "$repo/pyproject.toml" "$project/" && cp -r "$repo/conf" "$project/conf"
       rm -rf "$project/conf/local" && mkdir -p "$project/conf/local" "$project/src"
-      timed synthetic_data kedro run --pipeline=synthetic_data --params="synthetic_data.workers=$workers,$synth"
-      timed rhd_preprocess kedro run --pipeline=rhd_preprocess --params="rhd.preprocess.workers=$workers"
+      timed synthetic_data kedro run --pipelines=synthetic_data --params="synthetic_data.workers=$workers,$synth"
+      timed rhd_preprocess kedro run --pipelines=rhd_preprocess --params="rhd.preprocess.workers=$workers"
       ;;
     bench_model)
       # shellcheck disable=SC2086
@@ -88,7 +88,7 @@ for step in $steps; do
       fi
       ;;
     train)
-      timed train_rhd_paper kedro run --pipeline=train_rhd --env=paper --params="rhd.model.pretrained=false,$train_params"
+      timed train_rhd_paper kedro run --pipelines=train_rhd --env=paper --params="rhd.model.pretrained=false,$train_params"
       cp "$project"/data/07_model_output/rhd/train_history.csv "$project"/data/08_reporting/rhd/test_metrics.json "$results/" 2>/dev/null || true
       timed load_logged_model "$python" scripts/gpu_check_summary.py load-model --project "$project" --out "$results/load_logged_model.json"
       ;;

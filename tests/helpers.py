@@ -42,9 +42,9 @@ def kedro_run(project: Path, *args: str, timeout: float = 600, check: bool = Tru
 
 
 def preprocess_rhd(project: Path, root: Path) -> str:
-    """`kedro run --pipeline=rhd_preprocess` on the RHD-layout set at ``root``, with 64 px crops."""
+    """`kedro run --pipelines=rhd_preprocess` on the RHD-layout set at ``root``, with 64 px crops."""
     return kedro_run(
-        project, "--pipeline=rhd_preprocess", f"--params=rhd_root={root},rhd.preprocess.crop.size=64"
+        project, "--pipelines=rhd_preprocess", f"--params=rhd_root={root},rhd.preprocess.crop.size=64"
     )
 
 

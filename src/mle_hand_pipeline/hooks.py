@@ -40,7 +40,7 @@ class RequirePreprocessedData:
                 if mlflow.active_run():  # kedro-mlflow opened it already; don't leave it as "finished"
                     mlflow.end_run("FAILED")
                 raise MissingPreprocessOutputError(
-                    f"'{name}' does not exist yet: run `kedro run --pipeline={dataset}_preprocess` first "
+                    f"'{name}' does not exist yet: run `kedro run --pipelines={dataset}_preprocess` first "
                     f"(add --params={dataset}_root=PATH for the real {dataset.upper()} download)"
                 )
 

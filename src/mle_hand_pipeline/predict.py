@@ -1,5 +1,5 @@
 """Predict hand keypoints on new images with a trained model (library behind ``mle-hand predict`` and
-``kedro run --pipeline=predict``).
+``kedro run --pipelines=predict``).
 
 Steps per image: read it, choose the square crop (around a given hand box, or the whole image), resample
 it to the model input, normalise, run the model (stage T only), and map keypoints and sigmas from crop

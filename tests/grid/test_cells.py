@@ -99,7 +99,7 @@ def test_the_command_is_a_train_run_whose_params_kedro_reads_back_unchanged():
     runtime = {"rhd": {"train": {"epochs": 4}, "compare": {"methods": "mle+rle"}}, "other": 1}
     params = C.cell_params(cell, "rhd", "study1", runtime, log_model=False)
     argv = C.kedro_command(params, "rhd", env="paper")
-    assert argv[:4] == ["kedro", "run", "--pipeline=train_rhd", "--env=paper"]
+    assert argv[:4] == ["kedro", "run", "--pipelines=train_rhd", "--env=paper"]
     # what `kedro run --params` makes of it (kedro.framework.cli.utils._split_params)
     dotlist = argv[4].removeprefix("--params=").split(",")
     parsed = OmegaConf.to_container(OmegaConf.from_dotlist(dotlist))

@@ -44,7 +44,7 @@ def test_compare_report_from_mlflow_alone_then_the_notebook(kedro_project, tmp_p
             run_id = log_fake_cell_run(client, experiment, "compare_rhd", cell, metrics)
             client.log_artifact(run_id, str(picture), "evaluation")
 
-    kedro_run(kedro_project, "--pipeline=compare_report_rhd")
+    kedro_run(kedro_project, "--pipelines=compare_report_rhd")
     report = kedro_project / "data/08_reporting/rhd/compare"
     verdict = (report / "verdict.md").read_text()
     assert "4 of 4 planned cells" in verdict and "- cpm beats mle on test_pck_0.2" in verdict

@@ -172,7 +172,7 @@ class CropStore(os.PathLike):
         hint = f" (found {', '.join(leftovers)}: a switch was interrupted)" if leftovers else ""
         return (
             f"no crop store at {self.root}{hint}: run the preprocessing pipeline "
-            "(kedro run --pipeline=<dataset>_preprocess)"
+            "(kedro run --pipelines=<dataset>_preprocess)"
         )
 
     @property

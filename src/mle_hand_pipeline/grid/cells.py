@@ -1,7 +1,7 @@
 """The cells of a comparison and the command line of each: an ordinary ``train_<dataset>`` run.
 
 A cell is one (method, training-label noise level, init, seed). Its run is
-``kedro run --pipeline=train_<dataset> --params=<overrides>`` with the parent's environment and
+``kedro run --pipelines=train_<dataset> --params=<overrides>`` with the parent's environment and
 runtime parameters plus the cell's overrides: ``model.method``, ``compare.loss_overrides[method]``
 over ``model.loss``, ``model.init_checkpoint`` (the pretrained backbone for ``init: pretrained``),
 ``train.seed``, ``train.label_noise.*``, ``evaluate.log_model`` and the MLflow tags in
@@ -227,12 +227,12 @@ def cell_params(
 def kedro_command(
     params: Mapping[str, Any], dataset: str, env: str | None = None, kedro: Sequence[str] = ("kedro",)
 ) -> list[str]:
-    """``kedro run --pipeline=train_<dataset> [--env=ENV] --params=k=v,...`` as an argument list."""
+    """``kedro run --pipelines=train_<dataset> [--env=ENV] --params=k=v,...`` as an argument list."""
     pairs = ",".join(f"{k}={_format_value(k, v)}" for k, v in params.items())
     return [
         *kedro,
         "run",
-        f"--pipeline=train_{dataset}",
+        f"--pipelines=train_{dataset}",
         *([f"--env={env}"] if env else []),
         f"--params={pairs}",
     ]

@@ -49,7 +49,7 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
     text = nodes.grid_commands("rhd", KEDRO_RUN, *BLOCKS)
     assert capsys.readouterr().out == text and len(text.splitlines()) == 3
     first = shlex.split(text.splitlines()[0])
-    assert first[:3] == ["kedro", "run", "--pipeline=train_rhd"]
+    assert first[:3] == ["kedro", "run", "--pipelines=train_rhd"]
     assert first[3].startswith("--params=rhd.train.epochs=1,")  # the parent's --params, then the cell's
     assert "rhd.tracking.tags.cell=cpm-clean-scratch-s0" in text.splitlines()[0]
 
@@ -77,7 +77,7 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
         "mle-clean-scratch-s1",
         "cpm-clean-scratch-s1",
     ]
-    assert started[0].argv[:5] == [sys.executable, "-m", "kedro", "run", "--pipeline=train_rhd"]
+    assert started[0].argv[:5] == [sys.executable, "-m", "kedro", "run", "--pipelines=train_rhd"]
     assert started[0].log == tmp_path / "logs/compare_rhd/cpm-clean-scratch-s0.log"
     assert table["status"].tolist() == ["skipped", "finished", "finished", "failed"]
     assert table.loc[0, "run_id"] == before and table["run_id"].notna().tolist() == [True, True, True, False]

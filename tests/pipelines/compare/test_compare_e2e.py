@@ -25,7 +25,7 @@ CELLS = ["mle-clean-scratch-s0", "cpm-clean-scratch-s0", "mle-clean-scratch-s1",
 def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, tiny_rhd):
     (kedro_project / "conf/local/parameters_tiny.yml").write_text(TINY)
     preprocess_rhd(kedro_project, tiny_rhd["root"])
-    kedro_run(kedro_project, "--pipeline=compare_rhd", "--params=rhd.train.lr=0.002")
+    kedro_run(kedro_project, "--pipelines=compare_rhd", "--params=rhd.train.lr=0.002")
 
     report = kedro_project / "data/08_reporting/rhd/compare"
     cells = pd.read_csv(report / "cells.csv")
@@ -61,10 +61,10 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, tiny_rhd):
 
     # a lost cell (its run killed): it alone is left to run (the grid's `_todo`, as in compare_rhd)
     client.set_terminated(runs["cpm-clean-scratch-s1"].info.run_id, "KILLED")
-    output = kedro_run(kedro_project, "--pipeline=compare_commands_rhd", "--params=rhd.train.lr=0.002")
+    output = kedro_run(kedro_project, "--pipelines=compare_commands_rhd", "--params=rhd.train.lr=0.002")
     (line,) = (report / "commands.txt").read_text().splitlines()
     argv = shlex.split(line)
-    assert argv[:3] == ["kedro", "run", "--pipeline=train_rhd"]
+    assert argv[:3] == ["kedro", "run", "--pipelines=train_rhd"]
     assert argv[3].startswith("--params=rhd.train.lr=0.002,")  # the parent's --params, then the cell's
     assert "rhd.tracking.tags.cell=cpm-clean-scratch-s1," in line and line in output
     assert len(client.search_runs([experiment], "attributes.run_name = 'compare_commands_rhd'")) == 0

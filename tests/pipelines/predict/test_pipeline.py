@@ -1,4 +1,4 @@
-"""`kedro run --pipeline=predict` end to end on the real samples, in a temporary project copy."""
+"""`kedro run --pipelines=predict` end to end on the real samples, in a temporary project copy."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_predict_pipeline_writes_results_and_fails_at_the_end_on_bad_images(kedr
         f"  images: ['{RHD_IMAGES[0].parent}/*.png', '{FREIHAND_IMAGES[0]}', broken.png]\n"
         "  box: null\n"
     )
-    output = kedro_run(kedro_project, "--pipeline=predict", check=False)
+    output = kedro_run(kedro_project, "--pipelines=predict", check=False)
     flat = " ".join(output.split())
     assert "PredictFailuresError: 1 of 5 image(s) failed" in flat and "broken.png: cannot read image" in flat
 

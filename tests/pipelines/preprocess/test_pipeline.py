@@ -45,7 +45,7 @@ def test_rhd_preprocess_through_kedro(kedro_project, tiny_rhd):
 
 @pytest.mark.slow
 def test_freihand_preprocess_through_kedro_on_real_samples(kedro_project, real_freihand):
-    kedro_run(kedro_project, "--pipeline=freihand_preprocess", f"--params=freihand_root={real_freihand}")
+    kedro_run(kedro_project, "--pipelines=freihand_preprocess", f"--params=freihand_root={real_freihand}")
     hands = pd.read_parquet(kedro_project / "data/03_primary/freihand_hands.parquet")
     assert sorted(hands["image_id"]) == list(range(8))
     assert (hands.groupby("sample_id")["split"].nunique() == 1).all()
@@ -77,7 +77,7 @@ def test_preprocessing_is_reproducible_and_a_failed_run_changes_nothing(kedro_pr
     last.write_bytes(intact[:2000])
     output = kedro_run(
         kedro_project,
-        "--pipeline=rhd_preprocess",
+        "--pipelines=rhd_preprocess",
         f"--params=rhd_root={root},rhd.preprocess.crop.size=48",
         check=False,
     )

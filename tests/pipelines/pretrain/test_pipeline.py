@@ -45,7 +45,7 @@ def test_pretrain_rhd_writes_a_backbone_checkpoint_and_an_mlflow_run(kedro_proje
     hands_file.parent.mkdir(parents=True)
     tiny_rhd["hands"].to_parquet(hands_file)  # the evaluation data, as rhd_preprocess writes it
 
-    kedro_run(kedro_project, "--pipeline=pretrain_rhd")
+    kedro_run(kedro_project, "--pipelines=pretrain_rhd")
 
     # its own raw folder, rendered with its own seed
     summary = json.loads((kedro_project / "data/01_raw/synthetic_pretrain/rhd_summary.json").read_text())

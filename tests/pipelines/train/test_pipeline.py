@@ -21,11 +21,11 @@ rhd:
 def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
     (kedro_project / "conf/local/parameters_tiny.yml").write_text(TINY)
     # Without preprocessing outputs: a clear error naming the command to run.
-    failed = kedro_run(kedro_project, "--pipeline=train_rhd", check=False)
-    assert "run `kedro run --pipeline=rhd_preprocess` first" in " ".join(failed.split())
+    failed = kedro_run(kedro_project, "--pipelines=train_rhd", check=False)
+    assert "run `kedro run --pipelines=rhd_preprocess` first" in " ".join(failed.split())
 
     preprocess_rhd(kedro_project, tiny_rhd["root"])
-    kedro_run(kedro_project, "--pipeline=train_rhd")
+    kedro_run(kedro_project, "--pipelines=train_rhd")
 
     client, experiment_id = project_experiment(kedro_project)
     runs = client.search_runs([experiment_id], "attributes.run_name = 'train_rhd'")

@@ -41,7 +41,7 @@ def project(preprocessed, tmp_path):
 
 def _start(project, *params: str) -> subprocess.Popen:
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    command = [sys.executable, "-m", "kedro", "run", "--pipeline=train_rhd", f"--params={','.join(params)}"]
+    command = [sys.executable, "-m", "kedro", "run", "--pipelines=train_rhd", f"--params={','.join(params)}"]
     return subprocess.Popen(
         command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -112,7 +112,7 @@ def test_resume_after_sigkill_closes_the_stale_run_and_links_the_new_one(project
     epochs_done = load_checkpoint(killed / "last.pt")["epoch"]
 
     kedro_run(
-        project, "--pipeline=train_rhd", f"--params=rhd.train.resume=true,rhd.train.epochs={epochs_done + 1}"
+        project, "--pipelines=train_rhd", f"--params=rhd.train.resume=true,rhd.train.epochs={epochs_done + 1}"
     )
     client, runs = _runs(project)
     old = runs[killed.name]
@@ -127,7 +127,7 @@ def test_resume_after_sigkill_closes_the_stale_run_and_links_the_new_one(project
 @pytest.mark.slow
 def test_a_bad_parameter_fails_before_anything_is_written_and_its_message_comes_last(project):
     output = kedro_run(
-        project, "--pipeline=train_rhd", "--params=rhd.model.method=foo,rhd.train.lr=0", check=False
+        project, "--pipelines=train_rhd", "--params=rhd.model.method=foo,rhd.train.lr=0", check=False
     )
     last = output.strip().splitlines()[-3:]
     assert last[0] == "kedro run failed: ParameterError: invalid parameters:"

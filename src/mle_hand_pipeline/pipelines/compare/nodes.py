@@ -83,7 +83,7 @@ def run_grid(
     evaluate: dict[str, Any],
     compare: dict[str, Any],
 ) -> pd.DataFrame:
-    """Run every cell that has no finished run yet as ``kedro run --pipeline=train_<dataset>``,
+    """Run every cell that has no finished run yet as ``kedro run --pipelines=train_<dataset>``,
     ``compare.jobs`` at a time, each writing ``<logs_dir>/<comparison>/<cell>.log``.
 
     Returns the plan with ``status`` (``finished``, ``skipped`` = finished before, ``failed``),
