@@ -38,6 +38,9 @@ SEQUENTIAL_HEATMAP_METHODS: dict[str, tuple[bool, str]] = {
     "integral": (False, "soft_argmax"),
     "heatmap_l2": (False, "argmax"),
 }
+# The methods whose features come from a ResNet: ImageNet weights (``model.pretrained``) and pretrained
+# backbones (``model.init_checkpoint``) apply to them. CPM has its own feature extractor.
+RESNET_METHODS: tuple[str, ...] = (*SEQUENTIAL_HEATMAP_METHODS, "rle")
 
 
 def _unknown(method: str) -> ValueError:

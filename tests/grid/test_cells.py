@@ -130,3 +130,12 @@ def test_the_command_is_a_train_run_whose_params_kedro_reads_back_unchanged():
         C.kedro_command({"rhd.train.lr_milestones": [10, 20]}, "rhd")
     with pytest.raises(ValueError, match=r"compare\.name"):
         C.validate_comparison_name("my comparison")
+
+
+def test_a_method_without_a_resnet_has_no_pretrained_cells():
+    cells = plan({**COMPARE, "methods": ["mle", "cpm"], "noise_levels": [{}]})
+    assert [c.key for c in cells if c.init == "pretrained"] == [
+        "mle-clean-pretrained-s0",
+        "mle-clean-pretrained-s1",
+    ]
+    assert [c.key for c in cells if c.method == "cpm"] == ["cpm-clean-scratch-s0", "cpm-clean-scratch-s1"]

@@ -109,3 +109,16 @@ def test_a_seed_without_a_finite_value_is_named_in_the_table():
     (cpm,) = [line for line in text.splitlines() if line.startswith("| cpm |")]
     assert "(1 of 3 seeds not finite)" in cpm.split("|")[3]  # test_nme
     assert "not finite" not in cpm.split("|")[4]  # test_pck_0.2 has all three
+
+
+def test_the_pretrained_tables_point_to_cpm_scratch_rows():
+    table = runs()
+    pretrained = table[table["method"] == "mle"].assign(init="pretrained")
+    pretrained["cell"] = pretrained["cell"].str.replace("scratch", "pretrained")
+    cells = R.cell_table(pd.concat([table, pretrained]), list(METRICS))
+    summary = R.summarise(cells, list(METRICS))
+    text = R.verdict("study", "rhd", summary, METRICS, pd.DataFrame({"cell": cells["cell"]}), cells)
+    scratch, pretrained_part = text.split("init `pretrained`", 1)
+    assert "no pretrained cells" not in scratch
+    # integral has a ResNet: its missing pretrained cells are not explained away
+    assert "- cpm: no pretrained cells (no ResNet for the backbone" in pretrained_part

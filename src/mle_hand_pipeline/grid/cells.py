@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mle_hand_pipeline.methods import METHODS
+from mle_hand_pipeline.methods import METHODS, RESNET_METHODS
 from mle_hand_pipeline.training.label_noise import LabelNoise
 
 INITS = ("scratch", "pretrained")
@@ -107,6 +107,8 @@ def plan_cells(
 ) -> list[Cell]:
     """Every cell of ``compare`` (``methods``, ``noise_levels``, ``inits``, ``seeds``), ordered init,
     noise level, seed, method: an interrupted grid has whole seeds of the first levels done.
+    A method without a ResNet (cpm) has no ``pretrained`` cells: the backbone would not apply, so they
+    would repeat its ``scratch`` cells bit for bit.
 
     Args:
         model, train, evaluate: the dataset's parameter blocks, as the cells' runs will resolve them.
@@ -145,6 +147,8 @@ def plan_cells(
         for name, noise in levels:
             for seed in seeds:
                 for method in methods:
+                    if init == "pretrained" and method not in RESNET_METHODS:
+                        continue
                     label_noise = {
                         "fraction": 0.0,
                         "jitter_px": 0.0,

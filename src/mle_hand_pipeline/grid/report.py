@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from mle_hand_pipeline.evaluation import plots
 from mle_hand_pipeline.evaluation.statistics import order_claims, paired_changes, summarise_seeds
+from mle_hand_pipeline.methods import RESNET_METHODS
 
 GROUP = ["method", "noise", "init"]
 CELL_COLUMNS = ["cell", "method", "noise", "init", "seed", "run_id", "machine"]
@@ -149,6 +150,12 @@ def verdict(
             values = " | ".join(_cell(row, m) for m in metrics)
             lines.append(f"| {row['method']} | {row['n_seeds']} | {values} |")
         lines += ["", "Mean ± standard deviation over seeds [95 % Student-t interval of the mean].", ""]
+        without_resnet = sorted(set(summary["method"]) - set(group["method"]) - set(RESNET_METHODS))
+        if init == "pretrained" and without_resnet:
+            lines.append(
+                f"- {', '.join(without_resnet)}: no pretrained cells (no ResNet for the backbone; they would "
+                "repeat the scratch cells): see init `scratch`."
+            )
         claims = [c for m, higher in metrics.items() for c in order_claims(group, m, higher, by="method")]
         lines += [f"- {c}" for c in claims] or [
             "- No order between methods is claimed: every interval overlaps."
