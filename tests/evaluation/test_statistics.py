@@ -109,6 +109,13 @@ def test_summary_feeds_claims_end_to_end():
     assert len(claims) == 1 and claims[0].startswith("y beats x on pck:")
 
 
+def test_a_claim_on_a_zero_width_interval_says_so():
+    # a discrete metric: every seed of x hits the same number of keypoints
+    runs = pd.DataFrame({"method": ["x"] * 3 + ["y"] * 3, "pck": [0.5, 0.5, 0.5, 0.1, 0.11, 0.12]})
+    (claim,) = order_claims(summarise_seeds(runs, ["method"], ["pck"]), "pck", higher_is_better=True)
+    assert claim.endswith("(3 vs 3 seeds); x: the same value in every seed (a zero-width interval).")
+
+
 def test_claims_count_the_seeds_whose_values_made_the_interval():
     # y's third seed diverged (NaN): its interval comes from 2 values, and the claim says so
     runs = pd.DataFrame({"method": ["x"] * 3 + ["y"] * 3, "pck": [0.1, 0.11, 0.12, 0.5, 0.501, np.nan]})

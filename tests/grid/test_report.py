@@ -76,7 +76,10 @@ def test_summary_figures_and_verdict():
     assert not [line for line in claims if "mle" in line and "integral" in line]
     # robustness, paired by seed: each seed of mle loses exactly 0.2 PCK on 30 % outliers
     assert "## Robustness: the change from `clean` training labels, paired by seed" in text
-    assert "- mle: test_pck_0.2 worse by 0.2000 [-0.2000, -0.2000] (3 seeds paired)." in text
+    assert (
+        "- mle: test_pck_0.2 worse by 0.2000 [-0.2000, -0.2000] (3 seeds paired; the change: the same "
+        "value in every seed (a zero-width interval))." in text
+    )
 
 
 def test_the_verdict_says_when_runs_come_from_different_kinds_of_machine():

@@ -142,6 +142,19 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}"
 
 
+def zero_width(low: float, high: float) -> bool:
+    """Whether an interval has zero width up to float rounding (every seed gave the same value)."""
+    return bool(np.isclose(low, high, rtol=1e-9, atol=1e-12))
+
+
+def zero_width_note(names: list[str]) -> str:
+    """The caveat of a claim resting on a zero-width interval: every seed gave the same value, which a
+    discrete metric (PCK counts keypoints) does by chance; empty when ``names`` is."""
+    if not names:
+        return ""
+    return f"; {' and '.join(names)}: the same value in every seed (a zero-width interval)"
+
+
 def order_claims(summary: pd.DataFrame, metric: str, higher_is_better: bool, by: str = "method") -> list[str]:
     """The order claims the intervals support: one sentence per pair whose intervals do not overlap.
 
@@ -195,6 +208,7 @@ def order_claims(summary: pd.DataFrame, metric: str, higher_is_better: bool, by:
                 claims.append(
                     f"{a[by]} beats {b[by]} on {metric}{where}: "
                     f"{_fmt(a[mean])} [{_fmt(a[low])}, {_fmt(a[high])}] vs "
-                    f"{_fmt(b[mean])} [{_fmt(b[low])}, {_fmt(b[high])}], intervals do not overlap{seeds}."
+                    f"{_fmt(b[mean])} [{_fmt(b[low])}, {_fmt(b[high])}], intervals do not overlap{seeds}"
+                    f"{zero_width_note([r[by] for r in (a, b) if zero_width(r[low], r[high])])}."
                 )
     return claims

@@ -10,7 +10,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mle_hand_pipeline.evaluation import plots
-from mle_hand_pipeline.evaluation.statistics import order_claims, paired_changes, summarise_seeds
+from mle_hand_pipeline.evaluation.statistics import (
+    order_claims,
+    paired_changes,
+    summarise_seeds,
+    zero_width,
+    zero_width_note,
+)
 from mle_hand_pipeline.methods import RESNET_METHODS
 
 GROUP = ["method", "noise", "init"]
@@ -90,7 +96,8 @@ def robustness(table: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str]:
                     lines.append(
                         f"- {row['method']}: {metric} {'worse' if worse else 'better'} by "
                         f"{abs(row[f'{metric}_mean']):.4f} [{low:+.4f}, {high:+.4f}] "
-                        f"({row[f'{metric}_n']} seeds paired)."
+                        f"({row[f'{metric}_n']} seeds paired"
+                        f"{zero_width_note(['the change'] if zero_width(low, high) else [])})."
                     )
         claims = [c for m, higher in metrics.items() for c in order_claims(group, m, higher, by="method")]
         lines += [f"- Changes compared (the larger change for the better wins): {c}" for c in claims] or [
