@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mle_hand_pipeline.evaluation.statistics import order_claims, paired_changes, summarise_seeds
+from mle_hand_pipeline.evaluation.statistics import (
+    order_claims,
+    paired_changes,
+    paired_contrasts,
+    summarise_seeds,
+)
 
 # Student-t quantile t_{0.975, df=2} (tables: 4.303), so the 95 % half-width for std 1, n 3 is
 # 4.302653 / sqrt(3) = 2.484138.
@@ -154,3 +159,37 @@ def test_paired_changes_refuse_two_runs_of_one_seed():
     runs["pck"] = 0.5
     with pytest.raises(ValueError, match=r"'method': 'm'\} has two runs for one seed"):
         paired_changes(runs, ["method"], "noise", "clean", ["pck"])
+
+
+def _noisy_grid() -> pd.DataFrame:
+    """x loses 0.10 and y 0.15 on noisy labels, plus a label draw per seed (-0.2, 0, +0.2) that both
+    methods of that seed share, and a small wobble of their own."""
+    rows = []
+    for seed, draw in enumerate((-0.2, 0.0, 0.2)):
+        for method, loss, wobble in (
+            ("x", 0.10, (0.01, -0.01, 0.0)[seed]),
+            ("y", 0.15, (0.0, 0.01, -0.01)[seed]),
+        ):
+            clean = 0.5 + 0.05 * seed
+            rows.append({"init": "s", "method": method, "noise": "clean", "seed": seed, "pck": clean})
+            noisy = clean - loss + draw + wobble
+            rows.append({"init": "s", "method": method, "noise": "noisy", "seed": seed, "pck": noisy})
+    return pd.DataFrame(rows)
+
+
+def test_paired_contrasts_remove_the_shared_label_draw():
+    runs = _noisy_grid()
+    changes = paired_changes(runs, ["method"], "noise", "clean", ["pck"]).set_index("method")
+    assert changes.loc["x", "pck_ci_low"] < changes.loc["y", "pck_ci_high"]  # the changes' intervals overlap
+    (row,) = paired_contrasts(runs, ["init"], "noise", "clean", "method", ["pck"]).to_dict("records")
+    assert (row["method_a"], row["method_b"], row["noise"], row["n_seeds"]) == ("x", "y", "noisy", 3)
+    # per seed: (x change) - (y change) = 0.05 + (0.01, -0.02, 0.01)
+    assert row["pck_mean"] == pytest.approx(0.05)
+    assert row["pck_std"] == pytest.approx(math.sqrt((0.01**2 + 0.02**2 + 0.01**2) / 2))
+    assert row["pck_ci_low"] > 0  # paired: x loses less than y
+    # a seed that lacks one of its four runs is left out
+    fewer = paired_contrasts(runs.iloc[1:], ["init"], "noise", "clean", "method", ["pck"]).iloc[0]
+    assert fewer["n_seeds"] == 2 and fewer["pck_n"] == 2
+    assert paired_contrasts(runs[runs["method"] == "x"], ["init"], "noise", "clean", "method", ["pck"]).empty
+    with pytest.raises(ValueError, match=r"two runs of one method, noise and seed"):
+        paired_contrasts(pd.concat([runs, runs.iloc[:1]]), ["init"], "noise", "clean", "method", ["pck"])

@@ -125,3 +125,25 @@ def test_the_pretrained_tables_point_to_cpm_scratch_rows():
     assert "no pretrained cells" not in scratch
     # integral has a ResNet: its missing pretrained cells are not explained away
     assert "- cpm: no pretrained cells (no ResNet for the backbone" in pretrained_part
+
+
+def test_robustness_compares_methods_changes_seed_by_seed():
+    # every seed's corrupted labels cost both methods alike (-0.2, 0, +0.2), integral 0.05 less than mle
+    rows = []
+    for seed, draw in enumerate((-0.2, 0.0, 0.2)):
+        for method, loss, wobble in (("mle", 0.15, (0.0, 0.01, -0.01)[seed]), ("integral", 0.10, 0.0)):
+            for noise, pck in (("clean", 0.5), ("outliers30", 0.5 - loss + draw + wobble)):
+                cell = f"{method}-{noise}-scratch-s{seed}"
+                rows.append({"cell": cell, "method": method, "noise": noise, "init": "scratch", "seed": seed})
+                rows[-1].update({"run_id": cell, "test_nme": 1 - pck, "test_pck_0.2": pck})
+    table = R.cell_table(pd.DataFrame(rows), list(METRICS))
+    text = "\n".join(R.robustness(table, METRICS))
+    assert "| integral - mle | 3 |" in text
+    assert "- No method is more robust" not in text
+    claim = (
+        "- integral is more robust to `outliers30` than mle on test_pck_0.2: integral's change minus mle's"
+    )
+    assert f"{claim} +0.0500 [" in text
+    assert "than mle on test_nme: integral's change minus mle's -0.0500 [" in text  # lower NME is better
+    # the unpaired changes overlap: no method's change alone separates them
+    assert not [line for line in text.splitlines() if line.startswith("- Changes compared")]

@@ -15,6 +15,9 @@ statistics; ``n_seeds`` counts the rows of the group, ``<metric>_n`` the values 
 :func:`order_claims` claims "A is better than B" only when the two intervals do not overlap: a
 conservative rule (non-overlapping 95 % intervals imply a difference at a level stricter than 5 %;
 overlapping ones do not prove equality), chosen so that the written verdict never over-claims.
+Where runs are paired (the same seed under two conditions, or two methods on the same seed's
+corrupted labels), :func:`paired_changes` and :func:`paired_contrasts` give the interval of the
+per-seed differences instead; a claim needs that interval to exclude 0.
 """
 
 from __future__ import annotations
@@ -140,6 +143,83 @@ def paired_changes(
 
 def _fmt(x: float) -> str:
     return f"{x:.3f}"
+
+
+def paired_contrasts(
+    runs: pd.DataFrame,
+    by: Sequence[str],
+    across: str,
+    baseline: str,
+    between: str,
+    metrics: Sequence[str],
+    pair: str = "seed",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Whether one ``between`` value (a method) changes less than another from the ``baseline`` level.
+
+    For two methods ``a`` and ``b`` and one ``pair`` value (a seed), the contrast is
+    ``(a(level) - a(baseline)) - (b(level) - b(baseline))``: in a comparison every method of a seed
+    trains on the same corrupted labels, in the same order, so the contrast removes that draw's effect
+    as well. Per group of ``by``, each other level and each pair of methods (in order of first
+    appearance): mean, std and Student-t interval over the seeds that have all four runs
+    (:func:`summarise_seeds`'s columns; ``n_seeds`` = those seeds; a pair without such a seed is
+    left out).
+
+    Returns:
+        DataFrame with the ``by`` columns, ``across``, ``<between>_a``, ``<between>_b``, ``n_seeds``
+        and the statistics of each metric.
+
+    Raises:
+        ValueError: naming a missing column, or a group with two runs of one method, level and ``pair``.
+    """
+    by = list(by)
+    missing = [c for c in [*by, across, between, pair, *metrics] if c not in runs.columns]
+    if missing:
+        raise ValueError(f"paired_contrasts: column(s) {missing} not in the runs table")
+    rows = []
+    for key, group in runs.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        if group.duplicated([between, across, pair]).any():
+            raise ValueError(
+                f"paired_contrasts: {dict(zip(by, key, strict=True))} has two runs of one {between}, "
+                f"{across} and {pair}"
+            )
+        cells = group.set_index([between, across, pair])
+        names = list(dict.fromkeys(group[between]))
+        for level in dict.fromkeys(group.loc[group[across] != baseline, across]):
+            for i, a in enumerate(names):
+                for b in names[i + 1 :]:
+                    seeds = [
+                        seed
+                        for seed in dict.fromkeys(group[pair])
+                        if all((m, lv, seed) in cells.index for m in (a, b) for lv in (level, baseline))
+                    ]
+                    if not seeds:
+                        continue
+                    row: dict[str, object] = dict(zip(by, key, strict=True))
+                    row.update({across: level, f"{between}_a": a, f"{between}_b": b, "n_seeds": len(seeds)})
+                    for m in metrics:
+                        value = pd.to_numeric(cells[m], errors="coerce")
+                        contrast = np.array(
+                            [
+                                (value[(a, level, s)] - value[(a, baseline, s)])
+                                - (value[(b, level, s)] - value[(b, baseline, s)])
+                                for s in seeds
+                            ],
+                            dtype=np.float64,
+                        )
+                        for suffix, stat in zip(STAT_SUFFIXES, _interval(contrast, confidence), strict=True):
+                            row[f"{m}_{suffix}"] = stat
+                    rows.append(row)
+    columns = [
+        *by,
+        across,
+        f"{between}_a",
+        f"{between}_b",
+        "n_seeds",
+        *(f"{m}_{s}" for m in metrics for s in STAT_SUFFIXES),
+    ]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def zero_width(low: float, high: float) -> bool:
