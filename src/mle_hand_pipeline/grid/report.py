@@ -133,12 +133,11 @@ def _contrast_claims(row: pd.Series, metrics: Mapping[str, bool]) -> list[str]:
             continue
         a_better = (low > 0) if higher else (high < 0)
         winner, loser = (row["method_a"], row["method_b"]) if a_better else (row["method_b"], row["method_a"])
-        sign = 1 if winner == row["method_a"] else -1
+        sign = 1 if a_better else -1  # the sentence reads winner minus loser
         low, high = sorted((sign * low, sign * high))
         claims.append(
             f"- {winner} is more robust to `{row['noise']}` than {loser} on {metric}: {winner}'s change "
-            f"minus {loser}'s "
-            f"{sign * mean:+.4f} [{low:+.4f}, {high:+.4f}] ({row[f'{metric}_n']} seeds paired"
+            f"minus {loser}'s {sign * mean:+.4f} [{low:+.4f}, {high:+.4f}] ({row[f'{metric}_n']} seeds paired"
             f"{zero_width_note(['the difference'] if zero_width(low, high) else [])})."
         )
     return claims
