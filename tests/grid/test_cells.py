@@ -139,3 +139,5 @@ def test_a_method_without_a_resnet_has_no_pretrained_cells():
         "mle-clean-pretrained-s1",
     ]
     assert [c.key for c in cells if c.method == "cpm"] == ["cpm-clean-scratch-s0", "cpm-clean-scratch-s1"]
+    with pytest.raises(ValueError, match=r"no cells: methods \['cpm'\] have no ResNet"):
+        plan({"methods": ["cpm"], "inits": ["pretrained"]})

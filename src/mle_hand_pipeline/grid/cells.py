@@ -117,7 +117,8 @@ def plan_cells(
 
     Raises:
         ValueError: naming the parameter, for an unknown method or init, duplicate or badly named
-            noise levels, invalid label noise, or a pretrained init without a backbone path.
+            noise levels, invalid label noise, a pretrained init without a backbone path, or a plan
+            without cells (only methods without a ResNet, only pretrained).
     """
     methods = _names(compare.get("methods") or METHODS, "methods", METHODS)
     inits = _names(compare.get("inits") or ["scratch"], "inits", INITS)
@@ -166,6 +167,11 @@ def plan_cells(
                     }
                     config = _fingerprint({**base, "overrides": overrides})
                     cells.append(Cell(method, name, init, seed, overrides, config))
+    if not cells:
+        raise ValueError(
+            f"compare: no cells: methods {methods} have no ResNet, so no 'pretrained' cells, and "
+            "compare.inits has no 'scratch'"
+        )
     return cells
 
 
