@@ -204,3 +204,27 @@ def test_plot_metric_vs_noise_one_panel_per_init_one_line_per_method(tmp_path):
     _save(fig, tmp_path, "metric_vs_noise")
     with pytest.raises(ValueError, match="'noise'"):
         P.plot_metric_vs_noise(summary.drop(columns="noise"), "pck")
+
+
+def test_plot_paired_changes_one_bar_per_method_and_level_with_a_zero_line(tmp_path):
+    changes = pd.DataFrame(
+        {
+            "method": ["mle", "integral", "mle", "integral"],
+            "init": ["scratch", "scratch", "pretrained", "pretrained"],
+            "noise": ["outliers30"] * 4,
+            "pck_mean": [-0.03, -0.01, -0.02, 0.01],
+            "pck_ci_low": [-0.05, -0.03, -0.03, -0.01],
+            "pck_ci_high": [-0.01, 0.01, -0.01, 0.03],
+        }
+    )
+    fig = P.plot_paired_changes(changes, "pck")
+    scratch, pretrained = fig.axes
+    assert [t.get_text() for t in scratch.get_yticklabels()] == ["mle, outliers30", "integral, outliers30"]
+    assert len(pretrained.containers) == 2 and pretrained.get_title() == "init: pretrained"
+    # mle's bar on the scratch panel spans exactly its paired interval
+    segment = scratch.containers[0].lines[2][0].get_segments()[0]
+    np.testing.assert_allclose(sorted(segment[:, 0]), [-0.05, -0.01])
+    assert any(line.get_xdata()[0] == 0.0 for line in scratch.get_lines())  # the zero line
+    _save(fig, tmp_path, "paired_changes")
+    with pytest.raises(ValueError, match="'init'"):
+        P.plot_paired_changes(changes.drop(columns="init"), "pck")

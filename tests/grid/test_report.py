@@ -51,8 +51,16 @@ def test_summary_figures_and_verdict():
     # Student-t, 2 degrees of freedom: mean +- 4.303 * std / sqrt(3)
     assert mle["test_pck_0.2_ci_high"] - 0.40 == pytest.approx(4.303 * 0.02 / np.sqrt(3), rel=1e-3)
 
-    figures = R.figures(summary)
-    assert set(figures) == {"nme_by_method", "pck_by_method", "nme_vs_noise", "pck_vs_noise"}
+    figures = R.figures(summary, table)
+    assert set(figures) == {
+        f"{m}_{kind}" for m in ("nme", "pck") for kind in ("by_method", "vs_noise", "change")
+    }
+    # the paired change: one row (mle lost 0.2 on outliers30 in every seed), right of nothing but 0
+    (change_axes,) = figures["pck_change"].axes
+    assert [t.get_text() for t in change_axes.get_yticklabels()] == ["mle, outliers30"]
+    clean_only = R.cell_table(runs().query("noise == 'clean'"), list(METRICS))
+    (placeholder,) = R.figures(R.summarise(clean_only, list(METRICS)), clean_only)["pck_change"].axes
+    assert "no change to show" in placeholder.texts[0].get_text()
     by_method = figures["pck_by_method"].axes[0]  # the clean level: 3 methods
     assert sorted(t.get_text() for t in by_method.get_xticklabels()) == ["cpm", "integral", "mle"]
     assert len(figures["pck_vs_noise"].legends[0].get_texts()) == 3

@@ -13,6 +13,7 @@ from nbclient import NotebookClient
 from PIL import Image
 
 from mle_hand_pipeline.grid.cells import Cell
+from mle_hand_pipeline.pipelines.compare.nodes import FIGURES
 
 NOTEBOOK = Path(__file__).parents[2] / "notebooks" / "comparison.ipynb"
 TINY = """
@@ -68,4 +69,4 @@ def test_compare_report_from_mlflow_alone_then_the_notebook(kedro_project, tmp_p
     markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
     assert markdown and "# Comparison `compare_rhd` (rhd)" in markdown[0]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 4 + 2  # the report's 4 figures, 1 qualitative grid per method
+    assert len(images) == len(FIGURES) + 2  # the report's figures, 1 qualitative grid per method

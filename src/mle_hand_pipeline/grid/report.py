@@ -40,10 +40,14 @@ def summarise(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     return summarise_seeds(table, GROUP, list(metrics))
 
 
-def figures(summary: pd.DataFrame, nme: str = "test_nme", pck: str = "test_pck_0.2") -> dict[str, Figure]:
-    """``{nme,pck}_by_method`` (first noise level, bars per init) and ``{nme,pck}_vs_noise``."""
+def figures(
+    summary: pd.DataFrame, table: pd.DataFrame, nme: str = "test_nme", pck: str = "test_pck_0.2"
+) -> dict[str, Figure]:
+    """``{nme,pck}_by_method`` (first noise level, bars per init), ``{nme,pck}_vs_noise`` and
+    ``{nme,pck}_change`` (each method's change from clean labels, paired by seed)."""
     first = summary["noise"].iloc[0]
     clean = summary[summary["noise"] == first]
+    _, changes = _paired_changes(table, [nme, pck])
     out = {}
     for name, metric in (("nme", nme), ("pck", pck)):
         figure = plots.plot_seed_summary(clean, metric)
@@ -52,7 +56,16 @@ def figures(summary: pd.DataFrame, nme: str = "test_nme", pck: str = "test_pck_0
         figure = plots.plot_metric_vs_noise(summary, metric)
         figure.suptitle(f"{metric} against training-label noise")
         out[f"{name}_vs_noise"] = figure
+        out[f"{name}_change"] = plots.plot_paired_changes(changes, metric)
     return out
+
+
+def _paired_changes(table: pd.DataFrame, metrics: Sequence[str]) -> tuple[str, pd.DataFrame]:
+    """The baseline level (``clean`` when there is one, else the first) and each cell group's change
+    from it, paired by seed (:func:`~..evaluation.statistics.paired_changes`)."""
+    levels = list(dict.fromkeys(table["noise"]))
+    baseline = "clean" if "clean" in levels else levels[0]
+    return baseline, paired_changes(table, ["method", "init"], "noise", baseline, list(metrics))
 
 
 def _cell(row: pd.Series, metric: str, signed: bool = False) -> str:
@@ -73,9 +86,7 @@ def robustness(table: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str]:
     paired by seed (:func:`~..evaluation.statistics.paired_changes`), where that change is beyond its
     interval, and which methods are more robust than others: the difference of two methods' changes,
     paired by seed as well (:func:`~..evaluation.statistics.paired_contrasts`)."""
-    levels = list(dict.fromkeys(table["noise"]))
-    baseline = "clean" if "clean" in levels else levels[0]
-    changes = paired_changes(table, ["method", "init"], "noise", baseline, list(metrics))
+    baseline, changes = _paired_changes(table, list(metrics))
     contrasts = paired_contrasts(table, ["init"], "noise", baseline, "method", list(metrics))
     lines = ["", f"## Robustness: the change from `{baseline}` training labels, paired by seed", ""]
     lines.append(

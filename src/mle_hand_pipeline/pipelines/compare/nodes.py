@@ -25,7 +25,7 @@ from mle_hand_pipeline.grid.runner import Job, run_jobs
 logger = logging.getLogger(__name__)
 
 PLAN_COLUMNS = ["cell", "method", "noise", "init", "seed", "cell_config"]
-FIGURES = ("nme_by_method", "pck_by_method", "nme_vs_noise", "pck_vs_noise")
+FIGURES = ("nme_by_method", "pck_by_method", "nme_vs_noise", "pck_vs_noise", "nme_change", "pck_change")
 
 
 def _name(dataset: str, compare: dict[str, Any]) -> str:
@@ -142,7 +142,7 @@ def grid_commands(
 
 def report_comparison(
     dataset: str, cells: pd.DataFrame, compare: dict[str, Any]
-) -> tuple[pd.DataFrame, pd.DataFrame, str, Figure, Figure, Figure, Figure]:
+) -> tuple[pd.DataFrame, pd.DataFrame, str, *tuple[Figure, ...]]:
     """The report of the comparison's finished runs, read from MLflow alone.
 
     Args:
@@ -168,6 +168,6 @@ def report_comparison(
         )
     table = R.cell_table(runs, list(metrics), order=list(cells["cell"]))
     summary = R.summarise(table, list(metrics))
-    figures = R.figures(summary)
+    figures = R.figures(summary, table)
     text = R.verdict(name, dataset, summary, metrics, cells, table)
     return table, summary, text, *(figures[f] for f in FIGURES)
