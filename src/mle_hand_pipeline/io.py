@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path, PurePosixPath
@@ -11,6 +12,8 @@ from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Ve
 
 from mle_hand_pipeline.datasets.crop_store import MANIFEST, CropStore
 from mle_hand_pipeline.datasets.cropping import CropPlan
+
+logger = logging.getLogger(__name__)
 
 
 class FolderDataset(AbstractDataset[Path, Path]):
@@ -75,10 +78,13 @@ class CheckpointDataset(AbstractVersionedDataset[Path, Path]):
     dataset, so the trained model is a node output (``kedro viz``: crops -> model -> metrics).
 
     ``save(path)`` publishes the checkpoint at ``path`` (a training run's folder) under ``filepath``,
-    by a hard link (a copy where links are impossible) renamed into place: atomic, and no second copy
-    of the weights. ``load()`` returns the published file's path (load it with ``load_model``): the
-    one this process saved, so concurrent runs each evaluate their own model; otherwise the newest
-    version, or the one given with ``--load-versions``. Versioned: every run publishes a new file.
+    by a hard link (a copy where links are impossible) moved into place: atomic, no second copy of
+    the weights, and never over another run's file. ``load()`` returns the published file's path (load
+    it with ``load_model``): the one this process saved, so concurrent runs each evaluate their own
+    model; otherwise the newest version, or the one given with ``--load-versions``. Versioned: every
+    run publishes a new file. Kedro's save version is the time its session started, to the
+    millisecond, so two runs a grid starts together can share it: the second publishes under
+    ``<version>_<pid>`` (newer than ``<version>`` for the newest-version load) and says so in the log.
     """
 
     def __init__(self, filepath: str, version: Version | None = None, metadata: dict[str, Any] | None = None):
@@ -95,18 +101,34 @@ class CheckpointDataset(AbstractVersionedDataset[Path, Path]):
         return path
 
     def save(self, data: Path) -> None:
-        source, target = Path(data), Path(self._get_save_path())
+        source, version = Path(data), self.resolve_save_version()
         if not source.is_file():
-            raise DatasetError(f"cannot publish {source} as {target}: not a file")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temporary.unlink(missing_ok=True)
-        try:
-            os.link(source, temporary)
-        except OSError:  # another file system, or links not supported
-            shutil.copy2(source, temporary)
-        os.replace(temporary, target)
-        self._saved = target
+            raise DatasetError(f"cannot publish {source} under {self._filepath}: not a file")
+        for candidate in (version, f"{version}_{os.getpid()}"):
+            target = Path(self._get_versioned_path(candidate))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.parent / f".{target.name}.{os.getpid()}.tmp"
+            temporary.unlink(missing_ok=True)
+            try:
+                os.link(source, temporary)
+            except OSError:  # another file system, or links not supported
+                shutil.copy2(source, temporary)
+            if _move_unless_taken(temporary, target):
+                if candidate != version:
+                    logger.warning(
+                        "%s: version %s is another run's (its session started in the same millisecond); "
+                        "published as %s",
+                        self._filepath,
+                        version,
+                        candidate,
+                    )
+                self._saved = target
+                return
+            temporary.unlink()
+        raise DatasetError(
+            f"cannot publish {source} under {self._filepath}: versions {version} and {version}_{os.getpid()} "
+            "are both taken"
+        )
 
     def _exists(self) -> bool:
         try:
@@ -116,6 +138,24 @@ class CheckpointDataset(AbstractVersionedDataset[Path, Path]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version}
+
+
+def _move_unless_taken(source: Path, target: Path) -> bool:
+    """Move ``source`` to ``target`` unless ``target`` exists (atomic against other processes);
+    False, and ``source`` left in place, when it does."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links on this file system: claim the name, then move the file onto it
+        try:
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        os.replace(source, target)
+        return True
+    source.unlink()
+    return True
 
 
 class CropStoreDataset(AbstractDataset[CropPlan, CropStore]):

@@ -212,19 +212,23 @@ def test_plot_paired_changes_one_bar_per_method_and_level_with_a_zero_line(tmp_p
             "method": ["mle", "integral", "mle", "integral"],
             "init": ["scratch", "scratch", "pretrained", "pretrained"],
             "noise": ["outliers30"] * 4,
+            "n_seeds": [3, 3, 5, 1],
             "pck_mean": [-0.03, -0.01, -0.02, 0.01],
             "pck_ci_low": [-0.05, -0.03, -0.03, -0.01],
             "pck_ci_high": [-0.01, 0.01, -0.01, 0.03],
         }
     )
-    fig = P.plot_paired_changes(changes, "pck")
+    changes.loc[3, ["pck_ci_low", "pck_ci_high"]] = np.nan  # one pair: no interval
+    fig = P.plot_paired_changes(changes, "pck", "clean")
     scratch, pretrained = fig.axes
+    assert fig.get_suptitle() == "pck: change from `clean` training labels, paired by seed"
     assert [t.get_text() for t in scratch.get_yticklabels()] == ["mle, outliers30", "integral, outliers30"]
     assert len(pretrained.containers) == 2 and pretrained.get_title() == "init: pretrained"
     # mle's bar on the scratch panel spans exactly its paired interval
     segment = scratch.containers[0].lines[2][0].get_segments()[0]
     np.testing.assert_allclose(sorted(segment[:, 0]), [-0.05, -0.01])
     assert any(line.get_xdata()[0] == 0.0 for line in scratch.get_lines())  # the zero line
+    assert [t.get_text() for t in pretrained.texts] == ["n=5", "n=1"]  # the one-pair point says so
     _save(fig, tmp_path, "paired_changes")
     with pytest.raises(ValueError, match="'init'"):
-        P.plot_paired_changes(changes.drop(columns="init"), "pck")
+        P.plot_paired_changes(changes.drop(columns="init"), "pck", "clean")

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mle_hand_pipeline.evaluation.statistics import paired_changes
 from mle_hand_pipeline.grid import report as R
 
 METRICS = {"test_nme": False, "test_pck_0.2": True}
@@ -55,12 +56,12 @@ def test_summary_figures_and_verdict():
     assert set(figures) == {
         f"{m}_{kind}" for m in ("nme", "pck") for kind in ("by_method", "vs_noise", "change")
     }
-    # the paired change: one row (mle lost 0.2 on outliers30 in every seed), right of nothing but 0
+    # the paired change: one row, mle on outliers30 (the only method with noisy cells)
     (change_axes,) = figures["pck_change"].axes
     assert [t.get_text() for t in change_axes.get_yticklabels()] == ["mle, outliers30"]
     clean_only = R.cell_table(runs().query("noise == 'clean'"), list(METRICS))
     (placeholder,) = R.figures(R.summarise(clean_only, list(METRICS)), clean_only)["pck_change"].axes
-    assert "no change to show" in placeholder.texts[0].get_text()
+    assert "no change from `clean` to show" in placeholder.texts[0].get_text()
     by_method = figures["pck_by_method"].axes[0]  # the clean level: 3 methods
     assert sorted(t.get_text() for t in by_method.get_xticklabels()) == ["cpm", "integral", "mle"]
     assert len(figures["pck_vs_noise"].legends[0].get_texts()) == 3
@@ -135,23 +136,29 @@ def test_the_pretrained_tables_point_to_cpm_scratch_rows():
     assert "- cpm: no pretrained cells (no ResNet for the backbone" in pretrained_part
 
 
-def test_robustness_compares_methods_changes_seed_by_seed():
-    # every seed's corrupted labels cost both methods alike (-0.2, 0, +0.2), integral 0.05 less than mle
+def _two_methods_on_shared_draws(winner: str, loser: str) -> pd.DataFrame:
+    """Every seed's corrupted labels cost both methods alike (-0.2, 0, +0.2); ``winner`` loses 0.05
+    less PCK than ``loser`` (NME the mirror image)."""
     rows = []
     for seed, draw in enumerate((-0.2, 0.0, 0.2)):
-        for method, loss, wobble in (("mle", 0.15, (0.0, 0.01, -0.01)[seed]), ("integral", 0.10, 0.0)):
+        for method, loss, wobble in ((loser, 0.15, (0.0, 0.01, -0.01)[seed]), (winner, 0.10, 0.0)):
             for noise, pck in (("clean", 0.5), ("outliers30", 0.5 - loss + draw + wobble)):
                 cell = f"{method}-{noise}-scratch-s{seed}"
                 rows.append({"cell": cell, "method": method, "noise": noise, "init": "scratch", "seed": seed})
                 rows[-1].update({"run_id": cell, "test_nme": 1 - pck, "test_pck_0.2": pck})
-    table = R.cell_table(pd.DataFrame(rows), list(METRICS))
+    return R.cell_table(pd.DataFrame(rows), list(METRICS))
+
+
+@pytest.mark.parametrize("winner, loser", [("integral", "mle"), ("mle", "integral")])
+def test_robustness_compares_methods_changes_seed_by_seed(winner, loser):
+    table = _two_methods_on_shared_draws(winner, loser)
     text = "\n".join(R.robustness(table, METRICS))
-    assert "| integral - mle | 3 |" in text
+    assert "| integral - mle | 3 |" in text  # cell_table orders by key: integral is always method_a
     assert "- No method is more robust" not in text
-    claim = (
-        "- integral is more robust to `outliers30` than mle on test_pck_0.2: integral's change minus mle's"
-    )
-    assert f"{claim} +0.0500 [" in text
-    assert "than mle on test_nme: integral's change minus mle's -0.0500 [" in text  # lower NME is better
-    # the unpaired changes overlap: no method's change alone separates them
-    assert not [line for line in text.splitlines() if line.startswith("- Changes compared")]
+    # the sentence reads winner minus loser, whichever of the two is method_a
+    claim = f"- {winner} is more robust to `outliers30` than {loser} on"
+    assert f"{claim} test_pck_0.2: {winner}'s change minus {loser}'s +0.0500 [+0.0252, +0.0748]" in text
+    assert f"{claim} test_nme: {winner}'s change minus {loser}'s -0.0500 [-0.0748, -0.0252]" in text
+    # unpaired, the two methods' change intervals overlap: only the second pairing separates them
+    changes = paired_changes(table, ["method"], "noise", "clean", ["test_pck_0.2"]).set_index("method")
+    assert changes.loc[winner, "test_pck_0.2_ci_low"] < changes.loc[loser, "test_pck_0.2_ci_high"]

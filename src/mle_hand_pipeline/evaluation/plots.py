@@ -370,24 +370,29 @@ def plot_metric_vs_noise(summary: pd.DataFrame, metric: str, *, confidence: floa
     return fig
 
 
-def plot_paired_changes(changes: pd.DataFrame, metric: str, *, confidence: float = 0.95) -> Figure:
-    """Each method's change of ``metric`` from the clean labels, paired by seed: one panel per
-    ``init``, one row per method and noise level, the paired interval as a horizontal bar, and a line
-    at 0 (a bar that crosses it is no measured change).
+def plot_paired_changes(
+    changes: pd.DataFrame, metric: str, baseline: str, *, confidence: float = 0.95
+) -> Figure:
+    """Each method's change of ``metric`` from the ``baseline`` noise level, paired by seed: one panel
+    per ``init``, one row per method and noise level, the paired interval as a horizontal bar with its
+    number of pairs, and a line at 0 (a bar that crosses it is no measured change; a point without a
+    bar had one pair, so no interval).
 
     Args:
-        changes: :func:`..statistics.paired_changes` output with ``method``, ``noise``, ``init`` and
-            ``<metric>_mean``, ``<metric>_ci_low``, ``<metric>_ci_high``.
+        changes: :func:`..statistics.paired_changes` output with ``method``, ``noise``, ``init``,
+            ``n_seeds`` and ``<metric>_mean``, ``<metric>_ci_low``, ``<metric>_ci_high``.
         metric: the metric's name without suffix.
+        baseline: the level the changes are taken from (titles only).
         confidence: the level of the intervals (axis label only).
     """
     _check_summary(
         changes,
-        ["method", "noise", "init", f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"],
+        ["method", "noise", "init", "n_seeds", f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"],
         "plot_paired_changes",
     )
+    title = f"{metric}: change from `{baseline}` training labels, paired by seed"
     if changes.empty:
-        return _placeholder("one noise level: no change to show", f"{metric}: change from clean labels")
+        return _placeholder(f"no change from `{baseline}` to show (no other noise level)", title)
     inits = list(dict.fromkeys(changes["init"]))
     rows = list(dict.fromkeys(zip(changes["method"], changes["noise"], strict=True)))
     methods = list(dict.fromkeys(changes["method"]))
@@ -395,13 +400,20 @@ def plot_paired_changes(changes: pd.DataFrame, metric: str, *, confidence: float
     axes = fig.subplots(1, len(inits), sharey=True, squeeze=False)[0]
     for ax, init in zip(axes, inits, strict=True):
         panel = changes[changes["init"] == init]
-        y = np.array(
-            [rows.index(key) for key in zip(panel["method"], panel["noise"], strict=True)], dtype=float
-        )
+        y = [rows.index(key) for key in zip(panel["method"], panel["noise"], strict=True)]
         mean, err = _interval_errors(panel, metric)
-        colours = [f"C{methods.index(m)}" for m in panel["method"]]
-        for yi, mi, lo, hi, colour in zip(y, mean, err[0], err[1], colours, strict=True):
-            ax.errorbar(mi, yi, xerr=[[lo], [hi]], fmt="o", capsize=3, color=colour)
+        for yi, mi, lo, hi, method, n in zip(
+            y, mean, err[0], err[1], panel["method"], panel["n_seeds"], strict=True
+        ):
+            ax.errorbar(mi, yi, xerr=[[lo], [hi]], fmt="o", capsize=3, color=f"C{methods.index(method)}")
+            ax.annotate(
+                f"n={n}",
+                (mi + hi, yi),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="x-small",
+            )
         ax.axvline(0.0, color="grey", linewidth=1)
         ax.set_title(f"init: {init}", fontsize="medium")
         ax.set_xlabel(f"change of {metric} (mean, {confidence:.0%} paired interval)")
@@ -409,7 +421,7 @@ def plot_paired_changes(changes: pd.DataFrame, metric: str, *, confidence: float
     axes[0].set_yticks(range(len(rows)))
     axes[0].set_yticklabels([f"{method}, {noise}" for method, noise in rows])
     axes[0].invert_yaxis()
-    fig.suptitle(f"{metric}: change from clean training labels, paired by seed")
+    fig.suptitle(title)
     return fig
 
 

@@ -155,7 +155,7 @@ def paired_contrasts(
     pair: str = "seed",
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Whether one ``between`` value (a method) changes less than another from the ``baseline`` level.
+    """Whether one ``between`` value's (a method's) change from the ``baseline`` level beats another's.
 
     For two methods ``a`` and ``b`` and one ``pair`` value (a seed), the contrast is
     ``(a(level) - a(baseline)) - (b(level) - b(baseline))``: in a comparison every method of a seed

@@ -44,10 +44,10 @@ def figures(
     summary: pd.DataFrame, table: pd.DataFrame, nme: str = "test_nme", pck: str = "test_pck_0.2"
 ) -> dict[str, Figure]:
     """``{nme,pck}_by_method`` (first noise level, bars per init), ``{nme,pck}_vs_noise`` and
-    ``{nme,pck}_change`` (each method's change from clean labels, paired by seed)."""
+    ``{nme,pck}_change`` (each method's change from the baseline labels, paired by seed)."""
     first = summary["noise"].iloc[0]
     clean = summary[summary["noise"] == first]
-    _, changes = _paired_changes(table, [nme, pck])
+    baseline, changes = _changes_from_baseline(table, [nme, pck])
     out = {}
     for name, metric in (("nme", nme), ("pck", pck)):
         figure = plots.plot_seed_summary(clean, metric)
@@ -56,11 +56,11 @@ def figures(
         figure = plots.plot_metric_vs_noise(summary, metric)
         figure.suptitle(f"{metric} against training-label noise")
         out[f"{name}_vs_noise"] = figure
-        out[f"{name}_change"] = plots.plot_paired_changes(changes, metric)
+        out[f"{name}_change"] = plots.plot_paired_changes(changes, metric, baseline)
     return out
 
 
-def _paired_changes(table: pd.DataFrame, metrics: Sequence[str]) -> tuple[str, pd.DataFrame]:
+def _changes_from_baseline(table: pd.DataFrame, metrics: Sequence[str]) -> tuple[str, pd.DataFrame]:
     """The baseline level (``clean`` when there is one, else the first) and each cell group's change
     from it, paired by seed (:func:`~..evaluation.statistics.paired_changes`)."""
     levels = list(dict.fromkeys(table["noise"]))
@@ -86,7 +86,7 @@ def robustness(table: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str]:
     paired by seed (:func:`~..evaluation.statistics.paired_changes`), where that change is beyond its
     interval, and which methods are more robust than others: the difference of two methods' changes,
     paired by seed as well (:func:`~..evaluation.statistics.paired_contrasts`)."""
-    baseline, changes = _paired_changes(table, list(metrics))
+    baseline, changes = _changes_from_baseline(table, list(metrics))
     contrasts = paired_contrasts(table, ["init"], "noise", baseline, "method", list(metrics))
     lines = ["", f"## Robustness: the change from `{baseline}` training labels, paired by seed", ""]
     lines.append(
@@ -108,6 +108,8 @@ def robustness(table: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str]:
         changed = [claim for _, row in group.iterrows() for claim in _change_claims(row, metrics)]
         lines += ["", *changed] if changed else []
         pairs = contrasts[(contrasts["init"] == init) & (contrasts["noise"] == noise)]
+        if pairs.empty:  # one method under these conditions: nothing to set it against
+            continue
         lines += ["", "Change of the first method minus change of the second, paired by seed:", ""]
         lines += ["| methods | seeds | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
         for _, row in pairs.iterrows():
