@@ -221,7 +221,7 @@ def test_plot_paired_changes_one_bar_per_method_and_level_with_a_zero_line(tmp_p
     changes.loc[3, ["pck_ci_low", "pck_ci_high"]] = np.nan  # one pair: no interval
     fig = P.plot_paired_changes(changes, "pck", "clean")
     scratch, pretrained = fig.axes
-    assert fig.get_suptitle() == "pck: change from `clean` training labels, paired by seed"
+    assert fig.get_suptitle() == "pck: change from 'clean' training labels, paired by seed"
     assert [t.get_text() for t in scratch.get_yticklabels()] == ["mle, outliers30", "integral, outliers30"]
     assert len(pretrained.containers) == 2 and pretrained.get_title() == "init: pretrained"
     # mle's bar on the scratch panel spans exactly its paired interval

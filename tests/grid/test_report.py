@@ -61,7 +61,7 @@ def test_summary_figures_and_verdict():
     assert [t.get_text() for t in change_axes.get_yticklabels()] == ["mle, outliers30"]
     clean_only = R.cell_table(runs().query("noise == 'clean'"), list(METRICS))
     (placeholder,) = R.figures(R.summarise(clean_only, list(METRICS)), clean_only)["pck_change"].axes
-    assert "no change from `clean` to show" in placeholder.texts[0].get_text()
+    assert "no change from 'clean' to show" in placeholder.texts[0].get_text()
     by_method = figures["pck_by_method"].axes[0]  # the clean level: 3 methods
     assert sorted(t.get_text() for t in by_method.get_xticklabels()) == ["cpm", "integral", "mle"]
     assert len(figures["pck_vs_noise"].legends[0].get_texts()) == 3

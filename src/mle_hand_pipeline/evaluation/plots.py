@@ -390,9 +390,9 @@ def plot_paired_changes(
         ["method", "noise", "init", "n_seeds", f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"],
         "plot_paired_changes",
     )
-    title = f"{metric}: change from `{baseline}` training labels, paired by seed"
+    title = f"{metric}: change from {baseline!r} training labels, paired by seed"
     if changes.empty:
-        return _placeholder(f"no change from `{baseline}` to show (no other noise level)", title)
+        return _placeholder(f"no change from {baseline!r} to show (no other noise level)", title)
     inits = list(dict.fromkeys(changes["init"]))
     rows = list(dict.fromkeys(zip(changes["method"], changes["noise"], strict=True)))
     methods = list(dict.fromkeys(changes["method"]))
@@ -415,6 +415,7 @@ def plot_paired_changes(
                 fontsize="x-small",
             )
         ax.axvline(0.0, color="grey", linewidth=1)
+        ax.margins(x=0.15)  # room for the n= labels
         ax.set_title(f"init: {init}", fontsize="medium")
         ax.set_xlabel(f"change of {metric} (mean, {confidence:.0%} paired interval)")
         ax.grid(True, axis="x", alpha=0.3)
