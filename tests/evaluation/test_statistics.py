@@ -191,5 +191,7 @@ def test_paired_contrasts_remove_the_shared_label_draw():
     fewer = paired_contrasts(runs.iloc[1:], ["init"], "noise", "clean", "method", ["pck"]).iloc[0]
     assert fewer["n_seeds"] == 2 and fewer["pck_n"] == 2
     assert paired_contrasts(runs[runs["method"] == "x"], ["init"], "noise", "clean", "method", ["pck"]).empty
-    with pytest.raises(ValueError, match=r"two runs of one method, noise and seed"):
+    with pytest.raises(
+        ValueError, match=r"paired_contrasts: \{'init': 's', 'method': 'x'\} has two runs for one seed"
+    ):
         paired_contrasts(pd.concat([runs, runs.iloc[:1]]), ["init"], "noise", "clean", "method", ["pck"])

@@ -23,7 +23,7 @@ per-seed differences instead; a claim needs that interval to exclude 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,16 @@ def _interval(values: np.ndarray, confidence: float) -> tuple[int, float, float,
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1)) * std / math.sqrt(n)
     return n, mean, std, mean - half, mean + half
+
+
+def _statistics(values: pd.DataFrame, metrics: Sequence[str], confidence: float) -> dict[str, float]:
+    """``<metric>_<suffix>`` (:data:`STAT_SUFFIXES`) of each metric column of ``values``."""
+    out = {}
+    for m in metrics:
+        column = pd.to_numeric(values[m], errors="coerce").to_numpy(dtype=np.float64)
+        for suffix, value in zip(STAT_SUFFIXES, _interval(column, confidence), strict=True):
+            out[f"{m}_{suffix}"] = value
+    return out
 
 
 def summarise_seeds(
@@ -85,10 +95,7 @@ def summarise_seeds(
         key = key if isinstance(key, tuple) else (key,)
         row: dict[str, object] = dict(zip(by, key, strict=True))
         row["n_seeds"] = len(group)
-        for m in metrics:
-            values = pd.to_numeric(group[m], errors="coerce").to_numpy(dtype=np.float64)
-            for suffix, value in zip(STAT_SUFFIXES, _interval(values, confidence), strict=True):
-                row[f"{m}_{suffix}"] = value
+        row.update(_statistics(group, metrics, confidence))
         rows.append(row)
     columns = by + ["n_seeds"] + [f"{m}_{s}" for m in metrics for s in STAT_SUFFIXES]
     return pd.DataFrame(rows, columns=columns)
@@ -115,30 +122,46 @@ def paired_changes(
         ValueError: naming a missing column, or a group with two runs for one ``pair`` value.
     """
     by = list(by)
+    rows = []
+    for key, level, change in _changes_by_seed(runs, by, across, baseline, metrics, pair, "paired_changes"):
+        row: dict[str, object] = dict(zip(by, key, strict=True))
+        row.update({across: level, "n_seeds": len(change)})
+        row.update(_statistics(change, metrics, confidence))
+        rows.append(row)
+    columns = [*by, across, "n_seeds", *(f"{m}_{s}" for m in metrics for s in STAT_SUFFIXES)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _changes_by_seed(
+    runs: pd.DataFrame,
+    by: list[str],
+    across: str,
+    baseline: str,
+    metrics: Sequence[str],
+    pair: str,
+    caller: str,
+) -> Iterator[tuple[tuple, object, pd.DataFrame]]:
+    """Per group of ``by`` and each level of ``across`` but ``baseline``: ``(key, level, changes)``,
+    ``changes`` holding ``value(level) - value(baseline)`` of each metric, indexed by the ``pair``
+    values that have both runs (NaN where a value is not a number).
+
+    Raises:
+        ValueError: naming ``caller`` and a missing column, or a group with two runs for one ``pair``.
+    """
     missing = [c for c in [*by, across, pair, *metrics] if c not in runs.columns]
     if missing:
-        raise ValueError(f"paired_changes: column(s) {missing} not in the runs table")
-    rows = []
+        raise ValueError(f"{caller}: column(s) {missing} not in the runs table")
+    metrics = list(metrics)
     for key, group in runs.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         if group.duplicated([across, pair]).any():
-            raise ValueError(f"paired_changes: {dict(zip(by, key, strict=True))} has two runs for one {pair}")
-        base = group[group[across] == baseline].set_index(pair)
-        for level, other in group[group[across] != baseline].groupby(across, sort=False):
-            other = other.set_index(pair)
+            raise ValueError(f"{caller}: {dict(zip(by, key, strict=True))} has two runs for one {pair}")
+        values = group.set_index(pair)[metrics].apply(pd.to_numeric, errors="coerce")
+        base = values[(group[across] == baseline).to_numpy()]
+        for level in dict.fromkeys(group.loc[group[across] != baseline, across]):
+            other = values[(group[across] == level).to_numpy()]
             common = base.index.intersection(other.index)
-            row: dict[str, object] = dict(zip(by, key, strict=True))
-            row.update({across: level, "n_seeds": len(common)})
-            for m in metrics:
-                change = pd.to_numeric(other.loc[common, m], errors="coerce") - pd.to_numeric(
-                    base.loc[common, m], errors="coerce"
-                )
-                stats_ = _interval(change.to_numpy(dtype=np.float64), confidence)
-                for suffix, value in zip(STAT_SUFFIXES, stats_, strict=True):
-                    row[f"{m}_{suffix}"] = value
-            rows.append(row)
-    columns = [*by, across, "n_seeds", *(f"{m}_{s}" for m in metrics for s in STAT_SUFFIXES)]
-    return pd.DataFrame(rows, columns=columns)
+            yield key, level, other.loc[common] - base.loc[common]
 
 
 def _fmt(x: float) -> str:
@@ -170,47 +193,26 @@ def paired_contrasts(
         and the statistics of each metric.
 
     Raises:
-        ValueError: naming a missing column, or a group with two runs of one method, level and ``pair``.
+        ValueError: naming a missing column, or a group with two runs of one method and level for one
+            ``pair`` value.
     """
     by = list(by)
-    missing = [c for c in [*by, across, between, pair, *metrics] if c not in runs.columns]
-    if missing:
-        raise ValueError(f"paired_contrasts: column(s) {missing} not in the runs table")
+    by_level: dict[tuple, dict[object, pd.DataFrame]] = {}  # (key, level) -> {method: its changes}
+    changes = _changes_by_seed(runs, [*by, between], across, baseline, metrics, pair, "paired_contrasts")
+    for (*key, name), level, change in changes:
+        by_level.setdefault((tuple(key), level), {})[name] = change
     rows = []
-    for key, group in runs.groupby(by, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        if group.duplicated([between, across, pair]).any():
-            raise ValueError(
-                f"paired_contrasts: {dict(zip(by, key, strict=True))} has two runs of one {between}, "
-                f"{across} and {pair}"
-            )
-        cells = group.set_index([between, across, pair])
-        names = list(dict.fromkeys(group[between]))
-        for level in dict.fromkeys(group.loc[group[across] != baseline, across]):
-            for i, a in enumerate(names):
-                for b in names[i + 1 :]:
-                    seeds = [
-                        seed
-                        for seed in dict.fromkeys(group[pair])
-                        if all((m, lv, seed) in cells.index for m in (a, b) for lv in (level, baseline))
-                    ]
-                    if not seeds:
-                        continue
-                    row: dict[str, object] = dict(zip(by, key, strict=True))
-                    row.update({across: level, f"{between}_a": a, f"{between}_b": b, "n_seeds": len(seeds)})
-                    for m in metrics:
-                        value = pd.to_numeric(cells[m], errors="coerce")
-                        contrast = np.array(
-                            [
-                                (value[(a, level, s)] - value[(a, baseline, s)])
-                                - (value[(b, level, s)] - value[(b, baseline, s)])
-                                for s in seeds
-                            ],
-                            dtype=np.float64,
-                        )
-                        for suffix, stat in zip(STAT_SUFFIXES, _interval(contrast, confidence), strict=True):
-                            row[f"{m}_{suffix}"] = stat
-                    rows.append(row)
+    for (key, level), named in by_level.items():
+        names = list(named)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                seeds = named[a].index.intersection(named[b].index)  # all four runs
+                if seeds.empty:
+                    continue
+                row: dict[str, object] = dict(zip(by, key, strict=True))
+                row.update({across: level, f"{between}_a": a, f"{between}_b": b, "n_seeds": len(seeds)})
+                row.update(_statistics(named[a].loc[seeds] - named[b].loc[seeds], metrics, confidence))
+                rows.append(row)
     columns = [
         *by,
         across,
