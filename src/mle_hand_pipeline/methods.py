@@ -57,16 +57,18 @@ def build_model(
     num_keypoints: int = 21,
     *,
     sigma_eps: float = DEFAULT_SIGMA_EPS,
+    backbone_stride: int = 32,
 ) -> nn.Module:
     """The network of ``method``; its ``forward(images (B, 3, S, S))`` returns a ``PoseOutput``.
 
     - "mle" / "integral" / "heatmap_l2": the paper's T-stage network on ``backbone``.
     - "rle": ``backbone`` + global pool + FC; ``stages`` and ``head_channels`` are ignored (T = 1).
-    - "cpm": ignores ``backbone`` and ``pretrained``; ``head_channels`` sets its widths:
-      feature width ``head_channels // 4`` and stage width ``head_channels // 2`` (256 gives CPM's
-      original 64 / 128).
+    - "cpm": ignores ``backbone``, ``backbone_stride`` and ``pretrained`` (its own features are at
+      S/8); ``head_channels`` sets its widths: feature width ``head_channels // 4`` and stage width
+      ``head_channels // 2`` (256 gives CPM's original 64 / 128).
 
     ``sigma_eps`` (keyword only) is added to the sigmoid of the sigma heads of "mle" and "rle".
+    ``backbone_stride`` (keyword only): where the ResNet stops, 32 (all of it, the paper), 16 or 8.
     """
     if method in SEQUENTIAL_HEATMAP_METHODS:
         with_variance, decode = SEQUENTIAL_HEATMAP_METHODS[method]
@@ -80,9 +82,16 @@ def build_model(
             decode=decode,
             pretrained=pretrained,
             sigma_eps=sigma_eps,  # used by the variance head only
+            backbone_stride=backbone_stride,
         )
     elif method == "rle":
-        return RLENet(backbone, num_keypoints, pretrained=pretrained, sigma_eps=sigma_eps)
+        return RLENet(
+            backbone,
+            num_keypoints,
+            pretrained=pretrained,
+            sigma_eps=sigma_eps,
+            backbone_stride=backbone_stride,
+        )
     elif method == "cpm":
         return CPM(
             stages,

@@ -90,6 +90,44 @@ def test_backbone_channels_and_stride(name, channels):
     assert feats.shape == (1, channels, 2, 3)
 
 
+@pytest.mark.parametrize(
+    ("name", "stride", "channels", "last"),
+    [("resnet18", 16, 256, "layer3"), ("resnet18", 8, 128, "layer2"), ("resnet50", 8, 512, "layer2")],
+)
+def test_backbone_stopped_early_keeps_a_finer_grid(name, stride, channels, last):
+    backbone = ResNetBackbone(name, output_stride=stride).eval()
+    with torch.no_grad():
+        feats = backbone(torch.randn(1, 3, 64, 96))
+    assert (backbone.stride, backbone.out_channels) == (stride, channels)
+    assert feats.shape == (1, channels, 64 // stride, 96 // stride)
+    assert list(backbone.body._modules)[-1] == last
+
+
+def test_backbone_stride_outside_the_resnet_stages_raises():
+    with pytest.raises(ValueError, match=r"output_stride 4.*32, 16, 8"):
+        ResNetBackbone("resnet18", output_stride=4)
+
+
+@pytest.mark.parametrize(("stride", "deconvs"), [(32, 3), (16, 2), (8, 1)])
+@pytest.mark.parametrize("method", ["mle", "integral", "heatmap_l2"])
+def test_maps_stay_at_a_quarter_of_the_input_whatever_the_backbone_stride(method, stride, deconvs):
+    torch.manual_seed(0)
+    model = build_model(method, input_size=64, backbone_stride=stride, **SMALL)
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out.heatmaps.shape == (2, STAGES, K, 16, 16)
+    for stage in model.stages:
+        assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in stage.heatmap_head.modules()) == deconvs
+    # stage 2 reads stage 1's 16x16 maps pooled to the 64/stride feature grid
+    assert model.stages[1].heatmap_pool.kernel_size == stride // 4
+
+
+def test_rle_runs_on_a_backbone_stopped_early():
+    torch.manual_seed(0)
+    model = build_model("rle", input_size=64, backbone_stride=8, **SMALL)
+    assert model.backbone.out_channels == 128
+    assert model(torch.randn(2, 3, 64, 64)).coords.shape == (2, 1, K, 2)
+
+
 def test_pretrained_without_network_gives_clear_error(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")

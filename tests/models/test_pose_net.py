@@ -20,6 +20,7 @@ class StrideBackbone(nn.Module):
     """A one-conv stand-in for the ResNet (same stride 32), so the tests stay fast."""
 
     out_channels = 16
+    stride = 32
 
     def __init__(self) -> None:
         super().__init__()

@@ -48,6 +48,26 @@ def test_init_from_backbone_checkpoint_loads_backbone_and_keeps_fresh_heads(tmp_
     assert "backbone tensors loaded" in caplog.text and "head tensors start fresh" in caplog.text
 
 
+def test_a_backbone_stopped_early_loads_the_layers_it_has(tmp_path):
+    source, path = _pretrained(tmp_path)  # a whole ResNet-18 (stride 32)
+    target = ModelSpec(**{**SPEC.__dict__, "backbone_stride": 8}).build_model()
+    warm_start(target, path, log=False)
+    own = target.backbone.state_dict()
+    assert not any(k.startswith("body.layer3") or k.startswith("body.layer4") for k in own)
+    for key, value in own.items():
+        torch.testing.assert_close(value, source.backbone.state_dict()[key], rtol=0, atol=0)
+
+
+def test_a_backbone_checkpoint_missing_layers_the_model_has_is_refused(tmp_path):
+    torch.manual_seed(7)
+    source = ModelSpec(**{**SPEC.__dict__, "backbone_stride": 16}).build_model()
+    path = tmp_path / "pretrained_backbone.pt"
+    TorchCheckpointDataset(str(path)).save(backbone_checkpoint(source, {"method": "mle"}))
+    target = SPEC.build_model()  # the whole ResNet-18 needs layer4 too
+    with pytest.raises(ValueError, match=r"do not fit: missing.*layer4"):
+        warm_start(target, path, log=False)
+
+
 def test_backbone_of_another_resnet_is_refused(tmp_path):
     _, path = _pretrained(tmp_path, backbone="resnet18")
     target = ModelSpec(**{**SPEC.__dict__, "backbone": "resnet34"}).build_model()

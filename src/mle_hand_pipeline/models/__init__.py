@@ -4,7 +4,13 @@ Coordinates are normalised crop coordinates ``u = x / S - 0.5``; every model ret
 :class:`PoseOutput`. Build one by method name, with its loss, in :mod:`mle_hand_pipeline.methods`.
 """
 
-from .backbone import BACKBONES, ResNetBackbone, load_imagenet_state_dict, weights_checkpoint_path
+from .backbone import (
+    BACKBONES,
+    OUTPUT_STRIDES,
+    ResNetBackbone,
+    load_imagenet_state_dict,
+    weights_checkpoint_path,
+)
 from .cpm import CPM, CPMFeatures
 from .flow import RealNVP
 from .heads import DEFAULT_SIGMA_EPS, HeatmapHead, PoseStage, VarianceHead
@@ -17,6 +23,7 @@ __all__ = [
     "BACKBONES",
     "CPM",
     "DEFAULT_SIGMA_EPS",
+    "OUTPUT_STRIDES",
     "CPMFeatures",
     "HeatmapHead",
     "InferenceWrapper",

@@ -1,8 +1,10 @@
 """ResNet feature extractor: torchvision ResNet-18/34/50 without its average pool and classifier.
 
 ``ResNetBackbone("resnet50")`` maps an image (B, 3, S, S) to features (B, 2048, S/32, S/32)
-(512 channels for resnet18/34). ImageNet weights are loaded only when ``pretrained=True``; nothing is
-ever downloaded by default.
+(512 channels for resnet18/34). ``output_stride`` 16 or 8 stops after ``layer3`` or ``layer2``
+(features (B, C/2, S/16, S/16) or (B, C/4, S/8, S/8)): a small crop then still reaches the heads on
+the 8x8 grid that the paper's 256-px input gives at stride 32 (64 px at stride 8). ImageNet weights are
+loaded only when ``pretrained=True``; nothing is ever downloaded by default.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ _RESNETS = {
 }
 
 BACKBONES: tuple[str, ...] = tuple(_RESNETS)
+# output stride -> the last ResNet stage kept (each stage halves the resolution and doubles the width)
+_LAST_LAYER = {32: "layer4", 16: "layer3", 8: "layer2"}
+OUTPUT_STRIDES: tuple[int, ...] = tuple(_LAST_LAYER)
 
 
 def weights_checkpoint_path(name: str) -> str:
@@ -52,32 +57,38 @@ def load_imagenet_state_dict(name: str) -> dict[str, Tensor]:
 
 
 class ResNetBackbone(nn.Module):
-    """A torchvision ResNet up to ``layer4``: (B, 3, S, S) -> (B, C, S/32, S/32).
+    """A torchvision ResNet up to ``layer4`` (or ``layer3``/``layer2``): (B, 3, S, S) -> (B, C, S/s, S/s).
 
     Args:
         name: "resnet18", "resnet34" or "resnet50".
         pretrained: load torchvision's ImageNet weights (IMAGENET1K_V1 for 18/34, IMAGENET1K_V2 for 50).
+        output_stride: s, 32 (the whole ResNet, the paper), 16 (stop after ``layer3``) or 8 (after
+            ``layer2``).
 
     Attributes:
-        out_channels: C (512 for resnet18/34, 2048 for resnet50).
-        stride: 32.
+        out_channels: C (at stride 32: 512 for resnet18/34, 2048 for resnet50; half at 16, a quarter at 8).
+        stride: s.
     """
 
-    stride = 32
-
-    def __init__(self, name: str = "resnet50", pretrained: bool = False) -> None:
+    def __init__(self, name: str = "resnet50", pretrained: bool = False, output_stride: int = 32) -> None:
         super().__init__()
         if name not in _RESNETS:
             raise ValueError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
+        if output_stride not in _LAST_LAYER:
+            raise ValueError(
+                f"unknown output_stride {output_stride!r}; valid: {', '.join(map(str, OUTPUT_STRIDES))}"
+            )
         constructor, _, channels = _RESNETS[name]
         net = constructor(weights=None)
         if pretrained:
             net.load_state_dict(load_imagenet_state_dict(name))
         layers = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+        layers = layers[: layers.index(_LAST_LAYER[output_stride]) + 1]
         self.body = nn.Sequential(OrderedDict((layer, getattr(net, layer)) for layer in layers))
         self.name = name
-        self.out_channels = channels
+        self.stride = output_stride
+        self.out_channels = channels * output_stride // 32
 
     def forward(self, images: Tensor) -> Tensor:
-        """(B, 3, S, S) normalised images -> (B, C, S/32, S/32) features."""
+        """(B, 3, S, S) normalised images -> (B, C, S/s, S/s) features."""
         return self.body(images)

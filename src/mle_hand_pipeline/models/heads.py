@@ -1,15 +1,18 @@
 """One stage of the paper's sequential heatmap model (Section III-A-2): input fusion + two heads.
 
-Per stage, with backbone features F (B, C, f, f) (f = S/32) and, for t > 1, the previous stage's
-heatmaps H_{t-1} (B, K, 8f, 8f):
+Per stage, with backbone features F (B, C, f, f) (f = S/32 in the paper) and, for t > 1, the previous
+stage's heatmaps H_{t-1} (B, K, m*f, m*f) (m = 8 in the paper, so that the maps are at S/4):
 
 - stage input X = ReLU(BN(conv1x1_{C->c}(F)))                                   (B, c, f, f)    t = 1
-  X = concat(ReLU(BN(conv1x1_{C->c}(F))), ReLU(BN(conv1x1_{K->c}(avgpool_8x8(H_{t-1})))))  (B, 2c, f, f)
-  (avgpool_8x8, kernel = stride = 8, is exactly adaptive avg pooling of the 8f maps to f x f)
-- heatmap head: 3 x [ConvTranspose2d(k4, s2, p1) -> BN -> ReLU] (f -> 8f = S/4, c channels),
-  then conv1x1_{c->K} (no BN/ReLU)                                              (B, K, S/4, S/4)
+  X = concat(ReLU(BN(conv1x1_{C->c}(F))), ReLU(BN(conv1x1_{K->c}(avgpool_mxm(H_{t-1})))))  (B, 2c, f, f)
+  (avgpool_mxm, kernel = stride = m, is exactly adaptive avg pooling of the m*f maps to f x f)
+- heatmap head: log2(m) x [ConvTranspose2d(k4, s2, p1) -> BN -> ReLU] (f -> m*f, c channels),
+  then conv1x1_{c->K} (no BN/ReLU)                                              (B, K, m*f, m*f)
 - variance head: global avg pool of X -> Linear -> BN1d -> ReLU -> Linear -> 2K,
   sigma = sigmoid(.) + sigma_eps                                                 (B, K, 2)
+
+A backbone of output stride s gives maps at S/4 with m = s/4: 3 deconvolutions at stride 32 (the
+paper), 2 at 16, 1 at 8.
 
 ``c`` is ``head_channels`` (256 in the paper). "All conv and FC layers except the last are followed by
 BN and ReLU", so the fusion convs have BN + ReLU too. The previous stage's heatmaps are passed raw
@@ -39,10 +42,10 @@ def conv1x1_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class HeatmapHead(nn.Module):
-    """Three stride-2 deconvolutions (each BN + ReLU) and a final 1x1 conv to K maps.
+    """``num_deconv`` (3 in the paper) stride-2 deconvolutions (each BN + ReLU), a 1x1 conv to K maps.
 
-    (B, in_channels, f, f) -> (B, num_keypoints, 8f, 8f). Deconvs and the final conv start from
-    N(0, 0.001) weights (SimpleBaseline / MMPose), so initial maps are almost flat.
+    (B, in_channels, f, f) -> (B, num_keypoints, 2^n f, 2^n f), n = num_deconv. Deconvs and the final
+    conv start from N(0, 0.001) weights (SimpleBaseline / MMPose), so initial maps are almost flat.
     """
 
     def __init__(self, in_channels: int, channels: int, num_keypoints: int, num_deconv: int = 3) -> None:
@@ -60,7 +63,7 @@ class HeatmapHead(nn.Module):
         nn.init.zeros_(self.final.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, C_in, f, f) -> (B, K, 8f, 8f)."""
+        """(B, C_in, f, f) -> (B, K, 2^n f, 2^n f)."""
         return self.final(self.deconv(x))
 
 
@@ -101,6 +104,7 @@ class PoseStage(nn.Module):
         first: stage 1 (features only) or a later stage (features + previous heatmaps).
         with_variance: build the variance head (MLE); ``False`` for heatmap-L2 / integral baselines.
         sigma_eps: added to the sigmoid of the variance head.
+        map_scale: m, heatmap side / feature side: 8 (the paper), 4 or 2; a power of 2.
     """
 
     def __init__(
@@ -111,13 +115,16 @@ class PoseStage(nn.Module):
         first: bool,
         with_variance: bool = True,
         sigma_eps: float = DEFAULT_SIGMA_EPS,
+        map_scale: int = 8,
     ) -> None:
         super().__init__()
+        if map_scale < 2 or map_scale & (map_scale - 1):
+            raise ValueError(f"map_scale must be a power of 2 >= 2, got {map_scale}")
         self.feature_proj = conv1x1_bn_relu(in_channels, head_channels)
-        self.heatmap_pool = None if first else nn.AvgPool2d(kernel_size=8, stride=8)
+        self.heatmap_pool = None if first else nn.AvgPool2d(kernel_size=map_scale, stride=map_scale)
         self.heatmap_proj = None if first else conv1x1_bn_relu(num_keypoints, head_channels)
         fused = head_channels if first else 2 * head_channels
-        self.heatmap_head = HeatmapHead(fused, head_channels, num_keypoints)
+        self.heatmap_head = HeatmapHead(fused, head_channels, num_keypoints, map_scale.bit_length() - 1)
         self.variance_head = (
             VarianceHead(fused, head_channels, num_keypoints, sigma_eps) if with_variance else None
         )
@@ -125,7 +132,7 @@ class PoseStage(nn.Module):
     def forward(
         self, features: Tensor, prev_heatmaps: Tensor | None = None, detach_sigma_input: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """features (B, C, f, f), prev_heatmaps (B, K, h, w) or None -> heatmaps (B, K, 8f, 8f), sigmas.
+        """features (B, C, f, f), prev_heatmaps (B, K, m*f, m*f) or None -> heatmaps (B, K, m*f, m*f), sigmas.
 
         sigmas is (B, K, 2), or None without a variance head. ``detach_sigma_input`` stops the variance
         head's gradient at its input (the sigma warm-up, see ``SequentialHeatmapNet``).
@@ -134,7 +141,7 @@ class PoseStage(nn.Module):
         if self.heatmap_proj is not None:
             if prev_heatmaps is None:
                 raise ValueError("a stage after the first needs the previous stage's heatmaps")
-            # The maps are exactly 8x the feature size, so this equals adaptive avg pooling to the
+            # The maps are exactly m x the feature size, so this equals adaptive avg pooling to the
             # feature size; a fixed kernel also exports to ONNX with a dynamic batch.
             pooled = self.heatmap_pool(prev_heatmaps)
             x = torch.cat((x, self.heatmap_proj(pooled)), dim=1)

@@ -27,10 +27,12 @@ class SequentialHeatmapNet(nn.Module):
 
     Args:
         backbone: a name ("resnet18", "resnet34", "resnet50") or a module mapping (B, 3, S, S) to
-            (B, C, S/32, S/32) with an ``out_channels`` attribute.
+            (B, C, S/s, S/s) with an ``out_channels`` attribute (and ``stride`` = s, when not 32).
         stages: T (5 in the paper).
         input_size: S, the crop size (divisible by 32). Only recorded (``self.input_size``) and checked;
             the network itself runs at any multiple of 32.
+        backbone_stride: s of a backbone given by name: 32 (the paper), 16 or 8 (the ResNet stops
+            after ``layer3`` or ``layer2``). The heads upsample by s/4, so the maps are at S/4 always.
         head_channels: c, the width of every stage (256 in the paper).
         num_keypoints: K.
         with_variance: predict sigmas (the MLE method); otherwise ``sigmas`` is None.
@@ -67,6 +69,7 @@ class SequentialHeatmapNet(nn.Module):
         decode: str = "soft_argmax",
         pretrained: bool = False,
         sigma_eps: float = DEFAULT_SIGMA_EPS,
+        backbone_stride: int = 32,
     ) -> None:
         super().__init__()
         if stages < 1:
@@ -75,7 +78,9 @@ class SequentialHeatmapNet(nn.Module):
             raise ValueError(f"input_size must be divisible by 32, got {input_size}")
         if decode not in DECODERS:
             raise ValueError(f"unknown decode {decode!r}; valid: {', '.join(DECODERS)}")
-        self.backbone = ResNetBackbone(backbone, pretrained) if isinstance(backbone, str) else backbone
+        if isinstance(backbone, str):
+            backbone = ResNetBackbone(backbone, pretrained, backbone_stride)
+        self.backbone = backbone
         self.stages = nn.ModuleList(
             PoseStage(
                 self.backbone.out_channels,
@@ -84,6 +89,7 @@ class SequentialHeatmapNet(nn.Module):
                 first=t == 0,
                 with_variance=with_variance,
                 sigma_eps=sigma_eps,
+                map_scale=getattr(self.backbone, "stride", 32) // 4,
             )
             for t in range(stages)
         )

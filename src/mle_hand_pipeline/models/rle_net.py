@@ -1,6 +1,6 @@
 """The RLE baseline network (Li et al., ICCV 2021): direct regression of coordinates and sigmas.
 
-backbone features (B, C, S/32, S/32) -> global avg pool (B, C) -> two Linear layers:
+backbone features (B, C, S/s, S/s) -> global avg pool (B, C) -> two Linear layers:
 ``coords = fc_coord(.)`` (K*2, no activation, normalised units) and
 ``sigmas = sigmoid(fc_sigma(.)) + sigma_eps`` (K*2). One stage (T = 1), no heatmaps.
 
@@ -28,6 +28,7 @@ class RLENet(nn.Module):
         num_keypoints: K.
         pretrained: ImageNet weights for a named backbone.
         sigma_eps: added to the sigmoid of the sigma layer.
+        backbone_stride: s of a backbone given by name (32, 16 or 8, as for ``SequentialHeatmapNet``).
 
     Shapes: images (B, 3, S, S) -> PoseOutput(coords (B, 1, K, 2), sigmas (B, 1, K, 2), heatmaps None).
 
@@ -43,9 +44,12 @@ class RLENet(nn.Module):
         num_keypoints: int = 21,
         pretrained: bool = False,
         sigma_eps: float = DEFAULT_SIGMA_EPS,
+        backbone_stride: int = 32,
     ) -> None:
         super().__init__()
-        self.backbone = ResNetBackbone(backbone, pretrained) if isinstance(backbone, str) else backbone
+        if isinstance(backbone, str):
+            backbone = ResNetBackbone(backbone, pretrained, backbone_stride)
+        self.backbone = backbone
         channels = self.backbone.out_channels
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc_coord = nn.Linear(channels, 2 * num_keypoints)

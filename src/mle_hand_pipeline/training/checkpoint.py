@@ -35,6 +35,7 @@ class ModelSpec:
     pretrained: bool = False
     head_channels: int = 256
     loss: dict[str, Any] = field(default_factory=dict)
+    backbone_stride: int = 32
     init_checkpoint: str | None = None
 
     @classmethod
@@ -53,6 +54,7 @@ class ModelSpec:
             head_channels=self.head_channels,
             # One sigma floor for the sigma head and the loss (the loss's floor is then a no-op).
             sigma_eps=self.loss.get("sigma_eps", DEFAULT_SIGMA_EPS),
+            backbone_stride=self.backbone_stride,
         )
 
     def build_loss(self) -> nn.Module:

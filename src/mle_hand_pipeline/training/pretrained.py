@@ -63,6 +63,12 @@ def backbone_checkpoint(model: nn.Module, info: dict[str, Any] | None = None) ->
     }
 
 
+def _beyond(key: str, backbone: ResNetBackbone) -> bool:
+    """Whether weight ``key`` ("body.layer4.0.conv1.weight") belongs to a ResNet stage ``backbone`` drops."""
+    parts = key.split(".")
+    return len(parts) > 1 and parts[0] == "body" and parts[1] not in backbone.body._modules
+
+
 def is_backbone_checkpoint(state: dict[str, Any]) -> bool:
     """Whether a loaded checkpoint is a backbone checkpoint (not a run's ``best.pt``/``last.pt``)."""
     return isinstance(state, dict) and state.get("format") == BACKBONE_FORMAT
@@ -100,7 +106,11 @@ def load_backbone(model: nn.Module, state: dict[str, Any], path: str | Path, log
             f"{path}: a {state['backbone']} backbone checkpoint cannot initialise a {backbone.name} model; "
             f"set model.backbone={state['backbone']} or pretrain a {backbone.name}"
         )
-    missing, unexpected = backbone.load_state_dict(state["weights"], strict=False)
+    own = backbone.state_dict()
+    # A backbone that stops early (model.backbone_stride 16 or 8) takes the layers it has; the
+    # checkpoint's deeper layers are not this model's (a missing layer is still an error below).
+    weights = {k: v for k, v in state["weights"].items() if k in own or not _beyond(k, backbone)}
+    missing, unexpected = backbone.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: backbone weights do not fit: missing {missing}, unexpected {unexpected}")
     if log:
@@ -110,7 +120,7 @@ def load_backbone(model: nn.Module, state: dict[str, Any], path: str | Path, log
             "init from backbone checkpoint %s: %d %s backbone tensors loaded (pretrained with %s); "
             "%d head tensors start fresh",
             path,
-            len(state["weights"]),
+            len(weights),
             backbone.name,
             info.get("method", "an unknown method"),
             heads,

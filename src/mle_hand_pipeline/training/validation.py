@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from mle_hand_pipeline.methods import METHODS, build_loss
-from mle_hand_pipeline.models import BACKBONES
+from mle_hand_pipeline.models import BACKBONES, OUTPUT_STRIDES
 from mle_hand_pipeline.training.augment import AugmentSettings
 from mle_hand_pipeline.training.checkpoint import ModelSpec
 from mle_hand_pipeline.training.engine import TrainConfig
@@ -99,6 +99,11 @@ def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
     check.require("backbone", lambda v: v in BACKBONES, f"must be one of {', '.join(BACKBONES)}")
     check.require("stages", _positive_int, "must be an integer >= 1")
     check.require("input_size", lambda v: _is_int(v) and v >= 32, "must be an integer >= 32 (pixels)")
+    check.require(
+        "backbone_stride",
+        lambda v: _is_int(v) and v in OUTPUT_STRIDES,
+        f"must be one of {', '.join(map(str, OUTPUT_STRIDES))} (where the ResNet stops)",
+    )
     check.require("head_channels", _positive_int, "must be an integer >= 1")
     check.require("pretrained", lambda v: isinstance(v, bool), "must be true or false")
     check.require(

@@ -43,8 +43,20 @@ def _start(project, *params: str) -> subprocess.Popen:
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
     command = [sys.executable, "-m", "kedro", "run", "--pipelines=train_rhd", f"--params={','.join(params)}"]
     return subprocess.Popen(
-        command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signal_handlers,
     )
+
+
+def _default_signal_handlers() -> None:
+    """Give the child SIGINT at its default even when pytest was started with it ignored (``nohup``,
+    ``(cmd &)`` and some CI wrappers start background jobs so): the test's Ctrl-C must arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_first_epoch(project, process: subprocess.Popen, timeout: float = 300):
