@@ -68,6 +68,33 @@ def test_console_script_is_installed():
     assert done.returncode == 0 and "--box" in done.stdout and "--backend" in done.stdout
 
 
-def test_kedro_sees_an_empty_project_command_group():
-    """Kedro requires `<package>.cli.cli` to be a click group once cli.py exists; it must add nothing."""
+def test_kedro_sees_a_project_command_group_that_only_wraps_run():
+    """Kedro requires `<package>.cli.cli` to be a click group once cli.py exists; it adds no command,
+    it only wraps `kedro run` (loaded on use: `mle-hand` imports no Kedro CLI)."""
     assert isinstance(cli.cli, click.Group) and not cli.cli.commands
+    assert cli.cli.list_commands(None) == ["run"] and cli.cli.get_command(None, "new") is None
+
+
+def test_kedro_run_never_ends_as_aborted_on_an_eoferror(capsys):
+    """Issue 18: numpy's EOFError on an emptied file ended `kedro run` with only `Aborted!` (click
+    reads EOFError as Ctrl-D); the project's `run` re-raises it as an error the summary reports."""
+    from mle_hand_pipeline.cli import EndOfFileError, _without_abort
+
+    kedro_run = cli.cli.get_command(None, "run")
+    assert kedro_run.name == "run" and "--pipelines" in {o for p in kedro_run.params for o in p.opts}
+
+    def read_empty_file():
+        raise EOFError("No data left in file")
+
+    command = _without_abort(click.Command("run", callback=read_empty_file))
+    with pytest.raises(EndOfFileError, match=r"unexpected end of file \(No data left in file\)") as raised:
+        command.main([], standalone_mode=True)
+    assert isinstance(raised.value.__cause__, EOFError)
+    assert "Aborted!" not in capsys.readouterr().err
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit):  # Ctrl-C still aborts
+        _without_abort(click.Command("run", callback=interrupted)).main([], standalone_mode=True)
+    assert "Aborted!" in capsys.readouterr().err

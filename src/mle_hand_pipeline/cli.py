@@ -11,6 +11,7 @@ arguments or a model that cannot be loaded.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -19,10 +20,57 @@ import click
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
+
+class EndOfFileError(RuntimeError):
+    """An ``EOFError`` raised inside ``kedro run`` (an empty or truncated file), re-raised as an error:
+    click reads ``EOFError`` as Ctrl-D at a prompt and would end the run with only ``Aborted!``."""
+
+
+def _without_abort(command: click.Command) -> click.Command:
+    """``command`` with an ``EOFError`` from its callback re-raised as :class:`EndOfFileError`, so the
+    traceback and the project's error summary (``hooks.ErrorSummary``) end the run, not ``Aborted!``.
+    Ctrl-C still aborts (and ``hooks.MarkInterruptedRuns`` records the MLflow run as KILLED)."""
+    callback = command.callback
+
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except EOFError as error:
+            raise EndOfFileError(
+                f"unexpected end of file ({error or 'EOFError'}): a file the run read is empty or truncated; "
+                "the traceback above names where"
+            ) from error
+
+    return click.Command(
+        name=command.name,
+        params=command.params,
+        callback=run,
+        help=command.help,
+        short_help=command.short_help,
+        context_settings=command.context_settings,
+    )
+
+
+class _ProjectCommands(click.Group):
+    """Kedro's project commands as this project changes them: ``kedro run`` never ends as
+    ``Aborted!`` on an error (:func:`_without_abort`). Loaded on use, so ``mle-hand`` imports no Kedro."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return ["run"]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name != "run":
+            return None
+        from kedro.framework.cli.project import run
+
+        return _without_abort(run)
+
+
 # Kedro imports `<package>.cli` for project commands and refuses to start (every `kedro` command!)
-# unless it has a click group named `cli`. This module is the `mle-hand` script, not a Kedro
-# extension: an empty group adds no command to `kedro`.
-cli = click.Group(name="mle_hand_pipeline")
+# unless it has a click group named `cli`; its commands override Kedro's. This module is the
+# `mle-hand` script; the group only wraps `kedro run` (see _ProjectCommands).
+cli = _ProjectCommands(name="mle_hand_pipeline")
 
 
 def _parser() -> argparse.ArgumentParser:

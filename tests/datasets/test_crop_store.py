@@ -1,6 +1,7 @@
 """The crop store: all-or-nothing writes, arrays that hold the decoded crop files, stale-table checks."""
 
 import hashlib
+import re
 
 import pytest
 import torch
@@ -93,3 +94,81 @@ def test_a_missing_store_says_what_to_run(tmp_path):
         FileNotFoundError, match=r"no crop store at .*crops \(found crops.old-123.*preprocess"
     ):
         CropStore(tmp_path / "crops")
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+def _zero_all(path):
+    path.write_bytes(bytes(path.stat().st_size))
+
+
+def _zero_pixels(path):
+    import numpy as np
+
+    pixels = np.load(path, mmap_mode="r+")
+    pixels[:] = 0  # header kept: a valid array of black crops
+    pixels.flush()
+
+
+@pytest.mark.parametrize(
+    ("damage", "what"),
+    [
+        (_truncate, r"truncated: \d+ bytes, the manifest says \d+"),
+        (_empty, r"the file is empty \(0 bytes\)"),
+        (_zero_all, r"not a \.npy array: its header is unreadable \(starts with zeros"),
+        (_zero_pixels, r"its pixels changed since preprocessing \(sampled sha256 differs\)"),
+    ],
+    ids=["truncated", "empty", "zero-filled", "pixels-zeroed"],
+)
+def test_a_damaged_array_stops_before_the_first_batch_naming_its_file(real_rhd, tmp_path, damage, what):
+    """Issue 18, rows 1-4: each damage is one line naming the file and saying to re-run preprocessing,
+    raised when the dataset is built (before any batch), not a numpy error at the first batch."""
+    from mle_hand_pipeline.datasets.crop_store import DamagedCropStoreError, array_path
+
+    crops = tmp_path / "rhd_crops"
+    table, _ = crop_hands(_kept(real_rhd), real_rhd, crops, CropSettings(size=64), 1, "raise")
+    HandCrops(table, CropStore(crops))  # intact: no error
+    damage(array_path(crops, "test"))
+    with pytest.raises(DamagedCropStoreError) as raised:
+        HandCrops(table, CropStore(crops))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"{array_path(crops, 'test')}: ")
+    assert re.search(what, message), message
+    assert message.endswith("the crop store is damaged: re-run kedro run --pipelines=rhd_preprocess")
+
+
+def test_the_manifest_records_each_arrays_checksum_and_a_full_check_reads_every_byte(
+    real_rhd, tmp_path, monkeypatch
+):
+    import numpy as np
+
+    import mle_hand_pipeline.datasets.crop_store as crop_store
+    from mle_hand_pipeline.datasets.crop_store import DamagedCropStoreError, array_path
+
+    # Sampled: the first and last KiB only (recorded in the manifest), so a middle row is not sampled.
+    monkeypatch.setattr(crop_store, "SAMPLE_BLOCKS", 2)
+    monkeypatch.setattr(crop_store, "SAMPLE_BLOCK_BYTES", 1024)
+    crops = tmp_path / "c"
+    crop_hands(_kept(real_rhd), real_rhd, crops, CropSettings(size=64), 1, "raise")
+    monkeypatch.undo()
+    path = array_path(crops, "test")
+    record = CropStore(crops).manifest["splits"]["test"]["array"]
+    assert record["shape"] == [3, 64, 64, 3] and record["dtype"] == "uint8"
+    assert record["bytes"] == path.stat().st_size
+    assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (record["sample_blocks"], record["sample_block_bytes"]) == (2, 1024)
+    # One changed pixel between the sampled blocks: the quick check passes, the full one does not.
+    pixels = np.load(path, mmap_mode="r+")
+    pixels[1, 40, 40, 0] ^= 0xFF
+    pixels.flush()
+    del pixels
+    CropStore(crops).verify("test")
+    with pytest.raises(DamagedCropStoreError, match=r"test\.npy: its pixels changed.*\(sha256 differs\)"):
+        CropStore(crops).verify("test", full=True)

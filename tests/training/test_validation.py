@@ -44,6 +44,9 @@ def test_the_shipped_blocks_are_valid(env, dataset, monkeypatch):
         ({"augment": {"rotate": 1}}, "rhd.train.augment: unknown key(s) ['rotate']"),
         ({"label_noise": {"fraction": 2.0}}, "rhd.train.label_noise.fraction must be in [0, 1]"),
         ({"resume": ""}, "rhd.train.resume must be true, false or the run id"),
+        ({"data_on_device": "maybe"}, "rhd.train.data_on_device must be auto, true or false, got 'maybe'"),
+        ({"compile": "yes"}, "rhd.train.compile must be one of off, loss, all, got 'yes'"),
+        ({"verify_crops": "sha"}, "rhd.train.verify_crops must be one of quick, full, got 'sha'"),
     ],
 )
 def test_train_block_errors_name_the_parameter(changes, message, monkeypatch):

@@ -2,7 +2,8 @@
 
 Layout of a crop store (``data/02_intermediate/<dataset>_crops``)::
 
-    manifest.json          format, crop size, and per split its row count and table fingerprint
+    manifest.json          format, crop size, and per split its row count, table fingerprint and
+                           array record (bytes, shape, dtype, sha256 of the file, sha256 of sampled blocks)
     hands.parquet          the hand table the crops were made for (row i of a split = row i of its array)
     rejections.parquet     hands rejected at crop time (zero-size box; unreadable image if skipped)
     arrays/<split>.npy     (N, S, S, 3) uint8: the decoded JPEG pixels, for loaders (memory-mapped)
@@ -12,18 +13,29 @@ A store is written into ``<folder>.tmp-<pid>`` and switched in by :func:`commit_
 complete, so a run that fails half-way leaves the previous store exactly as it was. The hand table that
 training reads (``<dataset>_hands``) is saved by Kedro after the store is switched; :meth:`CropStore.rows`
 checks the two still agree (a stale table is a clear error, not mislabelled crops).
+
+Every reader checks a split's array before using it (:meth:`CropStore.verify`): its size and ``.npy``
+header against the manifest and a sha256 of :data:`SAMPLE_BLOCKS` blocks spread over the file (a few
+MiB read, milliseconds: catches a truncated, emptied, zero-filled or overwritten array); ``full=True``
+(``train.verify_crops: full``) hashes every byte against the manifest's sha256 (about 10 s per 14 GB of
+arrays when cached, more when read from disk). A damaged array is a :class:`DamagedCropStoreError`
+naming the file and saying to re-run preprocessing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 TABLE = "hands.parquet"
@@ -45,8 +57,92 @@ GEOMETRY_COLUMNS = (
 )
 
 
+SAMPLE_BLOCKS = 64  # blocks the quick check hashes, spread evenly over the file
+SAMPLE_BLOCK_BYTES = 1 << 16
+_CHUNK = 16 << 20  # bytes per read of the full hash
+
+
 class StaleCropStoreError(ValueError):
     """The hand table and the crop store come from different preprocessing runs."""
+
+
+class DamagedCropStoreError(ValueError):
+    """A split array is not what preprocessing wrote (truncated, emptied, overwritten, bad header)."""
+
+
+def file_sha256(path: str | os.PathLike, progress: bool | None = None) -> str:
+    """sha256 of the whole file, read in chunks (a progress bar for files over 1 GiB unless ``progress``)."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with (
+        open(path, "rb") as handle,
+        tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc=f"sha256 {path.name}",
+            disable=not (size > (1 << 30) if progress is None else progress),
+            mininterval=1.0,
+        ) as bar,
+    ):
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def sampled_sha256(
+    path: str | os.PathLike,
+    size: int | None = None,
+    blocks: int | None = None,
+    block_bytes: int | None = None,
+) -> str:
+    """sha256 of ``blocks`` blocks of ``block_bytes`` (default :data:`SAMPLE_BLOCKS` of
+    :data:`SAMPLE_BLOCK_BYTES`) at evenly spaced offsets, first and last included, each prefixed by its
+    offset; the whole file when it is smaller."""
+    path = Path(path)
+    size = path.stat().st_size if size is None else size
+    blocks, block_bytes = blocks or SAMPLE_BLOCKS, block_bytes or SAMPLE_BLOCK_BYTES
+    digest = hashlib.sha256()
+    span = max(size - block_bytes, 0)
+    offsets = sorted({round(i * span / max(blocks - 1, 1)) for i in range(blocks)})
+    with open(path, "rb") as handle:
+        for offset in offsets:
+            handle.seek(offset)
+            digest.update(f"{offset}:".encode())
+            digest.update(handle.read(block_bytes))
+    return digest.hexdigest()
+
+
+def array_record(path: str | os.PathLike) -> dict:
+    """What the manifest records of a split array: size, shape, dtype, full and sampled sha256."""
+    path = Path(path)
+    pixels = np.load(path, mmap_mode="r", allow_pickle=False)
+    record = {
+        "bytes": path.stat().st_size,
+        "shape": list(pixels.shape),
+        "dtype": str(pixels.dtype),
+        "sha256": file_sha256(path),
+        "sampled_sha256": sampled_sha256(path),
+        "sample_blocks": SAMPLE_BLOCKS,
+        "sample_block_bytes": SAMPLE_BLOCK_BYTES,
+    }
+    del pixels
+    return record
+
+
+def _read_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """(shape, dtype, fortran order, data offset) of a ``.npy`` file, without reading its data."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+        return shape, dtype, fortran, handle.tell()
 
 
 def table_fingerprint(table: pd.DataFrame) -> str:
@@ -125,9 +221,16 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def write_manifest(root: Path, table: pd.DataFrame, crop_size: int, image_format: str) -> None:
-    """``manifest.json`` of a store whose table and arrays are written (deterministic: no dates, no pids)."""
+    """``manifest.json`` of a store whose table and arrays are written (deterministic: no dates, no pids).
+
+    Each split's array is hashed in full here (:func:`array_record`), so readers can prove its pixels.
+    """
     splits = {
-        split: {"n": len(rows), "fingerprint": table_fingerprint(rows)}
+        split: {
+            "n": len(rows),
+            "fingerprint": table_fingerprint(rows),
+            "array": array_record(array_path(root, split)),
+        }
         for split, rows in table.groupby("split", sort=True)
     }
     manifest = {
@@ -157,6 +260,7 @@ class CropStore(os.PathLike):
                              f"{FORMAT_VERSION}; re-run preprocessing")  # fmt: skip
         self.crop_size = int(self.manifest["crop_size"])
         self._table: pd.DataFrame | None = None
+        self._verified: dict[str, bool] = {}  # split -> fully hashed
 
     def __fspath__(self) -> str:
         return str(self.root)
@@ -187,15 +291,75 @@ class CropStore(os.PathLike):
         return pd.read_parquet(self.root / REJECTIONS)
 
     def array(self, split: str) -> np.ndarray:
-        """(N, S, S, 3) uint8 crops of ``split``, memory-mapped read-only."""
+        """(N, S, S, 3) uint8 crops of ``split``, memory-mapped read-only (checked first: :meth:`verify`)."""
+        self.verify(split)
+        return np.load(array_path(self.root, split), mmap_mode="r", allow_pickle=False)
+
+    def verify(self, split: str, full: bool = False) -> None:
+        """Check ``split``'s array against the manifest: file size, ``.npy`` header (uint8
+        ``(N, S, S, 3)``) and the sha256 of sampled blocks; with ``full`` the sha256 of every byte.
+        Each check runs once per store object and split.
+
+        Raises:
+            KeyError: the store has no such split.
+            DamagedCropStoreError: one line naming the file, what is wrong, and to re-run preprocessing.
+        """
         if split not in self.manifest["splits"]:
             raise KeyError(f"{self.root}: no '{split}' crops; splits: {sorted(self.manifest['splits'])}")
-        pixels = np.load(array_path(self.root, split), mmap_mode="r", allow_pickle=False)
-        expected = (self.manifest["splits"][split]["n"], self.crop_size, self.crop_size, 3)
-        if pixels.shape != expected or pixels.dtype != np.uint8:
-            raise ValueError(f"{array_path(self.root, split)}: {pixels.dtype} {pixels.shape}, expected "
-                             f"uint8 {expected}; re-run preprocessing")  # fmt: skip
-        return pixels
+        if self._verified.get(split) is True or (split in self._verified and not full):
+            return
+        path = array_path(self.root, split)
+        entry = self.manifest["splits"][split]
+        record = entry.get("array") or {}
+        expected = (entry["n"], self.crop_size, self.crop_size, 3)
+        if not path.is_file():
+            raise self._damaged(path, "the file is missing")
+        size = path.stat().st_size
+        if size == 0:
+            raise self._damaged(path, "the file is empty (0 bytes)")
+        try:
+            shape, dtype, fortran, offset = _read_header(path)
+        except Exception as error:  # any unreadable header is the same damage
+            with path.open("rb") as handle:
+                first = handle.read(6)
+            what = "zeros" if first == bytes(len(first)) else f"{first!r}"
+            raise self._damaged(
+                path, f"not a .npy array: its header is unreadable (starts with {what}; {error})"
+            ) from None
+        if tuple(shape) != expected or dtype != np.uint8 or fortran:
+            raise self._damaged(path, f"holds {dtype} {tuple(shape)}, the manifest says uint8 {expected}")
+        want = record.get("bytes", offset + int(np.prod(expected)))
+        if size != want:
+            state = "truncated" if size < want else "longer than written"
+            raise self._damaged(path, f"{state}: {size} bytes, the manifest says {want}")
+        if not record:
+            logger.warning(
+                "%s: the crop store predates pixel checksums; its pixels are not verified (re-run "
+                "preprocessing to record them)",
+                path,
+            )
+        elif (
+            sampled_sha256(path, size, record.get("sample_blocks"), record.get("sample_block_bytes"))
+            != record["sampled_sha256"]
+        ):
+            raise self._damaged(path, "its pixels changed since preprocessing (sampled sha256 differs)")
+        elif full:
+            logger.info("verifying every byte of %s (%.1f GB)", path, size / 1e9)
+            if file_sha256(path) != record["sha256"]:
+                raise self._damaged(path, "its pixels changed since preprocessing (sha256 differs)")
+        self._verified[split] = full
+
+    def verify_all(self, full: bool = False) -> None:
+        """:meth:`verify` every split of the store."""
+        for split in sorted(self.manifest["splits"]):
+            self.verify(split, full=full)
+
+    def _damaged(self, path: Path, what: str) -> DamagedCropStoreError:
+        dataset = self.root.name.removesuffix("_crops")
+        command = "the preprocessing pipeline"
+        if dataset != self.root.name:
+            command = f"kedro run --pipelines={dataset}_preprocess"
+        return DamagedCropStoreError(f"{path}: {what}; the crop store is damaged: re-run {command}")
 
     def rows(self, table: pd.DataFrame) -> tuple[str, np.ndarray]:
         """(split, row of each of ``table``'s crops in that split's array), checking ``table`` against

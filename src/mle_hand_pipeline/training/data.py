@@ -52,6 +52,8 @@ class HandCrops(Dataset):
         for split in np.unique(self.splits):
             in_split = self.splits == split
             _, self.rows[in_split] = self.store.rows(table[in_split])
+            if not decode_jpeg:
+                self.store.verify(split)  # before the first batch: a damaged array names its file here
         self.decode_jpeg = decode_jpeg
         self.paths = [str(self.store.root / path) for path in table["crop_path"]]
         self.keypoints = torch.from_numpy(stack_column(table["keypoints_crop"]).astype(np.float32))

@@ -66,6 +66,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     sigma_warmup_epochs: int = 0
     compile: str = "off"
+    verify_crops: str = "quick"  # quick: size, header, sampled sha256 of each array; full: every byte
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     def __post_init__(self):

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mle_hand_pipeline.datasets.crop_store import CropStore
 from mle_hand_pipeline.evaluation.report import EvaluationReport, evaluate_predictions
 from mle_hand_pipeline.machine import describe_machine
 from mle_hand_pipeline.model_source import (
@@ -99,6 +100,10 @@ def train_method(
                 for k in ("n_jittered", "n_outliers", "mean_shift_px", "label_nme")
             }
         )
+    # The crops' pixels are proven before a run folder exists (quick, or every byte with verify_crops: full).
+    store = crops_dir if isinstance(crops_dir, CropStore) else CropStore(crops_dir)
+    store.verify_all(full=config.verify_crops == "full")
+    crops_dir = store
     started = time.perf_counter()
     with claim_run_dir(Path(checkpoint_root) / spec.method, config.resume) as run:
         result = fit(

@@ -22,12 +22,13 @@ from mle_hand_pipeline.methods import METHODS, build_loss
 from mle_hand_pipeline.models import BACKBONES, OUTPUT_STRIDES
 from mle_hand_pipeline.training.augment import AugmentSettings
 from mle_hand_pipeline.training.checkpoint import ModelSpec
-from mle_hand_pipeline.training.engine import TrainConfig
+from mle_hand_pipeline.training.engine import COMPILE_MODES, TrainConfig
 from mle_hand_pipeline.training.label_noise import LabelNoise
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp32")
+VERIFY_CROPS = ("quick", "full")  # train.verify_crops: datasets.crop_store.CropStore.verify
 
 
 class ParameterError(ValueError):
@@ -142,6 +143,15 @@ def validate_train_params(block: dict[str, Any], prefix: str = "train") -> None:
     check.require("max_nonfinite_steps", _positive_int, "must be an integer >= 1")
     check.require("sigma_warmup_epochs", _non_negative_int, "must be an integer >= 0")
     check.require("precision", lambda v: v in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}")
+    check.require(
+        "data_on_device", lambda v: v == "auto" or isinstance(v, bool), "must be auto, true or false"
+    )
+    check.require(
+        "compile",
+        lambda v: isinstance(v, bool) or v in COMPILE_MODES,
+        f"must be one of {', '.join(COMPILE_MODES)}",
+    )
+    check.require("verify_crops", lambda v: v in VERIFY_CROPS, f"must be one of {', '.join(VERIFY_CROPS)}")
     check.require(
         "resume",
         lambda v: isinstance(v, bool) or (isinstance(v, str) and v != "" and "/" not in v),

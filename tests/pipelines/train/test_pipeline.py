@@ -70,3 +70,23 @@ def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
     out = model(torch.zeros(3, 3, 64, 64))
     assert out.shape == (3, 21, 4) and torch.isfinite(out).all()
     assert (out[..., 2:] > 0).all()  # sigmas of the MLE model are positive
+
+
+@pytest.mark.slow
+def test_train_rhd_on_a_damaged_crop_array_ends_with_one_line_naming_it(kedro_project, tiny_rhd):
+    """Issue 18, rows 2 and 4: an emptied array ended as `Aborted!`, zeroed pixels trained to exit 0."""
+    (kedro_project / "conf/local/parameters_tiny.yml").write_text(TINY)
+    preprocess_rhd(kedro_project, tiny_rhd["root"])
+    array = kedro_project / "data/02_intermediate/rhd_crops/arrays/train.npy"
+    intact = array.read_bytes()
+    pixels_zeroed = intact[:128] + bytes(len(intact) - 128)  # 128: the .npy header of this array
+    assert np.load(array).shape[1:] == (64, 64, 3) and np.lib.format.open_memmap(array).offset == 128
+    for damaged, what in ((b"", "the file is empty (0 bytes)"), (pixels_zeroed, "its pixels changed")):
+        array.write_bytes(damaged)
+        output = kedro_run(kedro_project, "--pipelines=train_rhd", check=False)
+        last = output.strip().splitlines()[-1]
+        failed = "kedro run failed in node rhd.train_model: DamagedCropStoreError"
+        assert last.startswith(f"{failed}: {array}: {what}"), last
+        assert last.endswith("re-run kedro run --pipelines=rhd_preprocess"), last
+        assert "Aborted!" not in output
+    assert not (kedro_project / "data/06_models/rhd/mle").exists()  # no run folder was made
