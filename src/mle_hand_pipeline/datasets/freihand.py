@@ -1,6 +1,6 @@
 """Read FreiHAND (``FreiHAND_pub_v2``) in its original layout into one row per hand image.
 
-Layout (docs/formats.md): ``training_xyz.json`` and ``training_K.json`` hold one
+Layout (docs/datasets.md): ``training_xyz.json`` and ``training_K.json`` hold one
 entry per *unique* sample; ``training/rgb/%08d.jpg`` holds ``len(versions)`` images per sample, image
 ``i`` showing sample ``i % n_unique`` in version ``i // n_unique``. The 2D keypoints are the pinhole
 projections ``uv = (K @ xyz)[:2] / (K @ xyz)[2]``. Every hand is a right hand, every keypoint labelled.

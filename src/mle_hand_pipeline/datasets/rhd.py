@@ -1,6 +1,6 @@
 """Read RHD (``RHD_published_v2``) in its original layout into one row per hand (left and right).
 
-Layout (docs/formats.md): ``{training,evaluation}/anno_{part}.pickle`` is a dict
+Layout (docs/datasets.md): ``{training,evaluation}/anno_{part}.pickle`` is a dict
 ``{sample_id: {"xyz": (42, 3), "uv_vis": (42, 3), "K": (3, 3)}}``; rows 0-20 are the left hand and
 21-41 the right hand, each in RHD order (fingers tip to palm), ``uv_vis[:, 2] == 1`` when visible.
 Images are ``{part}/color/%05d.png``. The pickle is read with a restricted unpickler.
