@@ -19,9 +19,13 @@ from torch import nn
 
 from mle_hand_pipeline.methods import build_loss, build_model
 from mle_hand_pipeline.models.heads import DEFAULT_SIGMA_EPS
-from mle_hand_pipeline.training.pretrained import is_backbone_checkpoint, load_backbone
+from mle_hand_pipeline.training.pretrained import is_backbone_checkpoint, load_backbone, resnet_backbone
 
 logger = logging.getLogger(__name__)
+
+
+# ModelSpec fields that say how a run starts, not what the network is: checkpoints do not store them.
+INIT_FIELDS = ("pretrained", "init_checkpoint", "init_partial")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class ModelSpec:
     loss: dict[str, Any] = field(default_factory=dict)
     backbone_stride: int = 32
     init_checkpoint: str | None = None
+    init_partial: bool = False  # allow a run checkpoint's warm start to leave tensors fresh (warm_start)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ModelSpec:
@@ -63,7 +68,7 @@ class ModelSpec:
     def checkpoint_dict(self) -> dict[str, Any]:
         """The fields that describe the network, as checkpoints store them (``spec``)."""
         # Initialisation choices don't describe the model: a resumed or loaded model has its own weights.
-        return {k: v for k, v in asdict(self).items() if k not in ("pretrained", "init_checkpoint")}
+        return {k: v for k, v in asdict(self).items() if k not in INIT_FIELDS}
 
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
@@ -93,25 +98,74 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {error})") from error
 
 
-def warm_start(model: nn.Module, path: str | Path, log: bool = True) -> None:
+def warm_start(
+    model: nn.Module, path: str | Path, log: bool = True, allow_partial: bool = False
+) -> dict[str, int]:
     """Initialise ``model`` from another run's ``best.pt``/``last.pt`` where names and shapes match,
     or from a backbone checkpoint of ``pretrain_<dataset>`` (backbone only, see ``training.pretrained``).
 
     The RLE authors and MMPose users start likelihood losses from a heatmap- or integral-trained
-    network; heads the source lacks (e.g. the variance head) keep their fresh initialisation.
+    network; heads the source lacks (e.g. the variance head) keep their fresh initialisation. Such a
+    partial load must be asked for (``allow_partial``, ``model.init_partial: true``) and is logged as a
+    WARNING with the counts; a run checkpoint of another ResNet is refused, as a backbone checkpoint is.
+
+    Returns:
+        ``{"init_loaded_tensors": n, "init_fresh_tensors": m}``: tensors of ``model`` loaded and left
+        at their fresh initialisation (the run logs them to MLflow).
+
+    Raises:
+        ValueError: naming the file, for another backbone, for no matching tensor, or for a partial
+            load without ``allow_partial`` (with the counts and examples of what would stay fresh).
     """
     state = load_checkpoint(path)
+    own = model.state_dict()
     if is_backbone_checkpoint(state):
         load_backbone(model, state, path, log=log)
-        return
+        backbone = resnet_backbone(model)
+        loaded = len(backbone.state_dict()) if backbone is not None else 0
+        return {"init_loaded_tensors": loaded, "init_fresh_tensors": len(own) - loaded}
+    source = (state.get("spec") or {}).get("backbone")
+    backbone = resnet_backbone(model)
+    if backbone is not None and source and (state.get("spec") or {}).get("method") != "cpm":
+        if source != backbone.name:
+            raise ValueError(
+                f"{path}: a {source} run checkpoint cannot initialise a {backbone.name} model; set "
+                f"model.backbone={source} or start from a {backbone.name} run's checkpoint"
+            )
     weights = _model_weights(state)
-    own = model.state_dict()
     usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     if not usable:
         raise ValueError(f"{path}: no weight matches this model's names and shapes; nothing to warm-start")
+    fresh = [k for k in own if k not in usable]
+    unused = [k for k in weights if k not in usable]
+    counts = {"init_loaded_tensors": len(usable), "init_fresh_tensors": len(fresh)}
+    if fresh or unused:
+        what = (
+            f"{len(usable)} of {len(own)} tensors loaded, {len(fresh)} start fresh "
+            f"(e.g. {', '.join(fresh[:3]) or 'none'}), {len(unused)} of the checkpoint's unused "
+            f"(e.g. {', '.join(unused[:3]) or 'none'})"
+        )
+        if not allow_partial:
+            raise ValueError(
+                f"{path}: a partial warm start: {what}; set model.init_partial=true to train with the "
+                "rest fresh (as from an integral run to mle: the variance heads start fresh)"
+            )
+        if log:
+            logger.warning("warm start from %s (model.init_partial): %s", path, what)
+    elif log:
+        logger.info("warm start from %s: all %d tensors loaded", path, len(own))
     model.load_state_dict(usable, strict=False)
-    if log:
-        logger.info("warm start from %s: %d of %d tensors loaded", path, len(usable), len(own))
+    return counts
+
+
+def check_warm_start(spec: ModelSpec) -> dict[str, int]:
+    """What :func:`warm_start` from ``spec.init_checkpoint`` would load into a fresh ``spec`` model (on
+    the CPU, no ImageNet download): its counts, or its ``ValueError``; checked before a run starts."""
+    if not spec.init_checkpoint:
+        return {}
+    return warm_start(
+        spec.build_model(pretrained=False), spec.init_checkpoint, log=False, allow_partial=spec.init_partial
+    )
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:

@@ -269,7 +269,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         model = spec.build_model()
         if spec.init_checkpoint and not config.resume:
-            warm_start(model, spec.init_checkpoint, log=self.is_main)
+            warm_start(model, spec.init_checkpoint, log=self.is_main, allow_partial=spec.init_partial)
         self.module = TrainingModule(model, spec.build_loss()).to(device)
         if device.type == "cuda":
             self.module = self.module.to(memory_format=torch.channels_last)

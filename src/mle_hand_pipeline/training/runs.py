@@ -30,7 +30,7 @@ from mle_hand_pipeline.model_source import (
     training_method,
 )
 from mle_hand_pipeline.training.augment import prepare_batch
-from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
+from mle_hand_pipeline.training.checkpoint import ModelSpec, check_warm_start, load_model
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import TrainConfig, fit
 from mle_hand_pipeline.training.inference import inference_device, predict_crops
@@ -82,6 +82,8 @@ def train_method(
     validate_model_params(model_params)
     validate_train_params(train_params)
     spec, config = ModelSpec.from_params(model_params), TrainConfig.from_params(train_params)
+    if log_metrics is not None and spec.init_checkpoint:
+        log_metrics(check_warm_start(spec))  # init_loaded_tensors, init_fresh_tensors
     noise = LabelNoise.from_params(train_params.get("label_noise"))
     train_table, noise_stats = corrupt_labels(split(hands, "train"), noise)
     if noise.active:

@@ -21,7 +21,7 @@ import torch
 from mle_hand_pipeline.methods import METHODS, build_loss
 from mle_hand_pipeline.models import BACKBONES, OUTPUT_STRIDES
 from mle_hand_pipeline.training.augment import AugmentSettings
-from mle_hand_pipeline.training.checkpoint import ModelSpec
+from mle_hand_pipeline.training.checkpoint import ModelSpec, check_warm_start
 from mle_hand_pipeline.training.engine import COMPILE_MODES, TrainConfig
 from mle_hand_pipeline.training.label_noise import LabelNoise
 
@@ -107,6 +107,7 @@ def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
     )
     check.require("head_channels", _positive_int, "must be an integer >= 1")
     check.require("pretrained", lambda v: isinstance(v, bool), "must be true or false")
+    check.require("init_partial", lambda v: isinstance(v, bool), "must be true or false")
     check.require(
         "init_checkpoint",
         lambda v: v is None or (isinstance(v, str) and Path(v).is_file()),
@@ -120,6 +121,11 @@ def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
             build_loss(check.block.get("method", "mle"), stages=check.block.get("stages", 1), **loss)
         except (TypeError, ValueError) as error:
             check.problems.append(f"{prefix}.loss: {error}")
+    if not check.problems and check.block.get("init_checkpoint"):
+        try:  # another backbone, or a partial load without init_partial: refused before the run starts
+            check_warm_start(ModelSpec.from_params(check.block))
+        except ValueError as error:
+            check.problems.append(f"{prefix}.init_checkpoint: {error}")
     check.raise_if_any()
 
 
