@@ -245,3 +245,42 @@ def test_bf16_weights_stay_close_to_fp32_and_only_for_checkpoints_on_torch(check
         load_predictor(onnx, "onnx", precision="bf16")
     with pytest.raises(ValueError, match=r"unknown precision 'fp16'; valid: fp32, bf16"):
         load_predictor(checkpoint, "torch", precision="fp16")
+
+
+def test_a_phone_photo_is_predicted_as_displayed_with_its_exif_orientation(tmp_path):
+    """Issue 18, row 7: EXIF orientation 6 (rotate 90 degrees clockwise to display) was ignored."""
+    displayed = np.zeros((90, 200, 3), dtype=np.uint8)
+    displayed[10:40, 10:60] = (250, 30, 30)  # a red patch at the top left, as the user sees it
+    stored = Image.fromarray(displayed).transpose(Image.Transpose.ROTATE_90)  # sideways in the file
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    path = tmp_path / "phone.jpg"
+    stored.save(path, format="JPEG", quality=95, exif=exif)
+    assert Image.open(path).size == (90, 200)  # the file's own pixels are sideways
+    pixels = read_image(path)
+    assert pixels.shape == (90, 200, 3)
+    assert np.abs(pixels.astype(int) - displayed).mean() < 3
+    predictor = Predictor(FixedPredictor(np.full((21, 2), SIZE / 2)), SIZE, "torch", "fixed")
+    (prediction,), _ = predict_images(predictor, [path])
+    assert (prediction.width, prediction.height) == (200, 90)
+    assert (prediction.crop.x0, prediction.crop.y0, prediction.crop.side) == (0, -55, 200)
+    np.testing.assert_allclose(prediction.keypoints, np.full((21, 2), [100, 45]), atol=1e-3)
+    drawn = overlay(prediction)
+    assert drawn.shape == (90, 200, 3) and tuple(drawn[20, 30]) == tuple(pixels[20, 30])  # upright
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I"])
+def test_a_16_bit_image_is_scaled_not_clipped(tmp_path, mode):
+    """Issue 18, row 6: a 16-bit PNG was clipped at 255, 99.4 % white."""
+    values = np.linspace(0, 65535, 64 * 128).reshape(64, 128).round().astype(np.uint16)
+    path = tmp_path / ("sixteen.png" if mode == "I;16" else "thirty_two.tif")
+    image = Image.fromarray(values) if mode == "I;16" else Image.fromarray(values.astype(np.int32), "I")
+    image.save(path)
+    assert Image.open(path).mode in ("I;16", "I")
+    pixels = read_image(path)
+    assert pixels.shape == (64, 128, 3) and pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels[..., 0], np.rint(values / 257).astype(np.uint8))
+    assert (pixels == 255).mean() < 0.01
+    # An 8-bit greyscale image is unchanged.
+    Image.fromarray((values // 257).astype(np.uint8)).save(tmp_path / "eight.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "eight.png")[..., 1], values // 257)

@@ -39,7 +39,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -63,15 +63,38 @@ class InputCrop:
     side: float
 
 
+# Pillow's 16- and 32-bit integer modes (16-bit greyscale PNG/TIFF): convert("RGB") clips them at 255.
+_WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode ``path`` fully into an (H, W, 3) uint8 RGB array; :class:`ImageError` names the file."""
+    """Decode ``path`` fully into an (H, W, 3) uint8 RGB array as it is displayed; :class:`ImageError`
+    names the file.
+
+    The EXIF orientation is applied (a phone photo taken upright is upright here, and its width and
+    height are the displayed ones); 16-bit images are scaled to 0-255 (value / 257), not clipped.
+    """
     try:
         with Image.open(path) as opened:
-            return np.asarray(opened.convert("RGB"))  # convert() decodes all of it: truncation shows here
+            opened.load()  # decodes all of it: truncation shows here
+            image = ImageOps.exif_transpose(opened)
+            if image.mode in _WIDE_INTEGER_MODES:
+                return _wide_to_uint8(np.asarray(image), image.mode)
+            return np.asarray(image.convert("RGB"))
     except FileNotFoundError as error:
         raise ImageError(f"{path}: no such image file") from error
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ImageError(f"{path}: cannot read image ({type(error).__name__}: {error})") from error
+
+
+def _wide_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """A greyscale image of Pillow mode ``I;16*`` or ``I`` as (H, W, 3) uint8: 16-bit values / 257
+    (65535 -> 255); an ``I`` image whose values fit in 8 bits is kept as it is."""
+    values = values.astype(np.float64)
+    if mode.startswith("I;16") or values.max(initial=0) > 255:
+        values = values / 257.0
+    grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def as_uint8_image(image: np.ndarray, name: str = "image") -> np.ndarray:
