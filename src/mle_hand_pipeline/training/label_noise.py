@@ -18,7 +18,7 @@ Plain numpy and pandas; no Kedro, no torch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,10 @@ class LabelNoise:
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> LabelNoise:
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(params or {}) - set(known))
+        if unknown:
+            raise ValueError(f"label_noise has no key {', '.join(unknown)}; its keys: {', '.join(known)}")
         return cls(**(params or {}))
 
     @property

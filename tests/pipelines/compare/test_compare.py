@@ -53,15 +53,16 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
     assert first[3].startswith("--params=rhd.train.epochs=1,")  # the parent's --params, then the cell's
     assert "rhd.tracking.tags.cell=cpm-clean-scratch-s0" in text.splitlines()[0]
 
-    started = []
+    started, failing = [], ["cpm-clean-scratch-s1"]
 
     def fake_run_jobs(jobs, processes, cwd):
-        """Stands for the training runs: cpm seed 1 fails, the others leave a finished tagged run."""
+        """Stands for the training runs: cpm seed 1 fails once, the others leave a finished tagged run."""
         assert processes == 2 and cwd == "/project"
         outcomes = []
         for job in jobs:
             started.append(job)
-            if job.key == "cpm-clean-scratch-s1":
+            if job.key in failing:
+                failing.remove(job.key)
                 outcomes.append(Outcome(job.key, 1, 2.0, job.log, "NonFiniteLossError: 20 steps"))
                 continue
             log_fake_cell_run(
@@ -91,10 +92,19 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
     )
     assert len(figures) == len(nodes.FIGURES)
 
-    # run again: nothing left to run; the report pipeline's plan gives the same report
-    monkeypatch.setattr(nodes, "run_jobs", lambda jobs, processes, cwd: [] if not jobs[1:] else pytest.fail())
+    # the report pipeline's plan (MLflow alone) gives the same report
     plan = nodes.plan_comparison("rhd", *BLOCKS)
     assert nodes.report_comparison("rhd", plan, COMPARE)[0].equals(runs)
+
+    # run again: only the failed cell runs; a third time: nothing is left to run
+    started.clear()
+    rerun = nodes.run_grid("rhd", KEDRO_RUN, tmp_path / "logs", *BLOCKS)
+    assert [j.key for j in started] == ["cpm-clean-scratch-s1"]
+    assert rerun["status"].tolist() == ["skipped", "skipped", "skipped", "finished"]
+    assert rerun["run_id"].notna().all() and rerun["run_id"][:3].tolist() == table["run_id"][:3].tolist()
+    started.clear()
+    rerun = nodes.run_grid("rhd", KEDRO_RUN, tmp_path / "logs", *BLOCKS)
+    assert started == [] and (rerun["status"] == "skipped").all()
     with pytest.raises(
         ValueError, match=r"comparison='other'.*cpm-clean-scratch-s1 failed: NonFiniteLossError"
     ):
