@@ -195,3 +195,72 @@ def test_paired_contrasts_remove_the_shared_label_draw():
         ValueError, match=r"paired_contrasts: \{'init': 's', 'method': 'x'\} has two runs for one seed"
     ):
         paired_contrasts(pd.concat([runs, runs.iloc[:1]]), ["init"], "noise", "clean", "method", ["pck"])
+
+
+# Two-sided 95 % Student-t quantiles t_{0.975, n-1} from printed tables, for n = 2..6 seeds.
+T_TABLE = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571}
+
+
+@pytest.mark.parametrize("n", sorted(T_TABLE))
+def test_student_t_interval_of_2_to_6_seeds_against_the_table_and_scipy(n):
+    from scipy import stats
+
+    values = np.array([0.31, 0.27, 0.35, 0.22, 0.30, 0.41][:n])
+    runs = pd.DataFrame({"method": "m", "seed": range(n), "pck": values})
+    row = summarise_seeds(runs, ["method"], ["pck"]).iloc[0]
+    std = math.sqrt(sum((v - values.mean()) ** 2 for v in values) / (n - 1))
+    half = (row["pck_ci_high"] - row["pck_ci_low"]) / 2
+    assert row["pck_mean"] == pytest.approx(values.mean()) and row["pck_std"] == pytest.approx(std)
+    assert half / (std / math.sqrt(n)) == pytest.approx(T_TABLE[n], abs=5e-4)
+    assert half == pytest.approx(stats.t.ppf(0.975, df=n - 1) * std / math.sqrt(n), rel=1e-12)
+
+
+def test_paired_intervals_against_a_direct_computation():
+    rng = np.random.default_rng(3)
+    rows = []
+    for seed in range(5):
+        for method, loss in (("x", 0.05), ("y", 0.1)):
+            clean = 0.5 + rng.normal(0, 0.05)
+            rows.append({"g": 0, "method": method, "noise": "clean", "seed": seed, "pck": clean})
+            rows.append(
+                {
+                    "g": 0,
+                    "method": method,
+                    "noise": "noisy",
+                    "seed": seed,
+                    "pck": clean - loss + rng.normal(0, 0.02),
+                }
+            )
+    runs = pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # pairs are found by seed, not by order
+    t = 2.776445  # t_{0.975, df=4}, tables to 6 digits
+
+    def direct(differences):
+        d = np.asarray(differences)
+        mean, std = d.mean(), d.std(ddof=1)
+        return mean, std, mean - t * std / math.sqrt(len(d)), mean + t * std / math.sqrt(len(d))
+
+    def value(method, noise, seed):
+        return runs.query("method == @method and noise == @noise and seed == @seed")["pck"].item()
+
+    change = {m: [value(m, "noisy", s) - value(m, "clean", s) for s in range(5)] for m in "xy"}
+    changes = paired_changes(runs, ["method"], "noise", "clean", ["pck"]).set_index("method")
+    for m in "xy":
+        got = changes.loc[m, ["pck_mean", "pck_std", "pck_ci_low", "pck_ci_high"]].to_numpy(dtype=float)
+        np.testing.assert_allclose(got, direct(change[m]), rtol=1e-6, atol=1e-8)
+    (contrast,) = paired_contrasts(runs, ["g"], "noise", "clean", "method", ["pck"]).to_dict("records")
+    got = [contrast[f"pck_{k}"] for k in ("mean", "std", "ci_low", "ci_high")]
+    a, b = contrast["method_a"], contrast["method_b"]  # in order of first appearance
+    assert {a, b} == {"x", "y"}
+    np.testing.assert_allclose(got, direct(np.subtract(change[a], change[b])), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_the_95_percent_interval_covers_the_true_mean_in_95_percent_of_draws(n):
+    draws = 2000
+    rng = np.random.default_rng(n)
+    values = rng.normal(0.4, 0.05, size=(draws, n))
+    runs = pd.DataFrame({"draw": np.repeat(np.arange(draws), n), "pck": values.ravel()})
+    summary = summarise_seeds(runs, ["draw"], ["pck"])
+    covered = ((summary["pck_ci_low"] <= 0.4) & (0.4 <= summary["pck_ci_high"])).mean()
+    # binomial sd of the coverage over 2000 draws: 0.005; a z-interval (no t) would cover ~70 % at n = 2
+    assert covered == pytest.approx(0.95, abs=0.015)
