@@ -106,3 +106,38 @@ def test_a_training_run_logs_what_its_warm_start_loaded(tiny_rhd, tmp_path, monk
             log_metrics=logged.update,
         )  # fmt: skip
     assert logged["init_fresh_tensors"] > 0 and logged["init_loaded_tensors"] > 0
+
+
+def test_a_full_disk_while_saving_names_the_file_and_says_so(tmp_path, monkeypatch):
+    """Issue 18, row 8: the run ended with torch's `[enforce fail at inline_container.cc:672] .
+    unexpected pos ...`, no file, no "disk full". /dev/full fails every write as a full disk does."""
+    import collections
+    import os
+    import shutil
+
+    from mle_hand_pipeline.training import checkpoint
+
+    def full_disk_file(dir, prefix, suffix):
+        return os.open("/dev/full", os.O_WRONLY), str(dir / f"{prefix}x{suffix}")
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", full_disk_file)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**10, 10**10 - 4096, 4096))
+    path = tmp_path / "run" / "last.pt"
+    with pytest.raises(checkpoint.CheckpointWriteError) as raised:
+        save_atomic({"weights": torch.zeros(1_000_000)}, path)
+    message = str(raised.value)
+    assert message.startswith(f"cannot write checkpoint {path}: the disk is full (0 MB free); free space")
+    # torch's "unexpected pos", or the ENOSPC of closing the file after it: either way the disk is named
+    assert message.endswith(("unexpected pos", "No space left on device)")) or "unexpected pos" in message
+    assert not path.exists() and list(path.parent.iterdir()) == []
+    # Another write error names the file too, without claiming a full disk.
+    monkeypatch.undo()
+
+    def failing_save(state, file):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(checkpoint.torch, "save", failing_save)
+    with pytest.raises(checkpoint.CheckpointWriteError, match=r"last\.pt: RuntimeError: \[enforce fail"):
+        save_atomic({"weights": torch.zeros(10)}, path)
+    assert list(path.parent.iterdir()) == []

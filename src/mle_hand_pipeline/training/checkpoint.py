@@ -7,8 +7,10 @@ rebuilds the network. Files are written atomically and load with ``torch.load(we
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,8 +73,21 @@ class ModelSpec:
         return {k: v for k, v in asdict(self).items() if k not in INIT_FIELDS}
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the message names the file and, when so, says the disk is full."""
+
+
+# Less free space than this after a failed write: the disk is full (torch's own error does not say so).
+_FULL_BELOW_BYTES = 64 << 20
+
+
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
-    """Write ``state`` to ``path`` so that a crash leaves either the old file or the new one, never half."""
+    """Write ``state`` to ``path`` so that a crash leaves either the old file or the new one, never half.
+
+    Raises:
+        CheckpointWriteError: naming ``path`` (and saying the disk is full when it is) for an
+            ``OSError`` or torch's writer error (``[enforce fail at inline_container.cc] unexpected pos``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -82,9 +97,36 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:
+        written = _write_error(path, error)  # before the partial file is removed: it holds the space
+        Path(temporary).unlink(missing_ok=True)
+        raise written from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _write_error(path: Path, error: BaseException) -> CheckpointWriteError:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (
+        free is not None and free < _FULL_BELOW_BYTES
+    )
+    detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    if full:
+        room = f" ({free / 1e6:.0f} MB free)" if free is not None else ""
+        written = CheckpointWriteError(
+            f"cannot write checkpoint {path}: the disk is full{room}; free space on it (old run folders "
+            f"under {path.parent.parent}) and resume with train.resume=true "
+            f"({type(error).__name__}: {detail})"
+        )
+        written.errno = errno.ENOSPC
+        return written
+    written = CheckpointWriteError(f"cannot write checkpoint {path}: {type(error).__name__}: {detail}")
+    written.errno = getattr(error, "errno", None)
+    return written
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
