@@ -41,3 +41,34 @@ def test_every_invalid_block_of_the_pipeline_is_reported_before_the_run():
     with pytest.raises(ParameterError) as error:
         hooks.ValidateParameters().before_pipeline_run({}, pipeline, catalog)
     assert [p.split(" ")[0] for p in error.value.problems] == ["rhd.model.method", "rhd.train.lr"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        ([".venv/bin/kedro", "mlflow", "ui", "--port", "5001"], "kedro mlflow ui"),
+        ([".venv/bin/kedro", "run", "--pipelines=train_rhd"], "kedro run"),
+        (["/x/site-packages/kedro/__main__.py", "viz", "build"], "kedro viz build"),
+        (["/x/bin/pytest", "tests"], "kedro run"),  # a session started in Python
+    ],
+)
+def test_an_error_is_labelled_by_the_command_that_failed(monkeypatch, argv, command):
+    assert hooks.kedro_command(argv) == command
+    monkeypatch.setattr(sys, "argv", argv)
+    lines = hooks.error_summary(
+        FileNotFoundError("[Errno 2] No such file or directory: 'mlflow'")
+    ).splitlines()
+    assert lines[-1] == f"{command} failed: FileNotFoundError: [Errno 2] No such file or directory: 'mlflow'"
+    assert lines[-2].endswith(f"KEDRO_LOGGING_CONFIG=conf/logging_debug.yml {command} ...")
+
+
+def test_the_environment_scripts_come_first_on_path(monkeypatch):
+    import os
+    import sysconfig
+
+    scripts = sysconfig.get_path("scripts")
+    monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", "/bin"]))
+    hooks.ScriptsOnPath().after_context_created(context=None)
+    assert os.environ["PATH"].split(os.pathsep) == [scripts, "/usr/bin", "/bin"]
+    hooks.ScriptsOnPath().after_context_created(context=None)  # once
+    assert os.environ["PATH"].split(os.pathsep) == [scripts, "/usr/bin", "/bin"]

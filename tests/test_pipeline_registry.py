@@ -1,5 +1,8 @@
 """The registered pipelines: `kedro run` alone is the quickstart flow, wired through catalog outputs."""
 
+import re
+from pathlib import Path
+
 from mle_hand_pipeline.pipeline_registry import register_pipelines
 
 
@@ -31,3 +34,14 @@ def test_step_pipelines_read_the_raw_root_parameter():
     assert pipelines["rhd_preprocess"].inputs() == {"params:rhd_root", "params:rhd.preprocess"}
     assert pipelines["freihand_preprocess"].inputs() == {"params:freihand_root", "params:freihand.preprocess"}
     assert "rhd.crops" in pipelines["rhd_preprocess"].all_outputs()
+
+
+def test_every_registered_pipeline_has_an_end_to_end_kedro_run_test():
+    """A new pipeline fails this until a test runs it through `kedro run --pipelines=<name>` (the
+    default pipeline: a `kedro_run(project)` without arguments, as the quickstart runs it)."""
+    tests = Path(__file__).parent
+    text = "\n".join(p.read_text(encoding="utf-8") for p in tests.rglob("test_*.py"))
+    named = set(re.findall(r"--pipelines=([A-Za-z0-9_]+)", text))
+    if re.search(r"\bkedro_run\(\w+\)", text):
+        named.add("__default__")
+    assert sorted(set(register_pipelines()) - named) == []

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import re
 import signal
 import sys
+import sysconfig
 import threading
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -157,16 +160,34 @@ class ErrorSummary:
 
 
 def error_summary(error: BaseException, node: str | None = None) -> str:
-    """The lines that end a failed run: where it failed and the message (for a worker process's error,
-    which embeds the worker's traceback, the worker's last line)."""
+    """The lines that end a failed command: which one (``kedro run``, ``kedro mlflow ui``), where it
+    failed and the message (for a worker process's error, which embeds the worker's traceback, the
+    worker's last line)."""
     message = str(error).strip()
     if "Traceback (most recent call last)" in message:
         message = message.splitlines()[-1].strip()
     where = f" in node {node}" if node else ""
+    command = kedro_command()
     return (
-        "\nFull traceback with local variables: KEDRO_LOGGING_CONFIG=conf/logging_debug.yml kedro run ...\n"
-        f"kedro run failed{where}: {type(error).__name__}: {message}\n"
+        f"\nFull traceback with local variables: KEDRO_LOGGING_CONFIG=conf/logging_debug.yml {command} ...\n"
+        f"{command} failed{where}: {type(error).__name__}: {message}\n"
     )
+
+
+def kedro_command(argv: list[str] | None = None) -> str:
+    """The Kedro command this process runs, from its arguments: ``kedro mlflow ui`` for
+    ``.venv/bin/kedro mlflow ui --port 5001``; ``kedro run`` when the process is not the ``kedro``
+    script (a session started in Python)."""
+    argv = sys.argv if argv is None else argv
+    script = Path(argv[0]) if argv else Path()
+    if not (script.name == "kedro" or (script.name == "__main__.py" and script.parent.name == "kedro")):
+        return "kedro run"
+    words = []
+    for arg in argv[1:3]:
+        if arg.startswith("-"):
+            break
+        words.append(arg)
+    return " ".join(["kedro", *words])
 
 
 def _summarising_excepthook(previous, summary: ErrorSummary):
@@ -177,6 +198,19 @@ def _summarising_excepthook(previous, summary: ErrorSummary):
 
     excepthook._summarises_errors = True
     return excepthook
+
+
+class ScriptsOnPath:
+    """Put this environment's scripts folder (``.venv/bin``) first on ``PATH``, as activating the venv
+    would. Plugins start their own scripts by name: ``.venv/bin/kedro mlflow ui`` runs ``mlflow ui``,
+    which a shell without the venv activated would not find (``FileNotFoundError: 'mlflow'``)."""
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        scripts = sysconfig.get_path("scripts")
+        path = os.environ.get("PATH", "")
+        if scripts and path.split(os.pathsep)[0] != scripts:
+            os.environ["PATH"] = os.pathsep.join(filter(None, (scripts, path)))
 
 
 class KedroRunParams:

@@ -7,6 +7,7 @@ from mle_hand_pipeline.hooks import (
     KedroRunParams,
     MarkInterruptedRuns,
     RequirePreprocessedData,
+    ScriptsOnPath,
     ValidateParameters,
 )
 
@@ -16,7 +17,12 @@ HOOKS = (
     MarkInterruptedRuns(),
     ErrorSummary(),
     KedroRunParams(),
+    ScriptsOnPath(),
 )
+
+# kedro-viz's run hooks write dataset statistics and pipeline events into .viz/ after every `kedro run`
+# (an untracked folder in a clone); `kedro viz run` and `kedro viz build` draw the pipelines without them.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

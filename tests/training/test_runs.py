@@ -1,5 +1,7 @@
 """The training-run library: label noise reaches the training labels only."""
 
+import re
+
 import numpy as np
 import pytest
 from helpers import TINY_MODEL_PARAMS, TINY_TRAIN_PARAMS
@@ -38,3 +40,29 @@ def test_label_noise_reaches_the_training_labels_only(tiny_rhd, tmp_path, monkey
         stack_column(hands.query("split == 'val'")["keypoints_crop"]),
     )
     assert not hasattr(seen["config"], "label_noise")  # applied to the labels, not passed to fit
+
+
+@pytest.mark.parametrize("missing", ["train", "val", "test"])
+def test_the_train_node_refuses_a_table_without_a_split_before_training(
+    tiny_rhd, tmp_path, monkeypatch, missing
+):
+    from mle_hand_pipeline.pipelines.train import nodes
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(nodes.tracking, "train_tracked", no_training)
+    hands = tiny_rhd["hands"]
+    kept = hands[hands["split"] != missing]
+    counts = kept["split"].value_counts()
+    sizes = ", ".join(f"{name} {counts[name]}" for name in sorted(counts.index))
+    expected = (
+        f"the rhd hand table has no '{missing}' crops, which this run needs: {len(kept)} crops of "
+        f"{kept['sample_id'].nunique()} samples (per split: {sizes})"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        nodes.train_model(kept, tiny_rhd["crops"], tmp_path, {}, {**MODEL, "method": "mle"}, TRAIN)
+    assert not list(tmp_path.iterdir())
+    # the evaluation's own check gives the same message
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        runs.split(kept, missing)

@@ -44,13 +44,29 @@ MetricsCallback = Callable[[dict[str, float]], None]
 
 
 def split(hands: pd.DataFrame, name: str) -> pd.DataFrame:
-    """The rows of split ``name`` (train, val or test), re-indexed; an error names the splits present."""
-    subset = hands[hands["split"] == name].reset_index(drop=True)
-    if subset.empty:
+    """The rows of split ``name`` (train, val or test), re-indexed; an error names the table's splits."""
+    require_splits(hands, (name,))
+    return hands[hands["split"] == name].reset_index(drop=True)
+
+
+def require_splits(hands: pd.DataFrame, names: tuple[str, ...] = ("train", "val", "test")) -> None:
+    """Refuse a hand table with no crops in one of the splits ``names`` a run needs: the train node
+    checks all three before training (an empty test split would otherwise fail only after it).
+
+    The error names the split, the dataset, and its size: crops and samples, per split.
+    """
+    counts = hands["split"].value_counts()
+    missing = [name for name in names if counts.get(name, 0) == 0]
+    if missing:
+        dataset = str(hands["dataset"].iloc[0]) if len(hands) and "dataset" in hands else "the"
+        per_split = ", ".join(f"{name} {int(counts[name])}" for name in sorted(counts.index)) or "none"
+        samples = f" of {hands['sample_id'].nunique()} samples" if "sample_id" in hands else ""
         raise ValueError(
-            f"the hand table has no '{name}' crops; splits present: {sorted(hands['split'].unique())}"
+            f"the {dataset} hand table has no '{missing[0]}' crops, which this run needs: "
+            f"{len(hands)} crops{samples} (per split: {per_split}). Preprocess more samples or with "
+            f"split settings that leave '{missing[0]}' some ({dataset}.preprocess in "
+            "conf/base/parameters_preprocess.yml)"
         )
-    return subset
 
 
 def train_method(

@@ -14,7 +14,7 @@ from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
 from mle_hand_pipeline.export import log_mlflow_model
 from mle_hand_pipeline.training.checkpoint import load_model
-from mle_hand_pipeline.training.runs import evaluate_on_test
+from mle_hand_pipeline.training.runs import evaluate_on_test, require_splits
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,10 @@ def train_model(
     """Train on the ``train`` crops, validating on ``val`` every epoch; metrics go to MLflow live.
 
     Returns the per-epoch history and a report with the checkpoint paths, timing and label-noise stats
-    (:func:`...training.runs.train_method`).
+    (:func:`...training.runs.train_method`). A table without train, val or test crops (the run
+    evaluates on test after training) is refused before anything is written.
     """
+    require_splits(hands, ("train", "val", "test"))
     tracking.log_dict(preprocess_summary, "preprocess/summary.json")
     history, report = tracking.train_tracked(hands, crops_dir, checkpoint_root, model_params, train_params)
     return history, report
