@@ -33,6 +33,7 @@ def test_predict_writes_outputs_and_exits_0(checkpoint, tmp_path, capsys):
     assert "3 image(s) predicted with torch" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_predict_keeps_going_past_a_bad_file_and_exits_1(checkpoint, tmp_path, capsys):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
@@ -56,6 +57,7 @@ def test_missing_model_and_bad_box_exit_2_with_a_message(tmp_path, capsys):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.slow
 def test_export_onnx_command(checkpoint, tmp_path, capsys):
     assert cli.main(["export-onnx", "--model", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
     assert (tmp_path / "m.onnx").stat().st_size > 1000

@@ -30,6 +30,8 @@ from mle_hand_pipeline.export import (
 from mle_hand_pipeline.models import InferenceWrapper
 from mle_hand_pipeline.predict import load_predictor, predict_images
 
+pytestmark = pytest.mark.slow  # exports of real models: `pytest -m "not slow"` leaves them out
+
 FREIHAND_IMAGE = FREIHAND_IMAGES[0]
 RHD_IMAGE = RHD_IMAGES[0]
 

@@ -20,6 +20,8 @@ from mle_hand_pipeline.export import ONNX_TOLERANCE_PX, PackedKeypoints, log_onn
 from mle_hand_pipeline.methods import METHODS, build_model
 from mle_hand_pipeline.models import InferenceWrapper
 
+pytestmark = pytest.mark.slow  # exports of real models: `pytest -m "not slow"` leaves them out
+
 SIZE = 64
 MIN_SPREAD_PX = 1.0  # mean over keypoints of the std of a coordinate across inputs
 

@@ -85,6 +85,7 @@ def test_a_partial_warm_start_needs_init_partial_and_is_a_warning_with_counts(tm
     assert "init_partial" not in spec.checkpoint_dict()
 
 
+@pytest.mark.slow
 def test_a_training_run_logs_what_its_warm_start_loaded(tiny_rhd, tmp_path, monkeypatch):
     from mle_hand_pipeline.training import runs
 

@@ -31,6 +31,7 @@ def test_device_batches_are_the_data_loader_batches(tiny_rhd):
     assert not fits_on_device(dataset, torch.device("cpu"))  # auto keeps CPU training on the loader path
 
 
+@pytest.mark.slow
 def test_training_on_device_data_repeats_loader_training(tiny_rhd, tmp_path):
     train = _train(tiny_rhd)
     val = tiny_rhd["hands"][tiny_rhd["hands"]["split"] == "val"].reset_index(drop=True)

@@ -73,6 +73,7 @@ def _parameters(checkpoint) -> torch.Tensor:
     return torch.cat([state[k].double().flatten() for k in sorted(names)])
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_when_half_batches_match_the_whole(tiny_rhd, tmp_path):
     """What DDP should reproduce, and what it need not.
 

@@ -40,6 +40,7 @@ def _splits(tiny_rhd):
     ].reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(tiny_rhd, tmp_path):
     train, val = _splits(tiny_rhd)
     # The sigma warm-up ends at the resume point: the resumed run must switch it off by itself.
@@ -65,6 +66,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_rhd, tmp_path):
     assert resumed.history.equals(reference.history.assign(images_per_s=resumed.history["images_per_s"]))
 
 
+@pytest.mark.slow
 def test_sigma_warmup_detaches_for_its_epochs_only(tiny_rhd, tmp_path):
     train, val = _splits(tiny_rhd)
     runs = {
@@ -80,6 +82,7 @@ def test_sigma_warmup_detaches_for_its_epochs_only(tiny_rhd, tmp_path):
     assert not torch.equal(weights[1][backbone_key], weights[2][backbone_key])  # epoch 2 differs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("skip_on_device", [False, True], ids=["host-skip", "device-skip"])
 def test_non_finite_losses_stop_with_a_clear_error(tiny_rhd, tmp_path, monkeypatch, skip_on_device):
     # device-skip is the CUDA path (fused Adam told to skip by a device flag), run here on the CPU.
@@ -116,6 +119,7 @@ def test_a_non_finite_step_changes_nothing_and_a_finite_one_applies(tiny_rhd, mo
     assert not torch.equal(parameters[0], weights[0])
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_model(tiny_rhd, tmp_path):
     train, val = _splits(tiny_rhd)
     fit(SPEC, _config(epochs=1), train, val, tiny_rhd["crops"], tmp_path)
@@ -124,6 +128,7 @@ def test_resume_refuses_a_different_model(tiny_rhd, tmp_path):
         fit(other, _config(resume=True), train, val, tiny_rhd["crops"], tmp_path)
 
 
+@pytest.mark.slow
 def test_checkpoints_carry_the_flows_rms_and_inference_applies_it(tiny_rhd, tmp_path):
     train, val = _splits(tiny_rhd)
     result = fit(SPEC, _config(epochs=1), train, val, tiny_rhd["crops"], tmp_path)
@@ -143,6 +148,7 @@ def test_checkpoints_carry_the_flows_rms_and_inference_applies_it(tiny_rhd, tmp_
     torch.testing.assert_close(sigmas_px, raw * scale[-1] * 64)
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager_and_reports_compile_time(tiny_rhd, tmp_path, monkeypatch):
     # Inductor takes minutes on this CPU: the eager backend runs the same graph capture (Dynamo), so this
     # checks the wiring (in-place compile, unchanged checkpoint keys, compile time apart from speed).

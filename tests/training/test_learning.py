@@ -1,6 +1,7 @@
 """The real loop (crop store loader, augmentation path, engine) learns: on a tiny fixed set of crops,
 the trained model's error is well below the untrained one's."""
 
+import pytest
 import torch
 
 from mle_hand_pipeline.training.augment import AugmentSettings
@@ -16,6 +17,7 @@ NO_AUGMENT = AugmentSettings(
 )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_training_brings_the_error_well_below_the_untrained_models(tiny_rhd, tmp_path):
     hands = tiny_rhd["hands"]
     fixed = hands[hands["split"] == "train"].head(16).reset_index(drop=True)

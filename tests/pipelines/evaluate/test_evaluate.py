@@ -36,6 +36,7 @@ def checkpoint(tiny_rhd, tmp_path_factory):
     return result.best_checkpoint
 
 
+@pytest.mark.slow
 def test_evaluate_pipeline_on_a_checkpoint_matches_the_train_evaluation(tiny_rhd, checkpoint, tmp_path):
     params = {"checkpoint": "best", "batch_size": 16, "model": str(checkpoint)}
     catalog = DataCatalog()
@@ -58,6 +59,7 @@ def test_evaluate_pipeline_on_a_checkpoint_matches_the_train_evaluation(tiny_rhd
     assert (tmp_path / "p.parquet").is_file() and (tmp_path / "per_stage.csv").read_text().count("\n") == 3
 
 
+@pytest.mark.slow
 def test_an_mlflow_model_gives_the_final_stage_of_its_checkpoint(tiny_rhd, checkpoint, tmp_path):
     hands, crops = tiny_rhd["hands"], tiny_rhd["crops"]
     n_test = len(split(hands, "test"))
