@@ -40,7 +40,95 @@ def test_every_invalid_block_of_the_pipeline_is_reported_before_the_run():
     catalog["params:rhd.evaluate"] = {"anything": "goes"}
     with pytest.raises(ParameterError) as error:
         hooks.ValidateParameters().before_pipeline_run({}, pipeline, catalog)
-    assert [p.split(" ")[0] for p in error.value.problems] == ["rhd.model.method", "rhd.train.lr"]
+    assert [p.split(" ")[0] for p in error.value.problems] == [
+        "rhd.evaluate.anything",
+        "rhd.model.method",
+        "rhd.train.lr",
+    ]
+
+
+def _validate(blocks, catalog=None):
+    catalog = catalog or DataCatalog()
+    for name, block in blocks.items():
+        catalog[f"params:{name}"] = block
+    pipeline = Pipeline([Node(lambda *a: None, [f"params:{n}" for n in blocks], None)])
+    with pytest.raises(ParameterError) as error:
+        hooks.ValidateParameters().before_pipeline_run({}, pipeline, catalog)
+    return error.value.problems
+
+
+def test_a_key_nothing_reads_is_refused_with_the_known_ones():
+    """Issue 18, row 10: rhd.evaluate.register_model=x was accepted without a word."""
+    problems = _validate({"rhd.evaluate": {"checkpoint": "best", "register_model": "x"}})
+    assert problems == [
+        "rhd.evaluate.register_model is not a parameter; known: batch_size, checkpoint, log_model, model"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "block", "message"),
+    [
+        (
+            "rhd.evaluate",
+            {"checkpoint": "newest"},
+            "rhd.evaluate.checkpoint must be one of best, last, got 'newest'",
+        ),
+        ("predict", {"backend": "tensorrt"}, "predict.backend must be one of torch, onnx, got 'tensorrt'"),
+        ("predict", {"images": "x", "overlay": True}, "predict.overlay is not a parameter; known: backend, "),
+        ("rhd.compare", {"methods": "mle+dsnt"}, "rhd.compare.methods: unknown ['dsnt']; valid: mle, "),
+        (
+            "rhd.compare",
+            {"keep_checkpoints": "some"},
+            "rhd.compare.keep_checkpoints must be one of best, all, ",
+        ),
+        (
+            "rhd.compare",
+            {"job": 2},
+            "rhd.compare.job is not a parameter; known: inits, jobs, keep_checkpoints",
+        ),
+        (
+            "rhd.preprocess",
+            {"on_bad_sample": "ignore"},
+            "rhd.preprocess.on_bad_sample must be one of raise, skip",
+        ),
+        (
+            "rhd.preprocess",
+            {"split_ratios": {"train": 0.8, "val": 0.1, "test": 0.1}},
+            "rhd.preprocess.split_ratios is not a parameter; known: crop, ",
+        ),
+        (
+            "freihand.preprocess",
+            {"crop": {"format": "png"}},
+            "freihand.preprocess.crop.format is not a parameter",
+        ),
+        (
+            "pretrain_rhd.preprocess",
+            {"val_ratio": 1.5},
+            "pretrain_rhd.preprocess.val_ratio must be a number in",
+        ),
+    ],
+)
+def test_every_block_a_pipeline_reads_is_checked(name, block, message):
+    (problem,) = _validate({name: block})
+    assert problem.startswith(message), problem
+
+
+def test_a_resume_run_id_is_resolved_before_the_run(tmp_path):
+    """Issue 18, row 9: train.resume=deadbeef failed only after an MLflow run and a folder were made."""
+    from mle_hand_pipeline.io import FolderDataset
+
+    (tmp_path / "mle" / "run1").mkdir(parents=True)
+    (tmp_path / "mle" / "run1" / "last.pt").write_bytes(b"")
+    catalog = DataCatalog({"rhd.checkpoints": FolderDataset(str(tmp_path))})
+    catalog["params:rhd.model"] = {"method": "mle"}
+    problems = _validate({"rhd.train": {"resume": "deadbeef"}}, catalog)
+    assert problems == [
+        f"rhd.train.resume: train.resume=deadbeef: no checkpoint {tmp_path}/mle/deadbeef/last.pt; "
+        "runs with one: ['run1']"
+    ]
+    assert sorted(p.name for p in (tmp_path / "mle").iterdir()) == ["run1"]  # nothing made
+    problems = _validate({"rhd.train": {"resume": True, "data_on_device": "maybe"}}, catalog)
+    assert problems == ["rhd.train.data_on_device must be auto, true or false, got 'maybe'"]
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,16 @@ from kedro.io import DataCatalog
 from kedro.pipeline import Node, Pipeline
 from mlflow.tracking import MlflowClient
 
-from mle_hand_pipeline.training.validation import ParameterError, validate_model_params, validate_train_params
+from mle_hand_pipeline.training.run_dirs import check_resume
+from mle_hand_pipeline.training.validation import (
+    ParameterError,
+    validate_compare_params,
+    validate_evaluate_params,
+    validate_model_params,
+    validate_predict_params,
+    validate_preprocess_params,
+    validate_train_params,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +57,22 @@ class RequirePreprocessedData:
                 )
 
 
-_VALIDATORS = {"model": validate_model_params, "train": validate_train_params}
-_BLOCK = re.compile(r"^params:(?:(?P<namespace>.+)\.)?(?P<block>model|train)$")
+_VALIDATORS = {
+    "model": validate_model_params,
+    "train": validate_train_params,
+    "evaluate": validate_evaluate_params,
+    "predict": validate_predict_params,
+    "compare": validate_compare_params,
+    "preprocess": validate_preprocess_params,
+}
+_BLOCK = re.compile(rf"^params:(?:(?P<namespace>.+)\.)?(?P<block>{'|'.join(_VALIDATORS)})$")
 
 
 class ValidateParameters:
-    """Check every ``model``/``train`` parameter block the pipeline reads before anything runs: before
-    kedro-mlflow opens a run (``tryfirst``) and before any node writes a file. Errors name the full
-    parameter path (``rhd.train.lr``)."""
+    """Check every parameter block the pipeline reads (``model``, ``train``, ``evaluate``, ``predict``,
+    ``compare``, ``preprocess``) before anything runs: before kedro-mlflow opens a run (``tryfirst``)
+    and before any node writes a file. Unknown keys are refused with the known ones, values checked,
+    a ``train.resume`` run id resolved. Errors name the full parameter path (``rhd.train.lr``)."""
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog: DataCatalog) -> None:
@@ -64,12 +81,33 @@ class ValidateParameters:
             match = _BLOCK.match(name)
             if match:
                 prefix = ".".join(filter(None, (match["namespace"], match["block"])))
+                block = catalog.load(name)
+                if block is not None and not isinstance(block, dict):
+                    continue  # a value, not a block (predict.model is a path)
                 try:
-                    _VALIDATORS[match["block"]](catalog.load(name), prefix=prefix)
+                    _VALIDATORS[match["block"]](block, prefix=prefix)
+                    if match["block"] == "train":
+                        _check_resume(catalog, match["namespace"], block, prefix)
                 except ParameterError as error:
                     problems += error.problems
         if problems:
             raise ParameterError(problems)
+
+
+def _check_resume(catalog: DataCatalog, namespace: str | None, train: dict, prefix: str) -> None:
+    """A ``train.resume`` run id must name a run folder of the method with a ``last.pt``."""
+    resume = (train or {}).get("resume", False)
+    if not isinstance(resume, str) or not namespace:
+        return
+    try:
+        root = catalog.load(f"{namespace}.checkpoints")
+        method = (catalog.load(f"params:{namespace}.model") or {}).get("method", "mle")
+    except Exception:  # no checkpoint folder or model block in this project's catalog: the run checks
+        return
+    try:
+        check_resume(Path(root) / method, resume)
+    except (FileNotFoundError, ValueError) as error:
+        raise ParameterError([f"{prefix}.resume: {error}"]) from None
 
 
 class Interrupted(KeyboardInterrupt):

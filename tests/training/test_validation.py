@@ -79,3 +79,25 @@ def test_all_problems_of_a_block_are_reported_together():
     assert error.value.problems[0].startswith("train.epochs") and error.value.problems[1].startswith(
         "train.lr"
     )
+
+
+@pytest.mark.parametrize("env", ["local", "paper", "cpu_grid", "cpu_grid_quick"])
+def test_every_shipped_block_passes_the_parameter_hook(env, monkeypatch):
+    """Every block the hook checks (hooks._BLOCK), in every shipped environment, is accepted."""
+    from mle_hand_pipeline import hooks
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    params = OmegaConfigLoader(str(CONF), **{**CONFIG_LOADER_ARGS, "default_run_env": env})["parameters"]
+    checked = []
+    for namespace, blocks in params.items():
+        for block, value in blocks.items() if isinstance(blocks, dict) else []:
+            name = f"{namespace}.{block}"
+            if block in hooks._VALIDATORS and isinstance(value, dict):  # predict.model is a path
+                hooks._VALIDATORS[block](value, prefix=name)
+                checked.append(name)
+        if namespace in hooks._VALIDATORS:
+            hooks._VALIDATORS[namespace](blocks, prefix=namespace)
+            checked.append(namespace)
+    assert {"rhd.evaluate", "rhd.compare", "rhd.preprocess", "predict", "pretrain_rhd.preprocess"} <= set(
+        checked
+    )

@@ -128,6 +128,13 @@ def _resume_candidates(method_dir: Path, resume: bool | str) -> list[Path]:
     return [source]
 
 
+def check_resume(method_dir: str | Path, resume: bool | str) -> None:
+    """Raise what :func:`claim_run_dir` would for ``resume`` (a run id without a ``last.pt`` in
+    ``method_dir``: ``FileNotFoundError`` listing the runs that have one), before anything is made."""
+    if resume is not False:
+        _resume_candidates(Path(method_dir), resume)
+
+
 def _link_checkpoints(source: Path, target: Path) -> None:
     for name in CHECKPOINT_FILES:
         if (source / name).is_file():

@@ -214,3 +214,134 @@ def _check_devices(check: _Checker) -> None:
             f"asks for {devices} CUDA GPUs but {available} are available; use 'auto' (every GPU, else "
             f"one CPU process) or 'cpu:{devices}' for {devices} CPU processes",
         )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The other blocks a pipeline reads: evaluate, predict, compare, preprocess (known keys, enum values)
+# ---------------------------------------------------------------------------------------------------
+
+EVALUATE_KEYS = {"checkpoint", "batch_size", "model", "log_model"}
+PREDICT_KEYS = {
+    "images", "model", "box", "box_scale", "mirrored", "backend", "device", "precision", "batch_size",
+    "fail_on_error",
+}  # fmt: skip
+COMPARE_KEYS = {
+    "name", "methods", "seeds", "inits", "pretrained_backbone", "loss_overrides", "noise_levels", "jobs",
+    "log_model", "report_metrics", "keep_checkpoints",
+}  # fmt: skip
+KEEP_CHECKPOINTS = ("best", "all", "none")  # compare.keep_checkpoints: grid.cells
+_PREPROCESS_COMMON = {"seed", "min_visible", "on_bad_sample", "workers", "crop", "grid"}
+PREPROCESS_KEYS = {
+    "rhd": _PREPROCESS_COMMON | {"parts", "val_ratio"},
+    "freihand": _PREPROCESS_COMMON | {"split_ratios", "use_evaluation_set"},
+}
+
+
+def _bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _optional_path(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value != "")
+
+
+def validate_evaluate_params(block: dict[str, Any], prefix: str = "evaluate") -> None:
+    """Raise :class:`ParameterError` naming every unknown or invalid key of an ``evaluate`` block."""
+    check = _Checker(dict(block or {}), prefix)
+    check.unknown_keys(EVALUATE_KEYS)
+    check.require("checkpoint", lambda v: v in ("best", "last"), "must be one of best, last")
+    check.require("batch_size", _positive_int, "must be an integer >= 1")
+    check.require("model", _optional_path, "must be null or a checkpoint path, run id or model URI")
+    check.require("log_model", _bool, "must be true or false")
+    check.raise_if_any()
+
+
+def validate_predict_params(block: dict[str, Any], prefix: str = "predict") -> None:
+    """Raise :class:`ParameterError` naming every unknown or invalid key of the ``predict`` block."""
+    check = _Checker(dict(block or {}), prefix)
+    check.unknown_keys(PREDICT_KEYS)
+    check.require("backend", lambda v: v in ("torch", "onnx"), "must be one of torch, onnx")
+    check.require("precision", lambda v: v in ("fp32", "bf16"), "must be one of fp32, bf16")
+    check.require("box_scale", _positive_number, "must be a positive number")
+    check.require("batch_size", _positive_int, "must be an integer >= 1")
+    check.require("mirrored", _bool, "must be true or false")
+    check.require("fail_on_error", _bool, "must be true or false")
+    check.require("device", lambda v: isinstance(v, str) and v != "", "must be auto or a torch device")
+    check.require(
+        "box",
+        lambda v: v is None or isinstance(v, str) or (isinstance(v, list | tuple) and len(v) == 4),
+        "must be null, 'x0,y0,x1,y1' or a list of 4 numbers",
+    )
+    check.raise_if_any()
+
+
+def validate_compare_params(block: dict[str, Any], prefix: str = "compare") -> None:
+    """Raise :class:`ParameterError` naming every unknown or invalid key of a ``compare`` block (the
+    plan itself, e.g. unknown methods, is checked by ``grid.cells.plan_cells`` with the same names)."""
+    from mle_hand_pipeline.grid import cells
+
+    check = _Checker(dict(block or {}), prefix)
+    check.unknown_keys(COMPARE_KEYS)
+    check.require("jobs", _positive_int, "must be an integer >= 1")
+    check.require("log_model", _bool, "must be true or false")
+    check.require(
+        "keep_checkpoints", lambda v: v in KEEP_CHECKPOINTS, f"must be one of {', '.join(KEEP_CHECKPOINTS)}"
+    )
+    check.require(
+        "report_metrics",
+        lambda v: isinstance(v, dict) and all(d in ("lower", "higher") for d in v.values()),
+        "must map metric names to lower or higher",
+    )
+    for key, valid in (("methods", METHODS), ("inits", cells.INITS)):
+        if check.block.get(key):
+            try:
+                cells._names(check.block[key], key, valid)
+            except ValueError as error:
+                check.problems.append(f"{prefix}.{str(error).removeprefix('compare.')}")
+    check.raise_if_any()
+
+
+def validate_preprocess_params(block: dict[str, Any], prefix: str = "preprocess") -> None:
+    """Raise :class:`ParameterError` naming every unknown or invalid key of a ``preprocess`` block
+    (``rhd.preprocess``, ``freihand.preprocess``, or the overrides of ``pretrain_rhd.preprocess``)."""
+    from mle_hand_pipeline.datasets.cropping import CropSettings
+
+    check = _Checker(dict(block or {}), prefix)
+    dataset = next((d for d in PREPROCESS_KEYS if d in prefix.split(".")[0].split("_")), None)
+    check.unknown_keys(PREPROCESS_KEYS[dataset] if dataset else set().union(*PREPROCESS_KEYS.values()))
+    check.require("on_bad_sample", lambda v: v in ("raise", "skip"), "must be one of raise, skip")
+    check.require("workers", _positive_int, "must be an integer >= 1")
+    check.require("min_visible", _non_negative_int, "must be an integer >= 0")
+    check.require("seed", _is_int, "must be an integer")
+    check.require("val_ratio", lambda v: _is_number(v) and 0 <= v < 1, "must be a number in [0, 1)")
+    check.require(
+        "parts",
+        lambda v: isinstance(v, list | tuple) and v and set(v) <= {"training", "evaluation"},
+        "must list training and/or evaluation",
+    )
+    check.require(
+        "split_ratios",
+        lambda v: (
+            isinstance(v, dict) and set(v) == {"train", "val", "test"} and all(map(_is_number, v.values()))
+        ),
+        "must be {train: r, val: r, test: r}",
+    )
+    check.require(
+        "use_evaluation_set", lambda v: v == "auto" or isinstance(v, bool), "must be auto, true or false"
+    )
+    for key, known in (("crop", {f.name for f in fields(CropSettings)}), ("grid", {"n", "ncols", "seed"})):
+        sub = check.block.get(key)
+        if sub is None:
+            continue
+        if not isinstance(sub, dict):
+            check.fail(key, "must be a mapping")
+            continue
+        sub_check = _Checker(sub, f"{prefix}.{key}")
+        sub_check.unknown_keys(known)
+        if key == "crop":
+            sub_check.require("size", lambda v: _is_int(v) and v >= 8, "must be an integer >= 8 (pixels)")
+            sub_check.require("scale", _positive_number, "must be a positive number")
+            sub_check.require("mirror_left", _bool, "must be true or false")
+            sub_check.require("image_format", lambda v: v in ("jpg", "png"), "must be one of jpg, png")
+        check.problems += sub_check.problems
+    check.raise_if_any()
