@@ -42,13 +42,15 @@ def test_resume_true_continues_the_newest_interrupted_run_and_links_its_checkpoi
         assert (run.path / "last.pt").read_bytes() == b"new"
         assert (run.path / "best.pt").read_bytes() == b"new-best"
         assert read_run_file(run.path)["resumed_from"] == "new"
-    assert read_run_file(tmp_path / "new") | {"started": None} == {
+    assert read_run_file(tmp_path / "new") | {"started": None, "ended": None} == {
         "run_id": "new",
         "tracking_id": "mlflow-new",
         "status": "resumed",
         "resumed_from": None,
         "resumed_by": "c",
         "started": None,
+        "error": "KeyboardInterrupt",
+        "ended": None,
     }
     with claim_run_dir(tmp_path, "d", resume=True) as run:  # "new" is taken: the next newest
         assert run.resumed_from == "old"
@@ -82,3 +84,27 @@ def test_resume_by_run_id(tmp_path):
     with pytest.raises(ValueError, match=r"resume must be"), claim_run_dir(tmp_path, "e", resume="../a"):
         pass
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+
+
+def test_a_failed_or_killed_run_says_so_releases_its_lock_and_stays_resumable(tmp_path):
+    """Issue 18, row 11: a failed run's folder kept its lock file and run.json said "training"."""
+    with pytest.raises(OSError), claim_run_dir(tmp_path, "failed") as run:
+        (run.path / "last.pt").write_bytes(b"failed")
+        assert (run.path / ".lock").exists()
+        raise OSError("cannot write checkpoint last.pt: the disk is full")
+    record = read_run_file(tmp_path / "failed")
+    assert record["status"] == "failed" and record["ended"]
+    assert record["error"] == "OSError: cannot write checkpoint last.pt: the disk is full"
+    assert not (tmp_path / "failed" / ".lock").exists()
+    killed = _interrupted(tmp_path, "killed", mtime=1_000)
+    assert read_run_file(killed)["status"] == "killed" and not (killed / ".lock").exists()
+    with claim_run_dir(tmp_path, "ok"):
+        pass
+    assert read_run_file(tmp_path / "ok")["status"] == "trained" and sorted(os.listdir(tmp_path / "ok")) == [
+        "run.json"
+    ]
+    with claim_run_dir(tmp_path, "next", resume=True) as run:  # the newest unfinished one
+        assert run.resumed_from == "failed"
+    with claim_run_dir(tmp_path, "after", resume=True) as run:
+        assert run.resumed_from == "killed"
+    assert not any(tmp_path.glob("*/.lock"))  # neither the resumed runs nor their sources keep one

@@ -3,11 +3,13 @@
 Runs never share checkpoint files, so several can train at once (a comparison grid, two seeds).
 ``run_id`` is the MLflow run id when a run is active, else a timestamp (:func:`local_run_id`).
 
-A run folder also holds ``run.json`` (status ``training`` -> ``trained``, or ``resumed`` once another
-run continued it; the run it resumed from) and ``.lock``, locked while the run trains. The operating
-system releases that lock when the process ends, even on SIGKILL, so ``train.resume`` can tell an
-interrupted run (status ``training``, lock free) from one still training in another process. Without
-``fcntl`` (Windows) there is no lock: every ``training`` folder counts as interrupted.
+A run folder also holds ``run.json`` (status ``training`` -> ``trained``; ``failed`` with the error, or
+``killed`` on Ctrl-C/SIGTERM, when the run ends otherwise; ``resumed`` once another run continued it;
+the run it resumed from) and, while the run trains, ``.lock``, locked by it and removed when it ends.
+The operating system releases that lock when the process ends, even on SIGKILL (the status then stays
+``training`` and the file stays), so ``train.resume`` can tell an interrupted run (status ``training``,
+``failed`` or ``killed``, lock free) from one still training in another process. Without ``fcntl``
+(Windows) there is no lock: every such folder counts as interrupted.
 
 Resuming copies nothing: the new run's folder starts with hard links to the interrupted run's
 ``last.pt``/``best.pt`` (a copy where links are impossible). Checkpoints are replaced atomically, so
@@ -43,6 +45,8 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 CHECKPOINT_FILES = (LAST_CHECKPOINT, BEST_CHECKPOINT)
 TRAINING, TRAINED, RESUMED = "training", "trained", "resumed"
+FAILED, KILLED = "failed", "killed"
+RESUMABLE = (TRAINING, FAILED, KILLED)  # a run that did not finish (its last.pt continues it)
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -83,23 +87,39 @@ def _update_run_file(run_dir: Path, **changes: Any) -> None:
 
 @contextlib.contextmanager
 def _lock(run_dir: Path) -> Iterator[bool]:
-    """Try to lock ``run_dir`` without waiting; yields whether this process holds the lock."""
+    """Try to lock ``run_dir`` without waiting; yields whether this process holds the lock. The lock
+    file is removed (while still locked) when the block ends, so a finished folder keeps none."""
     if fcntl is None:
         yield True
         return
-    handle: IO[str] = open(run_dir / LOCK_FILE, "a")
-    try:
+    path = run_dir / LOCK_FILE
+    for _ in range(3):
+        handle: IO[str] = open(path, "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.close()
             yield False
             return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        if _same_file(handle, path):
+            break
+        handle.close()  # removed or replaced by its previous holder after we opened it: open it again
+    else:  # pragma: no cover (three removals in a row)
+        yield False
+        return
+    try:
+        yield True
     finally:
+        path.unlink(missing_ok=True)
+        fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def _same_file(handle: IO[str], path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _interrupted_runs(method_dir: Path) -> list[Path]:
@@ -109,7 +129,7 @@ def _interrupted_runs(method_dir: Path) -> list[Path]:
     found = [
         child
         for child in method_dir.iterdir()
-        if (child / LAST_CHECKPOINT).is_file() and read_run_file(child).get("status", TRAINING) == TRAINING
+        if (child / LAST_CHECKPOINT).is_file() and read_run_file(child).get("status", TRAINING) in RESUMABLE
     ]
     return sorted(found, key=lambda child: (child / LAST_CHECKPOINT).stat().st_mtime, reverse=True)
 
@@ -149,7 +169,8 @@ def claim_run_dir(
     method_dir: str | Path, run_id: str, resume: bool | str = False, tracking_id: str | None = None
 ) -> Iterator[RunDir]:
     """Create and lock ``method_dir/run_id`` for one training run; mark it ``trained`` when the block
-    ends without an error (an error or a signal leaves it ``training``: resumable).
+    ends without an error, ``failed`` (with the error) or ``killed`` (Ctrl-C, SIGTERM) otherwise: both
+    resumable. The lock is released and its file removed either way.
 
     ``resume``: False starts fresh; True continues the newest interrupted run of ``method_dir`` (none:
     a fresh start, logged); a run id continues that run, interrupted or not (e.g. to train further).
@@ -192,8 +213,19 @@ def claim_run_dir(
                 "started": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
-        yield run
-        _update_run_file(path, status=TRAINED)
+        try:
+            yield run
+        except BaseException as error:
+            status = KILLED if isinstance(error, KeyboardInterrupt | SystemExit) else FAILED
+            lines = str(error).strip().splitlines()
+            message = f"{type(error).__name__}: {lines[-1]}" if lines else type(error).__name__
+            _update_run_file(path, status=status, error=message[:1000], ended=_now())
+            raise
+        _update_run_file(path, status=TRAINED, ended=_now())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 RunDirClaim = Callable[[Path, "bool | str"], AbstractContextManager[RunDir]]
