@@ -160,3 +160,30 @@ def test_the_environment_scripts_come_first_on_path(monkeypatch):
     assert os.environ["PATH"].split(os.pathsep) == [scripts, "/usr/bin", "/bin"]
     hooks.ScriptsOnPath().after_context_created(context=None)  # once
     assert os.environ["PATH"].split(os.pathsep) == [scripts, "/usr/bin", "/bin"]
+
+
+def test_a_second_preprocessing_run_on_one_output_stops_at_once_naming_the_first(tmp_path):
+    """Issue 18, row 12: two rhd_preprocess 1 s apart: the first failed in plot_crop_grid on a crop
+    the second replaced. The first now holds the store's writer lock until its pipeline ends."""
+    import os
+
+    from mle_hand_pipeline.datasets.crop_store import CropStoreBusyError, lock_path
+    from mle_hand_pipeline.io import CropStoreDataset
+
+    crops = tmp_path / "rhd_crops"
+    catalog = DataCatalog({"rhd.crops": CropStoreDataset(str(crops))})
+    writes = Pipeline([Node(lambda: None, None, "rhd.crops", name="crop")])
+    reads = Pipeline([Node(lambda c: None, "rhd.crops", None, name="train")])
+    first, second = hooks.LockCropStores(), hooks.LockCropStores()
+    first.before_pipeline_run({}, writes, catalog)
+    assert lock_path(crops).read_text().startswith(f"pid {os.getpid()}, since ")
+    with pytest.raises(CropStoreBusyError) as busy:
+        second.before_pipeline_run({}, writes, catalog)
+    assert str(busy.value).startswith(f"another preprocessing run (pid {os.getpid()}, since ")
+    assert f"is writing {crops}: wait for it to end, then run again" in str(busy.value)
+    second.before_pipeline_run({}, reads, catalog)  # a pipeline that only reads the store takes no lock
+    first.on_pipeline_error(RuntimeError(), {}, writes, catalog)
+    assert not lock_path(crops).exists()
+    second.before_pipeline_run({}, writes, catalog)  # free again
+    second.after_pipeline_run({}, {}, writes, catalog)
+    assert not lock_path(crops).exists()

@@ -4,6 +4,7 @@ runs as KILLED in MLflow, and end a failed ``kedro run`` with its error message.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ from kedro.io import DataCatalog
 from kedro.pipeline import Node, Pipeline
 from mlflow.tracking import MlflowClient
 
+from mle_hand_pipeline.datasets.crop_store import writer_lock
 from mle_hand_pipeline.training.run_dirs import check_resume
 from mle_hand_pipeline.training.validation import (
     ParameterError,
@@ -108,6 +110,39 @@ def _check_resume(catalog: DataCatalog, namespace: str | None, train: dict, pref
         check_resume(Path(root) / method, resume)
     except (FileNotFoundError, ValueError) as error:
         raise ParameterError([f"{prefix}.resume: {error}"]) from None
+
+
+class LockCropStores:
+    """Hold the writer lock of every crop store the pipeline writes (``<dataset>.crops``, a
+    :class:`~mle_hand_pipeline.io.CropStoreDataset`) from before the run until it ends, so a second
+    preprocessing run on the same output stops at once with a clear message instead of replacing the
+    crops the first is still reading (:func:`~mle_hand_pipeline.datasets.crop_store.writer_lock`)."""
+
+    def __init__(self) -> None:
+        self._held = contextlib.ExitStack()
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog: DataCatalog) -> None:
+        from mle_hand_pipeline.io import CropStoreDataset
+
+        for name in sorted(pipeline.all_outputs()):
+            dataset = catalog.get(name)
+            if isinstance(dataset, CropStoreDataset):
+                try:
+                    self._held.enter_context(writer_lock(dataset._path))
+                except BaseException:
+                    self._held.close()
+                    raise
+
+    @hook_impl
+    def after_pipeline_run(
+        self, run_params: dict, run_result: dict, pipeline: Pipeline, catalog: DataCatalog
+    ) -> None:
+        self._held.close()
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: dict, pipeline: Pipeline, catalog: DataCatalog):
+        self._held.close()
 
 
 class Interrupted(KeyboardInterrupt):

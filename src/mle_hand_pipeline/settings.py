@@ -5,6 +5,7 @@ from kedro.config import OmegaConfigLoader
 from mle_hand_pipeline.hooks import (
     ErrorSummary,
     KedroRunParams,
+    LockCropStores,
     MarkInterruptedRuns,
     RequirePreprocessedData,
     ScriptsOnPath,
@@ -12,6 +13,7 @@ from mle_hand_pipeline.hooks import (
 )
 
 HOOKS = (
+    LockCropStores(),  # registered before ValidateParameters: pluggy calls it after (LIFO), once valid
     ValidateParameters(),
     RequirePreprocessedData(),
     MarkInterruptedRuns(),

@@ -24,16 +24,24 @@ naming the file and saying to re-run preprocessing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
+
+try:
+    import fcntl
+except ImportError:  # Windows: no writer lock
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +72,58 @@ _CHUNK = 16 << 20  # bytes per read of the full hash
 
 class StaleCropStoreError(ValueError):
     """The hand table and the crop store come from different preprocessing runs."""
+
+
+class CropStoreBusyError(RuntimeError):
+    """Another process is writing the same crop store (see :func:`writer_lock`)."""
+
+
+def lock_path(final: str | os.PathLike) -> Path:
+    return Path(final).parent / f"{Path(final).name}.lock"
+
+
+@contextlib.contextmanager
+def writer_lock(final: str | os.PathLike) -> Iterator[None]:
+    """Hold ``<final>.lock`` while a preprocessing run writes the store ``final`` and reads it back
+    (its figures), so two runs on one output never interleave: the second stops at once with
+    :class:`CropStoreBusyError` naming the first's process. The file is removed, still locked, at the
+    end (a lock left by a killed process is free: the system releases it). No-op without ``fcntl``."""
+    if fcntl is None:  # pragma: no cover (Windows)
+        yield
+        return
+    path = lock_path(final)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise CropStoreBusyError(
+                f"another preprocessing run ({holder}) is writing {final}: wait for it to end, then run "
+                f"again (two runs on one output would replace each other's crops); lock {path}"
+            ) from None
+        try:
+            same = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()  # removed by its previous holder after we opened it: open it again
+    else:  # pragma: no cover
+        raise CropStoreBusyError(f"{path}: the lock file keeps being replaced")
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 class DamagedCropStoreError(ValueError):
