@@ -58,11 +58,13 @@ def _validate(blocks, catalog=None):
 
 
 def test_a_key_nothing_reads_is_refused_with_the_known_ones():
-    """Issue 18, row 10: rhd.evaluate.register_model=x was accepted without a word."""
-    problems = _validate({"rhd.evaluate": {"checkpoint": "best", "register_model": "x"}})
-    assert problems == [
-        "rhd.evaluate.register_model is not a parameter; known: batch_size, checkpoint, log_model, model"
-    ]
+    """Issue 18, row 10: rhd.evaluate.register_model=x (then a key nothing read) was accepted without a
+    word. (register_model is becoming a real key, so a key that stays unread stands in for it.)"""
+    (problem,) = _validate({"rhd.evaluate": {"checkpoint": "best", "save_model_as": "x"}})
+    assert problem.startswith(
+        "rhd.evaluate.save_model_as is not a parameter; known: batch_size, checkpoint, "
+    )
+    assert "keep_checkpoints, log_model, model, publish_model" in problem
 
 
 @pytest.mark.parametrize(
@@ -187,3 +189,72 @@ def test_a_second_preprocessing_run_on_one_output_stops_at_once_naming_the_first
     second.before_pipeline_run({}, writes, catalog)  # free again
     second.after_pipeline_run({}, {}, writes, catalog)
     assert not lock_path(crops).exists()
+
+
+def test_a_grid_cell_does_not_publish_the_model_and_keeps_only_best(tmp_path):
+    """Issue 18, row 13: each cell published <dataset>.model (predict's default became the last
+    cell's) and kept every checkpoint (3.9 GB after a small grid)."""
+    import json
+
+    from kedro.io import MemoryDataset
+    from kedro_datasets.json import JSONDataset
+
+    from mle_hand_pipeline.io import CheckpointDataset
+
+    run = tmp_path / "mle" / "run1"
+    run.mkdir(parents=True)
+    (run / "best.pt").write_bytes(b"b" * 10)
+    (run / "last.pt").write_bytes(b"l" * 30)
+    report = tmp_path / "training_report.json"
+    report.write_text(
+        json.dumps({"best_checkpoint": str(run / "best.pt"), "last_checkpoint": str(run / "last.pt")})
+    )
+
+    def catalog(evaluate):
+        built = DataCatalog(
+            {
+                "rhd.model": CheckpointDataset(str(tmp_path / "model.pt"), version=None),
+                "rhd.training_report": JSONDataset(filepath=str(report)),
+            }
+        )
+        built["params:rhd.evaluate"] = evaluate
+        return built
+
+    train = Pipeline(
+        [
+            Node(lambda e: None, "params:rhd.evaluate", ["rhd.training_report"], name="train"),
+            Node(lambda r: None, "rhd.training_report", "rhd.model", name="select"),
+        ]
+    )
+    policy = hooks.CheckpointPolicy()
+    cell = catalog({"publish_model": False, "keep_checkpoints": "best"})
+    policy.before_pipeline_run({}, train, cell)
+    assert isinstance(cell.get("rhd.model"), MemoryDataset)
+    cell.save("rhd.model", run / "best.pt")
+    # This run's report, from its node's outputs: the shared file may be another cell's by now.
+    report.write_text(json.dumps({"last_checkpoint": str(tmp_path / "other" / "last.pt")}))
+    policy.after_node_run(
+        Node(lambda e: None, "params:rhd.evaluate", "rhd.training_report"),
+        cell,
+        {},
+        {
+            "rhd.training_report": {
+                "best_checkpoint": str(run / "best.pt"),
+                "last_checkpoint": str(run / "last.pt"),
+            }
+        },
+        False,
+    )
+    assert cell.load("rhd.model") == run / "best.pt" and not (tmp_path / "model.pt").exists()  # not published
+    policy.after_pipeline_run({}, {}, train, cell)
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt"]
+    # A single run (the defaults) publishes its model and keeps both checkpoints.
+    (run / "last.pt").write_bytes(b"l" * 30)
+    single = catalog({"checkpoint": "best"})
+    policy.before_pipeline_run({}, train, single)
+    assert isinstance(single.get("rhd.model"), CheckpointDataset)
+    policy.after_node_run(
+        Node(len, "x", "rhd.training_report"), single, {}, {"rhd.training_report": {}}, False
+    )
+    policy.after_pipeline_run({}, {}, train, single)
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import mlflow
 from kedro.framework.hooks import hook_impl
-from kedro.io import DataCatalog
+from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
 from mlflow.tracking import MlflowClient
 
@@ -143,6 +143,79 @@ class LockCropStores:
     @hook_impl
     def on_pipeline_error(self, error: Exception, run_params: dict, pipeline: Pipeline, catalog: DataCatalog):
         self._held.close()
+
+
+_MODEL_OUTPUT = re.compile(r"^(?P<namespace>[^.]+)\.model$")
+
+
+class CheckpointPolicy:
+    """Apply a train pipeline's ``evaluate.publish_model`` and ``evaluate.keep_checkpoints``.
+
+    ``publish_model: false`` (a comparison's cells) swaps ``<dataset>.model`` for an in-memory dataset
+    before the run, so the run evaluates and logs its own checkpoint without publishing it as the
+    dataset's model (``predict``'s default stays the user's single run). ``keep_checkpoints`` ``best``
+    or ``none`` removes ``last.pt`` (and ``best.pt``) from the run's folder after a run that ended well
+    (a failed run keeps both: it is resumable).
+    """
+
+    def __init__(self) -> None:
+        self._prune: list[tuple[str, str]] = []
+        self._reports: dict[str, dict] = {}
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog: DataCatalog) -> None:
+        from mle_hand_pipeline.io import CheckpointDataset
+
+        self._prune, self._reports = [], {}
+        for name in sorted(pipeline.all_outputs()):
+            match = _MODEL_OUTPUT.match(name)
+            if not match or not isinstance(catalog.get(name), CheckpointDataset):
+                continue
+            namespace = match["namespace"]
+            try:
+                evaluate = catalog.load(f"params:{namespace}.evaluate") or {}
+            except Exception:  # no evaluate block: the defaults
+                evaluate = {}
+            if evaluate.get("publish_model", True) is False:
+                catalog[name] = MemoryDataset(copy_mode="assign")
+            keep = evaluate.get("keep_checkpoints", "all")
+            if keep != "all" and f"{namespace}.training_report" in pipeline.all_outputs():
+                self._prune.append((namespace, keep))
+
+    @hook_impl
+    def after_node_run(self, node: Node, catalog: DataCatalog, inputs: dict, outputs: dict, is_async: bool):
+        # This run's own report: the catalog's file may already be another run's (grid cells in parallel).
+        for namespace, _ in self._prune:
+            if f"{namespace}.training_report" in outputs:
+                self._reports[namespace] = outputs[f"{namespace}.training_report"]
+
+    @hook_impl
+    def after_pipeline_run(
+        self, run_params: dict, run_result: dict, pipeline: Pipeline, catalog: DataCatalog
+    ) -> None:
+        from mle_hand_pipeline.training.run_dirs import BEST_CHECKPOINT, LAST_CHECKPOINT
+
+        for namespace, keep in self._prune:
+            report = self._reports.get(namespace)
+            if not report:
+                continue
+            folder = Path(report["last_checkpoint"]).parent
+            names = (LAST_CHECKPOINT,) if keep == "best" else (LAST_CHECKPOINT, BEST_CHECKPOINT)
+            freed = 0
+            for checkpoint in names:
+                path = folder / checkpoint
+                if path.is_file():
+                    freed += path.stat().st_size
+                    path.unlink()
+            logger.info(
+                "%s.evaluate.keep_checkpoints=%s: removed %s from %s (%.1f MB)",
+                namespace,
+                keep,
+                " and ".join(names),
+                folder,
+                freed / 1e6,
+            )
+        self._prune, self._reports = [], {}
 
 
 class Interrupted(KeyboardInterrupt):

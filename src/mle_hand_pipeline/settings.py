@@ -3,6 +3,7 @@
 from kedro.config import OmegaConfigLoader
 
 from mle_hand_pipeline.hooks import (
+    CheckpointPolicy,
     ErrorSummary,
     KedroRunParams,
     LockCropStores,
@@ -19,6 +20,7 @@ HOOKS = (
     MarkInterruptedRuns(),
     ErrorSummary(),
     KedroRunParams(),
+    CheckpointPolicy(),
     ScriptsOnPath(),
 )
 

@@ -28,8 +28,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 # Keys that change how a run executes, not what it computes: left out of a cell's fingerprint, so a
 # comparison may resume on another machine (more loader workers, another evaluation batch size).
 EXECUTION_ONLY = {
-    "train": ("devices", "num_workers", "eval_batch_size", "resume"),
-    "evaluate": ("batch_size", "model", "log_model"),
+    "train": ("devices", "num_workers", "eval_batch_size", "resume", "verify_crops"),
+    "evaluate": ("batch_size", "model", "log_model", "publish_model", "keep_checkpoints"),
 }
 TAG_KEYS = ("comparison", "cell", "cell_config", "method", "seed", "noise", "init")
 
@@ -127,7 +127,7 @@ def plan_cells(
         raise ValueError("compare.inits has 'pretrained' but compare.pretrained_backbone is not set")
     loss_overrides = compare.get("loss_overrides") or {}
     base = {
-        "model": _without(model, ("method", "init_checkpoint")),
+        "model": _without(model, ("method", "init_checkpoint", "init_partial")),
         "train": _without(train, (*EXECUTION_ONLY["train"], "seed", "label_noise")),
         "evaluate": _without(evaluate, EXECUTION_ONLY["evaluate"]),
     }
@@ -219,15 +219,19 @@ def cell_params(
     comparison: str,
     runtime_params: Mapping[str, Any] | None = None,
     log_model: bool = False,
+    keep_checkpoints: str = "best",
 ) -> dict[str, Any]:
     """The ``--params`` of a cell's run: the parent's runtime parameters (except its ``compare``
-    block), then the cell's overrides, ``evaluate.log_model`` and ``tracking`` (tags, run name)."""
+    block), then the cell's overrides, ``evaluate.log_model``, ``evaluate.publish_model`` false (a
+    cell never becomes ``<dataset>.model``), ``evaluate.keep_checkpoints`` and ``tracking``."""
     inherited = {
         k: v for k, v in _dotted_keys(runtime_params or {}).items() if not k.startswith(f"{dataset}.compare.")
     }
     own = {
         **cell.overrides,
         "evaluate.log_model": log_model,
+        "evaluate.publish_model": False,
+        "evaluate.keep_checkpoints": keep_checkpoints,
         "tracking.run_name": f"{dataset}-{cell.key}",
         **{f"tracking.tags.{k}": v for k, v in {**cell.tags(comparison), "seed": cell.seed}.items()},
     }

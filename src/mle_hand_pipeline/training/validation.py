@@ -220,7 +220,7 @@ def _check_devices(check: _Checker) -> None:
 # The other blocks a pipeline reads: evaluate, predict, compare, preprocess (known keys, enum values)
 # ---------------------------------------------------------------------------------------------------
 
-EVALUATE_KEYS = {"checkpoint", "batch_size", "model", "log_model"}
+EVALUATE_KEYS = {"checkpoint", "batch_size", "model", "log_model", "publish_model", "keep_checkpoints"}
 PREDICT_KEYS = {
     "images", "model", "box", "box_scale", "mirrored", "backend", "device", "precision", "batch_size",
     "fail_on_error",
@@ -253,6 +253,10 @@ def validate_evaluate_params(block: dict[str, Any], prefix: str = "evaluate") ->
     check.require("batch_size", _positive_int, "must be an integer >= 1")
     check.require("model", _optional_path, "must be null or a checkpoint path, run id or model URI")
     check.require("log_model", _bool, "must be true or false")
+    check.require("publish_model", _bool, "must be true or false")
+    check.require(
+        "keep_checkpoints", lambda v: v in KEEP_CHECKPOINTS, f"must be one of {', '.join(KEEP_CHECKPOINTS)}"
+    )
     check.raise_if_any()
 
 

@@ -35,6 +35,10 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, tiny_rhd):
         r.data.tags["cell"]: r for r in client.search_runs([experiment], "tags.comparison = 'compare_rhd'")
     }
     assert sorted(runs) == sorted(CELLS)
+    # Issue 18, row 13: no cell publishes rhd.model (predict's default model), each keeps only best.pt
+    assert not (kedro_project / "data/06_models/rhd/model.pt").exists()
+    folders = [f.parent for f in (kedro_project / "data/06_models/rhd").glob("*/*/run.json")]
+    assert len(folders) == 4 and all(sorted(p.name for p in f.glob("*.pt")) == ["best.pt"] for f in folders)
     for key, run in runs.items():
         method, _, _, seed = key.split("-")
         assert run.info.status == "FINISHED" and run.info.run_name == f"rhd-{key}"

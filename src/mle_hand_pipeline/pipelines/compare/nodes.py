@@ -59,6 +59,7 @@ def _command(dataset: str, compare: dict, cell: C.Cell, kedro_run: dict, kedro: 
         _name(dataset, compare),
         kedro_run.get("runtime_params"),
         bool(compare.get("log_model")),
+        str(compare.get("keep_checkpoints") or "best"),
     )
     return C.kedro_command(params, dataset, kedro_run.get("env"), kedro)
 
