@@ -66,6 +66,13 @@ def test_the_fingerprint_follows_what_the_run_computes_not_how_it_executes():
     assert {c.key: c.config for c in faster}[key] == first
     longer = plan(train={**TRAIN, "epochs": 2})
     assert {c.key: c.config for c in longer}[key] != first
+    # Issue 18's new keys change no result: grids planned before them keep their fingerprints.
+    checked = plan(
+        model={**MODEL, "init_partial": False},
+        train={**TRAIN, "verify_crops": "full"},
+        evaluate={**EVALUATE, "publish_model": True, "keep_checkpoints": "all"},
+    )
+    assert {c.key: c.config for c in checked}[key] == first
 
 
 def test_bad_grids_fail_before_training_naming_the_parameter():
@@ -113,7 +120,7 @@ def test_the_command_is_a_train_run_whose_params_kedro_reads_back_unchanged():
         "seed": 1,
     }
     assert rhd["model"] == {"method": "rle", "loss": {"residual": "laplace"}, "init_checkpoint": BACKBONE}
-    assert rhd["evaluate"] == {"log_model": False}
+    assert rhd["evaluate"] == {"log_model": False, "publish_model": False, "keep_checkpoints": "best"}
     assert rhd["tracking"]["run_name"] == "rhd-rle-j0f0o0.3-pretrained-s1"
     assert rhd["tracking"]["tags"] == {**cell.tags("study1"), "seed": 1}  # tag_run sets str(value)
     assert cell.tags("study1")["seed"] == "1" and cell.tags("study1")["cell_config"] == cell.config
