@@ -15,11 +15,15 @@ training reads (``<dataset>_hands``) is saved by Kedro after the store is switch
 checks the two still agree (a stale table is a clear error, not mislabelled crops).
 
 Every reader checks a split's array before using it (:meth:`CropStore.verify`): its size and ``.npy``
-header against the manifest and a sha256 of :data:`SAMPLE_BLOCKS` blocks spread over the file (a few
-MiB read, milliseconds: catches a truncated, emptied, zero-filled or overwritten array); ``full=True``
-(``train.verify_crops: full``) hashes every byte against the manifest's sha256 (about 10 s per 14 GB of
-arrays when cached, more when read from disk). A damaged array is a :class:`DamagedCropStoreError`
-naming the file and saying to re-run preprocessing.
+header against the manifest and a sha256 of :data:`SAMPLE_BLOCKS` blocks spread over the file (4 MiB
+read per split: catches a truncated, emptied, zero-filled or overwritten array); ``full=True``
+(``train.verify_crops: full``) hashes every byte against the manifest's sha256. A damaged array is a
+:class:`DamagedCropStoreError` naming the file and saying to re-run preprocessing.
+
+Measured on the full-size RHD store (14.0 GB of arrays, ``shared/tools/scale``; 2-core AMD EPYC VM
+with SHA-NI, other jobs running): the quick check of all three splits 64 ms from disk, 11 ms cached;
+the full check 25 s from disk (560 MB/s), about 10 s cached (1.4 GB/s); hashing at preprocessing
+added about 23 s to a 23 min run.
 """
 
 from __future__ import annotations
