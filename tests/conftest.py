@@ -12,6 +12,8 @@ from helpers import make_project
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Tests choose their tracking store (a temporary mlflow.db, or a test server): not the user's server.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 # Before torch loads: idle OpenMP threads must not spin while test subprocesses share the 2 cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

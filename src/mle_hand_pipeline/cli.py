@@ -138,6 +138,9 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    from mle_hand_pipeline.tracking_server import apply_http_defaults
+
+    apply_http_defaults()  # a dead tracking server fails the model's download in seconds, not minutes
     try:
         box = parse_box(args.box)
         images = resolve_images(args.images)

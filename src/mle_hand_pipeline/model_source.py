@@ -8,8 +8,9 @@ A model is named by (tried in this order):
 - a Kedro versioned checkpoint folder (``<name>.pt/<version>/<name>.pt``, e.g. the catalog's
   ``data/06_models/rhd/model.pt`` that every ``train_rhd`` run publishes): its newest version;
 - an MLflow run id (32 hex digits) or ``runs:/<run_id>``: the run's PyTorch model ``model``;
-- an MLflow model URI: ``runs:/<run_id>/<name>``, ``models:/<name>/<version>`` or any
-  ``scheme:/...`` whose scheme has two or more letters (so ``C:/x/best.pt`` is a Windows path, not a
+- an MLflow model URI: ``runs:/<run_id>/<name>``, a registered model version
+  ``models:/<name>/<version>`` or ``models:/<name>@<alias>``, or any ``scheme:/...`` whose scheme has
+  two or more letters (so ``C:/x/best.pt`` is a Windows path, not a
   URI).
 
 The tracking store for run ids and URIs is MLflow's usual one (``MLFLOW_TRACKING_URI``, else the
@@ -29,6 +30,7 @@ CHECKPOINT, ONNX, MLFLOW = "checkpoint", "onnx", "mlflow"
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # runs:/..., models:/..., file:/..., s3://...
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _RUN_URI = re.compile(r"^runs:/([^/]+)/?(.*)$")
+_REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))/?$")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -81,7 +83,7 @@ def resolve_model_source(model: str | Path) -> ModelSource:
     else:
         raise ModelNotFoundError(
             f"model {text!r} not found: no such file, and not an MLflow run id or model URI "
-            "(runs:/<run_id>, runs:/<run_id>/model, models:/<name>/<version>)"
+            "(runs:/<run_id>, runs:/<run_id>/model, models:/<name>/<version>, models:/<name>@<alias>)"
         )
     run = _RUN_URI.match(text_uri)
     if run and not run.group(2).strip("/"):
@@ -154,12 +156,30 @@ def load_mlflow_pytorch(source: ModelSource, device: str = "cpu"):
         return load_logged_model(source.location, device), info.input_size
 
 
-def training_method(source: ModelSource) -> str:
-    """The ``*.model.method`` parameter of the MLflow run that logged ``source``, else ``"mlflow model"``."""
+def registered_run_id(uri: str) -> str | None:
+    """The run that logged the registered model version ``models:/<name>/<version>`` or
+    ``models:/<name>@<alias>`` (None for any other URI)."""
     import mlflow
 
-    if source.run_id:
-        params = mlflow.MlflowClient().get_run(source.run_id).data.params
+    match = _REGISTERED.match(uri)
+    if not match:
+        return None
+    client = mlflow.MlflowClient()
+    if match["alias"]:
+        version = client.get_model_version_by_alias(match["name"], match["alias"])
+    else:
+        version = client.get_model_version(match["name"], match["version"])
+    return version.run_id
+
+
+def training_method(source: ModelSource) -> str:
+    """The ``*.model.method`` parameter of the MLflow run that logged ``source`` (a run's model or a
+    registered model version), else ``"mlflow model"``."""
+    import mlflow
+
+    run_id = source.run_id or (registered_run_id(source.location) if source.kind == MLFLOW else None)
+    if run_id:
+        params = mlflow.MlflowClient().get_run(run_id).data.params
         for key, value in params.items():
             if key.endswith("model.method"):
                 return value

@@ -1,6 +1,7 @@
 """Kedro project settings."""
 
 from kedro.config import OmegaConfigLoader
+from omegaconf.resolvers import oc
 
 from mle_hand_pipeline.hooks import (
     CheckpointPolicy,
@@ -12,8 +13,14 @@ from mle_hand_pipeline.hooks import (
     ScriptsOnPath,
     ValidateParameters,
 )
+from mle_hand_pipeline.tracking_server import CheckTrackingServer, apply_http_defaults
+
+# Bounded MLflow client retries (tracking_server.HTTP_DEFAULTS): a dead tracking server fails a call
+# in seconds, not minutes. Set before any hook or node talks to MLflow; a value already set wins.
+apply_http_defaults()
 
 HOOKS = (
+    CheckTrackingServer(),
     LockCropStores(),  # registered before ValidateParameters: pluggy calls it after (LIFO), once valid
     ValidateParameters(),
     RequirePreprocessedData(),
@@ -36,6 +43,9 @@ CONFIG_LOADER_ARGS = {
     # block (with the default destructive merge, a runtime --params a.b=1 replaces the whole `a` block
     # as soon as any conf/local/parameters*.yml exists).
     "merge_strategy": {"parameters": "soft", "mlflow": "soft"},
+    # `${oc.env:MLFLOW_TRACKING_URI,sqlite:///mlflow.db}` in conf/base/mlflow.yml: Kedro only resolves
+    # environment variables in credentials unless oc.env is registered like this.
+    "custom_resolvers": {"oc.env": oc.env},
     "config_patterns": {
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
         "mlflow": ["mlflow*", "mlflow*/**"],

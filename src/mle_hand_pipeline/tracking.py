@@ -7,12 +7,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mle_hand_pipeline.training.run_dirs import RunDir, claim_run_dir, local_run_id
@@ -32,8 +35,19 @@ class EpochLogger:
         client = MlflowClient(self.tracking_uri)
         step = int(row["epoch"])
         numbers = {k: v for k, v in row.items() if k != "epoch" and isinstance(v, int | float)}
-        for key, value in _loggable(numbers).items():
-            client.log_metric(self.run_id, key, value, step=step)
+        metrics = [Metric(k, v, int(time.time() * 1000), step) for k, v in _loggable(numbers).items()]
+        try:  # one request per epoch: a dead server costs one call's retries, not one per metric
+            client.log_batch(self.run_id, metrics=metrics)
+        except (MlflowException, OSError) as error:
+            raise TrackingLostError(
+                f"epoch {step} is saved (the run folder's last.pt) but could not be logged to the MLflow "
+                f"tracking store {self.tracking_uri}, so the run stops here: {error}. Once the store answers "
+                "again, continue with --params=<dataset>.train.resume=true"
+            ) from error
+
+
+class TrackingLostError(RuntimeError):
+    """The tracking store stopped answering while a run trained; the checkpoints are on disk."""
 
 
 def active_epoch_logger() -> EpochLogger | None:
@@ -65,6 +79,21 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
 def log_dict(data: dict[str, Any], artifact_file: str) -> None:
     if mlflow.active_run():
         mlflow.log_dict(data, artifact_file)
+
+
+def register_logged_model(name: str, alias: str | None = None, artifact: str = "model") -> str:
+    """Register the active run's logged model ``artifact`` as a new version of the registered model
+    ``name`` (created if new) and point ``alias`` at it; tag the run ``registered_model`` =
+    ``models:/<name>/<version>``. Returns that URI. Load it back as ``models:/<name>/<version>`` or
+    ``models:/<name>@<alias>``."""
+    run_id = mlflow.active_run().info.run_id
+    version = mlflow.register_model(f"runs:/{run_id}/{artifact}", name).version
+    if alias:
+        MlflowClient().set_registered_model_alias(name, alias, version)
+    uri = f"models:/{name}/{version}"
+    mlflow.set_tag("registered_model", uri)
+    logger.info("registered %s%s", uri, f" (alias {alias}: models:/{name}@{alias})" if alias else "")
+    return uri
 
 
 def active_run_id() -> str | None:

@@ -120,7 +120,12 @@ def test_the_command_is_a_train_run_whose_params_kedro_reads_back_unchanged():
         "seed": 1,
     }
     assert rhd["model"] == {"method": "rle", "loss": {"residual": "laplace"}, "init_checkpoint": BACKBONE}
-    assert rhd["evaluate"] == {"log_model": False, "publish_model": False, "keep_checkpoints": "best"}
+    assert rhd["evaluate"] == {
+        "log_model": False,
+        "publish_model": False,
+        "keep_checkpoints": "best",
+        "register_model": None,  # a cell never registers
+    }
     assert rhd["tracking"]["run_name"] == "rhd-rle-j0f0o0.3-pretrained-s1"
     assert rhd["tracking"]["tags"] == {**cell.tags("study1"), "seed": 1}  # tag_run sets str(value)
     assert cell.tags("study1")["seed"] == "1" and cell.tags("study1")["cell_config"] == cell.config

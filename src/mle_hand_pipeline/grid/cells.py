@@ -29,7 +29,15 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 # comparison may resume on another machine (more loader workers, another evaluation batch size).
 EXECUTION_ONLY = {
     "train": ("devices", "num_workers", "eval_batch_size", "resume", "verify_crops"),
-    "evaluate": ("batch_size", "model", "log_model", "publish_model", "keep_checkpoints"),
+    "evaluate": (
+        "batch_size",
+        "model",
+        "log_model",
+        "publish_model",
+        "keep_checkpoints",
+        "register_model",
+        "register_alias",
+    ),
 }
 TAG_KEYS = ("comparison", "cell", "cell_config", "method", "seed", "noise", "init")
 
@@ -223,7 +231,8 @@ def cell_params(
 ) -> dict[str, Any]:
     """The ``--params`` of a cell's run: the parent's runtime parameters (except its ``compare``
     block), then the cell's overrides, ``evaluate.log_model``, ``evaluate.publish_model`` false (a
-    cell never becomes ``<dataset>.model``), ``evaluate.keep_checkpoints`` and ``tracking``."""
+    cell never becomes ``<dataset>.model``), ``evaluate.keep_checkpoints``, ``evaluate.register_model``
+    null (a cell never registers a model version) and ``tracking``."""
     inherited = {
         k: v for k, v in _dotted_keys(runtime_params or {}).items() if not k.startswith(f"{dataset}.compare.")
     }
@@ -232,6 +241,7 @@ def cell_params(
         "evaluate.log_model": log_model,
         "evaluate.publish_model": False,
         "evaluate.keep_checkpoints": keep_checkpoints,
+        "evaluate.register_model": None,  # a cell never registers a model version
         "tracking.run_name": f"{dataset}-{cell.key}",
         **{f"tracking.tags.{k}": v for k, v in {**cell.tags(comparison), "seed": cell.seed}.items()},
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -220,7 +221,10 @@ def _check_devices(check: _Checker) -> None:
 # The other blocks a pipeline reads: evaluate, predict, compare, preprocess (known keys, enum values)
 # ---------------------------------------------------------------------------------------------------
 
-EVALUATE_KEYS = {"checkpoint", "batch_size", "model", "log_model", "publish_model", "keep_checkpoints"}
+EVALUATE_KEYS = {
+    "checkpoint", "batch_size", "model", "log_model", "publish_model", "keep_checkpoints", "register_model",
+    "register_alias",
+}  # fmt: skip
 PREDICT_KEYS = {
     "images", "model", "box", "box_scale", "mirrored", "backend", "device", "precision", "batch_size",
     "fail_on_error",
@@ -245,6 +249,14 @@ def _optional_path(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value != "")
 
 
+def _optional_alias(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, str)
+        and re.fullmatch(r"[A-Za-z0-9_-]+", value) is not None
+        and re.fullmatch(r"(?i)v\d+|latest", value) is None
+    )
+
+
 def validate_evaluate_params(block: dict[str, Any], prefix: str = "evaluate") -> None:
     """Raise :class:`ParameterError` naming every unknown or invalid key of an ``evaluate`` block."""
     check = _Checker(dict(block or {}), prefix)
@@ -257,6 +269,13 @@ def validate_evaluate_params(block: dict[str, Any], prefix: str = "evaluate") ->
     check.require(
         "keep_checkpoints", lambda v: v in KEEP_CHECKPOINTS, f"must be one of {', '.join(KEEP_CHECKPOINTS)}"
     )
+    # the MLflow model registry (train): a registered model name, an alias (not latest or v<number>)
+    check.require("register_model", _optional_path, "must be null or a registered model name")
+    check.require(
+        "register_alias", _optional_alias, "must be null or letters, digits, '_' or '-' (not latest, v<n>)"
+    )
+    if check.block.get("register_alias") and not check.block.get("register_model"):
+        check.fail("register_alias", "needs register_model (the registered model the alias points into)")
     check.raise_if_any()
 
 

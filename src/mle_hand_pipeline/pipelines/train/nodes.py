@@ -64,7 +64,17 @@ def evaluate_checkpoint(
 
 def log_model(model: Path, params: dict[str, Any]) -> None:
     """Log the checkpoint file ``model`` to the active MLflow run as the model ``model`` (:mod:`..export`),
-    unless ``params["log_model"]`` is false (a comparison's cells skip the export by default)."""
+    unless ``params["log_model"]`` is false (a comparison's cells skip the export by default), and
+    register it as a new version of ``params["register_model"]`` when set, with the alias
+    ``params["register_alias"]`` (:func:`...tracking.register_logged_model`)."""
     if mlflow.active_run() and params.get("log_model", True):
         network, spec = load_model(model)
         log_mlflow_model(network, spec.input_size)
+        if params.get("register_model"):
+            tracking.register_logged_model(params["register_model"], params.get("register_alias"))
+    elif params.get("register_model"):
+        logger.warning(
+            "evaluate.register_model=%s: nothing registered (%s)",
+            params["register_model"],
+            "evaluate.log_model is false" if mlflow.active_run() else "no MLflow run",
+        )

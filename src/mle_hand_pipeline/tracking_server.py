@@ -1,0 +1,87 @@
+"""A remote MLflow tracking server: bounded client retries, and a reachability check before a run.
+
+MLflow's HTTP client retries a failed request 7 times with exponential backoff (factor 2, up to
+~4 minutes per call) and waits up to 120 s for each answer: with the server down, every metric an
+epoch logs would hang the run for minutes. :data:`HTTP_DEFAULTS` bound that (each left as the user
+set it, if set): a refused connection fails a call after ~7-10 s (3 retries, sleeping 0, 2 and 4 s
+plus up to 1 s of jitter each), a server that stops answering after at most 4 x 30 s.
+
+:class:`CheckTrackingServer` (a Kedro hook that runs before kedro-mlflow opens its run) asks an
+``http(s)`` tracking URI's ``/health`` once, with a 5 s timeout, and stops the run naming the URI if
+it does not answer: before anything is trained or written.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+HEALTH_TIMEOUT_S = 5.0
+
+
+class TrackingServerUnreachableError(ConnectionError):
+    """The MLflow tracking server does not answer; the message names its URI and what to do."""
+
+
+def apply_http_defaults(environ: dict[str, str] | None = None) -> None:
+    """Set :data:`HTTP_DEFAULTS` in ``environ`` (``os.environ``) where not set already; child
+    processes (a comparison's cells, DDP workers) inherit them."""
+    environ = os.environ if environ is None else environ
+    for key, value in HTTP_DEFAULTS.items():
+        environ.setdefault(key, value)
+
+
+def is_http(uri: str | None) -> bool:
+    return str(uri or "").lower().startswith(("http://", "https://"))
+
+
+def check_tracking_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """Raise :class:`TrackingServerUnreachableError` if the ``http(s)`` tracking server at ``uri``
+    does not answer ``GET /health`` within ``timeout`` seconds (any other URI: nothing to check)."""
+    if not is_http(uri):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            response.read(64)
+    except urllib.error.HTTPError as error:
+        if error.code < 500:  # a server that answers (e.g. 401 behind auth, 404 behind a proxy) is up
+            return
+        reason: Any = f"HTTP {error.code}"
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+    else:
+        return
+    raise TrackingServerUnreachableError(
+        f"the MLflow tracking server {uri} does not answer ({reason}); nothing was run. Start it "
+        "(scripts/mlflow_server.sh, docs/mlflow.md#several-machines), or log to the project's "
+        "mlflow.db: unset MLFLOW_TRACKING_URI and run without --env=server"
+    )
+
+
+def tracking_uri_of(context: Any) -> str | None:
+    """The tracking URI a Kedro context's ``mlflow.yml`` names (``server.mlflow_tracking_uri``)."""
+    try:
+        config = context.config_loader["mlflow"]
+    except Exception:  # no mlflow.yml: kedro-mlflow's defaults (a local store)
+        return None
+    return ((config or {}).get("server") or {}).get("mlflow_tracking_uri")
+
+
+class CheckTrackingServer:
+    """Stop a ``kedro run`` whose tracking server does not answer before kedro-mlflow opens a run
+    (``tryfirst``: kedro-mlflow would otherwise retry for a while and fail with a request error)."""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        apply_http_defaults()
+        check_tracking_server(tracking_uri_of(context))
