@@ -1,17 +1,22 @@
-"""Does the configured training learn? Test PCK@0.2 and NME of the untrained and the trained model.
+"""How fast does a configuration learn? Validation PCK@0.2 against wall-clock seconds, and test scores.
 
 Trains with the training node's own function (``training.runs.train_method``, as
 ``kedro run --pipelines=train_rhd`` does, with the parameters of conf/base/parameters_train.yml) on
-the preprocessed crops of ``kedro run --pipelines=rhd_preprocess``, and scores the stage-T prediction
-on the test split before and after training. ``--set`` changes one parameter per variant, so
-settings can be compared on equal terms:
+the preprocessed crops of ``kedro run --pipelines=rhd_preprocess``, records every epoch's validation
+PCK@0.2 with the seconds since training started, and scores the stage-T prediction on the test split
+before and after training (overall and per fingertip). Variants are the default plus ``key=value``
+changes, so settings are compared on equal terms, in one run:
 
     python benchmarks/bench_learning.py                                    # the default (CPU demo)
-    python benchmarks/bench_learning.py --set train.sigma_warmup_epochs=0  # without the sigma warm-up
-    python benchmarks/bench_learning.py --set model.method=integral --name integral
+    python benchmarks/bench_learning.py --set train.sigma_warmup_epochs=0  # one variant
+    python benchmarks/bench_learning.py --variant integral:model.method=integral \\
+        --variant wide:model.head_channels=128,train.lr=2e-3                # several, one file
+    python benchmarks/bench_learning.py --suite demo                       # old and new demo, every method
     python benchmarks/bench_learning.py --quick --hands H.parquet --crops DIR
 
-The result goes to ``benchmarks/results/learning_<name>.json`` with the per-epoch history.
+The result goes to ``benchmarks/results/learning_<name>.json`` (per variant: parameters, history with
+``elapsed_s``, test rows) and, for more than one variant, ``learning_<name>.png``: validation PCK@0.2
+against seconds, one line per variant.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -28,20 +34,129 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
+from mle_hand_pipeline.evaluation.metrics import normalised_errors, per_keypoint_pck
+from mle_hand_pipeline.keypoints import FINGER_KEYPOINTS
 from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
 from mle_hand_pipeline.training.data import HandCrops
-from mle_hand_pipeline.training.inference import score_crops
+from mle_hand_pipeline.training.inference import predict_crops, score_crops
 from mle_hand_pipeline.training.runs import split, train_method
 
 PARAMETERS = _common.REPO / "conf/base/parameters_train.yml"
 
+# The CPU demo before model.backbone_stride existed (the default of conf/base until commit 7f01221):
+# the whole ResNet-18 (2x2 features at 64 px), 60 epochs, sigma warm-up 30, lr drop after epoch 50.
+OLD_DEMO = {
+    "model.backbone_stride": 32,
+    "model.stages": 5,
+    "model.input_size": 64,
+    "model.head_channels": 64,
+    "train.epochs": 60,
+    "train.lr": 1.0e-3,
+    "train.lr_milestones": [50],
+    "train.sigma_warmup_epochs": 30,
+    "train.batch_size": 32,
+    "train.precision": "auto",
+}
+SUITES = {
+    "demo": {
+        "old demo (mle, stride 32)": OLD_DEMO,
+        "demo (mle)": {},
+        **{
+            f"demo ({method})": {"model.method": method}
+            for method in ("integral", "heatmap_l2", "rle", "cpm")
+        },
+    }
+}
 
-def set_value(block: dict, dotted: str, text: str) -> None:
-    """``block["a"]["b"] = yaml(text)`` for ``dotted == "a.b"``."""
+
+def set_value(block: dict, dotted: str, value: Any) -> None:
+    """``block["a"]["b"] = value`` for ``dotted == "a.b"``."""
     *parents, leaf = dotted.split(".")
     for key in parents:
         block = block.setdefault(key, {})
-    block[leaf] = yaml.safe_load(text)
+    block[leaf] = value
+
+
+def parse_assignments(texts: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[2, 3]"]`` -> ``{"a.b": 1, "c": [2, 3]}`` (values parsed as YAML)."""
+    changes = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep:
+            sys.exit(f"{text!r}: expected KEY=VALUE")
+        changes[key] = yaml.safe_load(value)
+    return changes
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``"name:a.b=1,c=2"`` -> ``("name", {"a.b": 1, "c": 2})``; a list value needs no commas: ``[1 2]``
+    is not YAML, so lists are written ``c=[1;2]``."""
+    name, _, assignments = text.partition(":")
+    parts = [a.replace(";", ",") for a in assignments.split(",") if a]
+    return name, parse_assignments(parts)
+
+
+def fingertip_pck(model, crops: HandCrops, input_size: int) -> dict[str, float]:
+    """PCK@0.2 of each fingertip's stage-T prediction on ``crops`` (normalised as ``score_crops`` does)."""
+    predictions = predict_crops(model, crops, input_size, torch.device("cpu"), progress=False)
+    errors = normalised_errors(predictions.coords[:, -1], crops.keypoints.numpy(), crops.hand_size.numpy())
+    per_keypoint = per_keypoint_pck(errors, crops.visible.numpy(), 0.2)
+    return {f"pck_0.2_{name}_tip": float(per_keypoint[chain[-1]]) for name, chain in FINGER_KEYPOINTS.items()}
+
+
+def run_variant(name: str, changes: dict[str, Any], hands: pd.DataFrame, crops_dir: Path) -> dict[str, Any]:
+    params = yaml.safe_load(PARAMETERS.read_text())
+    block = {"model": dict(params["_model_cpu"]), "train": dict(params["_train_cpu"])}
+    for key, value in changes.items():
+        set_value(block, key, value)
+    spec = ModelSpec.from_params(block["model"])
+    test = HandCrops(split(hands, "test"), crops_dir)
+    torch.manual_seed(block["train"]["seed"])  # the trainer's initial weights
+    untrained = score_crops(spec.build_model(), test, spec.input_size, torch.device("cpu"))
+    start = time.perf_counter()
+    elapsed: list[float] = []
+    with tempfile.TemporaryDirectory() as checkpoints:
+        history, report = train_method(
+            hands,
+            crops_dir,
+            Path(checkpoints),
+            block["model"],
+            block["train"],
+            on_epoch_end=lambda row: elapsed.append(time.perf_counter() - start),
+        )
+        wall = time.perf_counter() - start
+        model = load_model(report["best_checkpoint"])[0]
+        trained = {**score_crops(model, test, spec.input_size, torch.device("cpu"))}
+        trained.update(fingertip_pck(model, test, spec.input_size))
+        # the training crops (unaugmented): far above the test score = overfitting, not slow learning
+        train = HandCrops(split(hands, "train"), crops_dir)
+        trained["train_pck_0.2"] = score_crops(model, train, spec.input_size, torch.device("cpu"))["pck_0.2"]
+    history = history.assign(elapsed_s=elapsed)
+    print(_common.table([{"variant": name, "train_wall_s": wall, **trained}]))
+    return {
+        "name": name,
+        "changes": changes,
+        "parameters": block,
+        "train_wall_s": wall,
+        "best_epoch": report["best_epoch"],
+        "rows": [{"model": "untrained", **untrained}, {"model": "trained (best val)", **trained}],
+        "history": history.to_dict(orient="records"),
+    }
+
+
+def plot(variants: list[dict[str, Any]], title: str):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axes = figure.subplots()
+    for variant in variants:
+        history = pd.DataFrame(variant["history"])
+        test = variant["rows"][-1]["pck_0.2"]
+        axes.plot(history["elapsed_s"], history["val_pck_0.2"], label=f"{variant['name']} (test {test:.2f})")
+    axes.set(xlabel="training seconds (wall clock)", ylabel="validation PCK@0.2", title=title, ylim=(0, 1))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return figure
 
 
 def main() -> None:
@@ -49,58 +164,57 @@ def main() -> None:
     p.add_argument("--hands", type=Path, default=_common.REPO / "data/03_primary/rhd_hands.parquet")
     p.add_argument("--crops", type=Path, default=_common.REPO / "data/02_intermediate/rhd_crops")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. train.epochs=5")
-    p.add_argument("--name", default=None, help="result name (default: 'default' or the --set values)")
+    p.add_argument(
+        "--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="one more variant"
+    )
+    p.add_argument(
+        "--suite", choices=sorted(SUITES), help="a named set of variants (demo: old, new, methods)"
+    )
+    p.add_argument(
+        "--name", default=None, help="result name (default: 'default', the suite or the --set values)"
+    )
     args = p.parse_args()
     if not args.hands.is_file():
         sys.exit(f"{args.hands} not found: run `kedro run --pipelines=synthetic_data` and `rhd_preprocess`")
 
-    params = yaml.safe_load(PARAMETERS.read_text())
-    block = {"model": dict(params["_model_cpu"]), "train": dict(params["_train_cpu"])}
+    common = parse_assignments(args.set)
     if args.quick:
-        args.set = [
-            "model.stages=2",
-            "model.head_channels=8",
-            "train.epochs=2",
-            "train.sigma_warmup_epochs=1",
-            "train.batch_size=8",
-            "train.num_workers=0",
-            *args.set,
-        ]
-    for assignment in args.set:
-        key, _, value = assignment.partition("=")
-        set_value(block, key, value)
-    name = args.name or ("default" if not args.set or args.quick else "_".join(args.set).replace("=", "-"))
-    spec = ModelSpec.from_params(block["model"])
+        common = {
+            "model.stages": 2,
+            "model.head_channels": 8,
+            "train.epochs": 2,
+            "train.sigma_warmup_epochs": 1,
+            "train.batch_size": 8,
+            "train.num_workers": 0,
+            **common,
+        }
+    variants = dict(SUITES[args.suite]) if args.suite else {}
+    variants.update(parse_variant(text) for text in args.variant)
+    if not variants:
+        variants = {"default": {}}
+    name = args.name or args.suite or ("default" if not args.set or args.quick else "_".join(args.set))
+    name = name.replace("=", "-")
 
     hands = pd.read_parquet(args.hands)
-    test = HandCrops(split(hands, "test"), args.crops)
     load_before = _common.loadavg()
-    torch.manual_seed(block["train"]["seed"])  # the trainer's initial weights
-    untrained = score_crops(spec.build_model(), test, spec.input_size, torch.device("cpu"))
-    with tempfile.TemporaryDirectory() as checkpoints:
-        start = time.perf_counter()
-        history, report = train_method(hands, args.crops, Path(checkpoints), block["model"], block["train"])
-        wall = time.perf_counter() - start
-        trained = score_crops(
-            load_model(report["best_checkpoint"])[0], test, spec.input_size, torch.device("cpu")
+    # --quick keeps its tiny sizes over a suite's settings (it proves the script runs, nothing more)
+    results = [
+        run_variant(
+            variant, {**changes, **common} if args.quick else {**common, **changes}, hands, args.crops
         )
-    rows = [{"model": "untrained", **untrained}, {"model": "trained (best val)", **trained}]
-    path = _common.save(
-        f"learning_{name}",
-        args.out,
-        {
-            "parameters": block,
-            "train_crops": int((hands["split"] == "train").sum()),
-            "test_crops": len(test),
-            "train_wall_s": wall,
-            "rows": rows,
-            "best_epoch": report["best_epoch"],
-            "history": history.to_dict(orient="records"),
-        },
-        load_before,
-        args.quick,
-    )
-    _common.report(f"learning ({name})", rows, path, load_before, train_wall_s=round(wall, 1))
+        for variant, changes in variants.items()
+    ]
+    payload = {
+        "train_crops": int((hands["split"] == "train").sum()),
+        "test_crops": int((hands["split"] == "test").sum()),
+        "variants": results,
+    }
+    path = _common.save(f"learning_{name}", args.out, payload, load_before, args.quick)
+    if len(results) > 1:
+        figure = plot(results, f"learning speed: {name} ({_common.machine()['cpu']})")
+        figure.savefig(path.with_suffix(".png"), dpi=110)
+    rows = [{"variant": r["name"], "train_wall_s": r["train_wall_s"], **r["rows"][-1]} for r in results]
+    _common.report(f"learning ({name})", rows, path, load_before)
 
 
 if __name__ == "__main__":

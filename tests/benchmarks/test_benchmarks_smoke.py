@@ -96,9 +96,40 @@ def test_bench_learning(tmp_path, tiny_rhd):
         "--crops",
         str(tiny_rhd["crops"]),
     )
-    assert [row["model"] for row in document["rows"]] == ["untrained", "trained (best val)"]
-    assert len(document["history"]) == 2 and document["parameters"]["train"]["sigma_warmup_epochs"] == 1
-    assert all(0 <= row["pck_0.2"] <= 1 for row in document["rows"])
+    (variant,) = document["variants"]
+    assert [row["model"] for row in variant["rows"]] == ["untrained", "trained (best val)"]
+    assert len(variant["history"]) == 2 and variant["parameters"]["train"]["sigma_warmup_epochs"] == 1
+    elapsed = [row["elapsed_s"] for row in variant["history"]]
+    assert 0 < elapsed[0] < elapsed[1] <= variant["train_wall_s"]
+    trained = variant["rows"][1]
+    tips = [key for key in trained if key.startswith("pck_0.2_") and key.endswith("_tip")]
+    assert len(tips) == 5 and "train_pck_0.2" in trained
+    assert all(0 <= trained[key] <= 1 for key in ["pck_0.2", "train_pck_0.2", *tips])
+
+
+@pytest.mark.slow
+def test_bench_learning_compares_variants_in_one_run_and_plots_them(tmp_path, tiny_rhd):
+    tiny_rhd["hands"].to_parquet(tmp_path / "hands.parquet")
+    out = tmp_path / "out"
+    document = _run(
+        "bench_learning.py",
+        out,
+        "--hands",
+        str(tmp_path / "hands.parquet"),
+        "--crops",
+        str(tiny_rhd["crops"]),
+        "--variant",
+        "a:model.method=integral",
+        "--variant",
+        "b:model.method=heatmap_l2,train.lr_milestones=[1]",
+        "--name",
+        "two",
+    )
+    variants = {v["name"]: v for v in document["variants"]}
+    assert variants["a"]["parameters"]["model"]["method"] == "integral"
+    assert variants["b"]["parameters"]["model"]["method"] == "heatmap_l2"
+    assert variants["b"]["parameters"]["train"]["lr_milestones"] == [1]
+    assert (out / "learning_two_quick.png").stat().st_size > 0
 
 
 def test_bench_flows(tmp_path):
