@@ -17,6 +17,15 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 # Before torch loads: idle OpenMP threads must not spin while test subprocesses share the 2 cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+
+@pytest.fixture(autouse=True)
+def _no_inherited_tracking_uri(monkeypatch):
+    """Every test starts without MLFLOW_TRACKING_URI: ``mlflow.set_tracking_uri`` (kedro-mlflow's hook
+    and in-process tests call it) also sets it in ``os.environ`` (MLflow 3), and a later test's
+    ``kedro run`` child would then log to that store instead of its project's mlflow.db."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_SAMPLES = FIXTURES / "real_samples"
 

@@ -21,7 +21,11 @@ NO_AUGMENT = AugmentSettings(
 def test_training_brings_the_error_well_below_the_untrained_models(tiny_rhd, tmp_path):
     hands = tiny_rhd["hands"]
     fixed = hands[hands["split"] == "train"].head(16).reset_index(drop=True)
-    spec = ModelSpec(method="integral", backbone="resnet18", stages=1, input_size=64, head_channels=16)
+    # The CPU demo's stride-8 backbone: the whole ResNet-18 (2x2 features at 64 px) fit these 16 crops
+    # too slowly to clear the bar on every kind of machine (NME 0.329 after 60 steps on an AMD EPYC)
+    spec = ModelSpec(
+        method="integral", backbone="resnet18", backbone_stride=8, stages=1, input_size=64, head_channels=16
+    )
     config = TrainConfig(
         epochs=30, batch_size=8, lr=3e-3, lr_milestones=(), seed=0, devices="cpu", num_workers=0,
         eval_batch_size=16, augment=NO_AUGMENT,
@@ -31,6 +35,7 @@ def test_training_brings_the_error_well_below_the_untrained_models(tiny_rhd, tmp
     untrained = score_crops(spec.build_model().eval(), crops, 64, torch.device("cpu"))
     result = fit(spec, config, fixed, fixed, tiny_rhd["crops"], tmp_path)
     history = result.history
-    # Measured: untrained NME 0.356; after 60 steps 0.278 (lr 3e-3) and 0.274 (lr 1e-2), still falling.
+    # Measured with the whole ResNet-18: untrained NME 0.356; after 60 steps 0.278 (lr 3e-3, Intel Xeon)
+    # but 0.329 on an AMD EPYC, where the stride-8 backbone clears 0.85 x untrained (2026-12-02).
     assert history["val_nme"].iloc[-1] < 0.85 * untrained["nme"]
     assert history["train_loss"].iloc[-1] < 0.85 * history["train_loss"].iloc[0]

@@ -112,7 +112,15 @@ def load_backbone(model: nn.Module, state: dict[str, Any], path: str | Path, log
     weights = {k: v for k, v in state["weights"].items() if k in own or not _beyond(k, backbone)}
     missing, unexpected = backbone.load_state_dict(weights, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: backbone weights do not fit: missing {missing}, unexpected {unexpected}")
+        hint = (
+            "; the checkpoint's ResNet stops earlier than this model's: pretrain with the run's "
+            "model.backbone_stride (pretrain_<dataset>.model.backbone_stride)"
+            if missing
+            else ""
+        )
+        raise ValueError(
+            f"{path}: backbone weights do not fit: missing {missing}, unexpected {unexpected}{hint}"
+        )
     if log:
         info = state.get("info") or {}
         heads = sum(1 for k in model.state_dict() if not k.startswith("backbone."))

@@ -57,7 +57,9 @@ def test_pretrain_rhd_writes_a_backbone_checkpoint_and_an_mlflow_run(kedro_proje
     path = kedro_project / "data/06_models/rhd/pretrained_backbone.pt"
     state = torch.load(path, weights_only=True)
     assert state["backbone"] == "resnet18" and state["info"]["method"] == "integral"
-    target = ModelSpec(method="mle", backbone="resnet18", stages=2, input_size=64, head_channels=16)
+    target = ModelSpec(
+        method="mle", backbone="resnet18", stages=2, input_size=64, head_channels=16, backbone_stride=8
+    )
     model = target.build_model()
     warm_start(model, path, log=False)
     torch.testing.assert_close(model.backbone.state_dict(), state["weights"], rtol=0, atol=0)
