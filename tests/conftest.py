@@ -19,11 +19,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(autouse=True)
-def _no_inherited_tracking_uri(monkeypatch):
-    """Every test starts without MLFLOW_TRACKING_URI: ``mlflow.set_tracking_uri`` (kedro-mlflow's hook
-    and in-process tests call it) also sets it in ``os.environ`` (MLflow 3), and a later test's
-    ``kedro run`` child would then log to that store instead of its project's mlflow.db."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def _no_inherited_tracking_uri():
+    """Every test starts and ends without MLFLOW_TRACKING_URI: ``mlflow.set_tracking_uri``
+    (kedro-mlflow's hook and in-process tests call it) also sets it in ``os.environ`` (MLflow 3), and a
+    later test's ``kedro run`` child (or the next module's fixtures) would log to that store instead of
+    its project's mlflow.db. Removed, not restored: monkeypatch would put a leaked value back."""
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
