@@ -84,18 +84,18 @@ def test_bench_model(tmp_path):
     assert {"eager_nchw", "eager_channels_last", "onnxruntime"} <= runtimes
 
 
+def _bench_learning(tmp_path, tiny_rhd, *args: str) -> dict:
+    """bench_learning.py --quick on the tiny RHD set, its result in ``tmp_path/out``."""
+    tiny_rhd["hands"].to_parquet(tmp_path / "hands.parquet")
+    hands = str(tmp_path / "hands.parquet")
+    return _run(
+        "bench_learning.py", tmp_path / "out", "--hands", hands, "--crops", str(tiny_rhd["crops"]), *args
+    )
+
+
 @pytest.mark.slow
 def test_bench_learning(tmp_path, tiny_rhd):
-    tiny_rhd["hands"].to_parquet(tmp_path / "hands.parquet")
-    out = tmp_path / "out"
-    document = _run(
-        "bench_learning.py",
-        out,
-        "--hands",
-        str(tmp_path / "hands.parquet"),
-        "--crops",
-        str(tiny_rhd["crops"]),
-    )
+    document = _bench_learning(tmp_path, tiny_rhd)
     (variant,) = document["variants"]
     assert [row["model"] for row in variant["rows"]] == ["untrained", "trained (best val)"]
     assert len(variant["history"]) == 2 and variant["parameters"]["train"]["sigma_warmup_epochs"] == 1
@@ -109,15 +109,9 @@ def test_bench_learning(tmp_path, tiny_rhd):
 
 @pytest.mark.slow
 def test_bench_learning_compares_variants_in_one_run_and_plots_them(tmp_path, tiny_rhd):
-    tiny_rhd["hands"].to_parquet(tmp_path / "hands.parquet")
-    out = tmp_path / "out"
-    document = _run(
-        "bench_learning.py",
-        out,
-        "--hands",
-        str(tmp_path / "hands.parquet"),
-        "--crops",
-        str(tiny_rhd["crops"]),
+    document = _bench_learning(
+        tmp_path,
+        tiny_rhd,
         "--variant",
         "a:model.method=integral",
         "--variant",
@@ -129,7 +123,7 @@ def test_bench_learning_compares_variants_in_one_run_and_plots_them(tmp_path, ti
     assert variants["a"]["parameters"]["model"]["method"] == "integral"
     assert variants["b"]["parameters"]["model"]["method"] == "heatmap_l2"
     assert variants["b"]["parameters"]["train"]["lr_milestones"] == [1]
-    assert (out / "learning_two_quick.png").stat().st_size > 0
+    assert (tmp_path / "out/learning_two_quick.png").stat().st_size > 0
 
 
 def test_bench_flows(tmp_path):
