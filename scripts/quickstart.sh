@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KEDRO_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 MLFLOW_DISABLE_TELEMETRY=true
-# OpenMP threads spin-wait for a busy core by default; on 2 cores that halves training speed.
-export OMP_WAIT_POLICY=PASSIVE
+# OpenMP's wait policy is left to the package: brief spinning on an idle machine, PASSIVE on a busy
+# one (src/mle_hand_pipeline/__init__.py); export OMP_WAIT_POLICY to choose yourself.
 [ -x .venv/bin/kedro ] || bash scripts/setup.sh
 # The default pipeline is the whole job: synthetic_data -> freihand/rhd preprocessing -> train_rhd.
 echo "=== kedro run"

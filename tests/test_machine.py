@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import torch
 
@@ -16,6 +17,7 @@ def test_the_description_names_the_dispatched_instruction_set_and_the_versions()
     assert description["torch"] == torch.__version__.split("+")[0]
     assert set(VERSIONED) <= set(description)
     assert description["cuda"] is None or isinstance(description["cuda"], str)
+    assert description["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "default")
     json.dumps(description)  # goes into training_report.json as is
 
 

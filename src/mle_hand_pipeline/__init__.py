@@ -2,10 +2,30 @@
 (Lou, Lin, Zhu, Chen; IEEE Access 2024)."""
 
 import os
+import time
 
-# GNU OpenMP threads spin at every barrier by default; when DataLoader workers or other jobs hold a
-# core, each barrier then waits a whole time slice (2.6x slower training measured on 2 cores: the
-# OpenMP section of docs/benchmarks.md). Must run before torch is imported; an explicit user setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+def _other_tasks_running() -> bool:
+    """Whether other tasks hold a CPU right now: the runnable count of /proc/loadavg, less this
+    process, in the median of 5 reads 5 ms apart (the load averages lag by minutes). True where that
+    file does not exist."""
+    try:
+        counts = []
+        for _ in range(5):
+            with open("/proc/loadavg") as file:
+                counts.append(int(file.read().split()[3].split("/")[0]))
+            time.sleep(0.005)
+    except (OSError, IndexError, ValueError):
+        return True
+    return sorted(counts)[2] > 1
+
+
+# GNU OpenMP threads spin for a few ms at every barrier by default. On an idle machine that is the
+# fastest (CPU demo training on 2 cores: 112 images/s, 66 with PASSIVE waits); when another job holds a
+# core, each barrier waits for a whole time slice instead (2-70x slower: the OpenMP section of
+# docs/benchmarks.md), so a machine busy when the package is imported gets PASSIVE waits. Must run
+# before torch is imported; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys() and _other_tasks_running():
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+__version__ = "0.2.0"
