@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).parents[1]
@@ -22,22 +27,50 @@ def make_project(parent: Path) -> Path:
     return project
 
 
-def kedro_run(project: Path, *args: str, timeout: float = 600, check: bool = True) -> str:
-    """Run `kedro run ARGS` in ``project``; returns its combined output.
+class _KedroForkServer:
+    """One tests/kedro_fork_server.py process per test process, started at the first `kedro_run`."""
 
-    With ``check``, a failed run fails the test with the output; without, a SUCCESSFUL run does.
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+
+    def run(
+        self, project: Path, args: tuple[str, ...], env: dict[str, str], timeout: float
+    ) -> tuple[int, str]:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("kedro_fork_server.py"))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            atexit.register(self.process.stdin.close)
+        with tempfile.TemporaryDirectory() as folder:
+            files = {name: str(Path(folder, name)) for name in ("stdout", "stderr", "pid")}
+            request = {"args": list(args), "cwd": str(project), "env": env, **files}
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+            if not ready:
+                os.killpg(int(Path(files["pid"]).read_text()), signal.SIGKILL)
+            returncode = json.loads(self.process.stdout.readline())["returncode"]
+            output = "".join(Path(files[name]).read_text(errors="replace") for name in ("stdout", "stderr"))
+        assert ready, f"kedro {' '.join(args)} timed out after {timeout} s:\n{output[-6000:]}"
+        return returncode, output
+
+
+_FORK_SERVER = _KedroForkServer()
+
+
+def kedro_run(project: Path, *args: str, timeout: float = 600, check: bool = True) -> str:
+    """Run `kedro run ARGS` in ``project``; returns its combined output (stdout, then stderr).
+
+    The run is a process of its own, forked from tests/kedro_fork_server.py (torch and MLflow already
+    imported there), running kedro's command line as the `kedro` script does. With ``check``, a failed
+    run fails the test with the output; without, a SUCCESSFUL run does.
     """
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    completed = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    output = completed.stdout + completed.stderr
-    assert (completed.returncode == 0) == check, output[-6000:]
+    returncode, output = _FORK_SERVER.run(project, ("run", *args), env, timeout)
+    assert (returncode == 0) == check, output[-6000:]
     return output
 
 
