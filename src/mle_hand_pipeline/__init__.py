@@ -23,8 +23,9 @@ def _other_tasks_running() -> bool:
 # GNU OpenMP threads spin for a few ms at every barrier by default. On an idle machine that is the
 # fastest (the CPU demo's training in `kedro run` on 2 cores: 90-100 images/s, 58-62 with PASSIVE
 # waits); when another job holds a core, each barrier waits for a whole time slice instead (2-70x
-# slower: the OpenMP section of docs/benchmarks.md), so a machine busy when the package is imported gets PASSIVE waits. Must run
-# before torch is imported; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+# slower: the OpenMP section of docs/benchmarks.md), so a machine busy when the package is imported
+# gets PASSIVE waits. Must run before torch is imported; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT
+# wins.
 if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys() and _other_tasks_running():
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
