@@ -162,3 +162,53 @@ def test_robustness_compares_methods_changes_seed_by_seed(winner, loser):
     # unpaired, the two methods' change intervals overlap: only the second pairing separates them
     changes = paired_changes(table, ["method"], "noise", "clean", ["test_pck_0.2"]).set_index("method")
     assert changes.loc[winner, "test_pck_0.2_ci_low"] < changes.loc[loser, "test_pck_0.2_ci_high"]
+
+
+def _staged_runs() -> pd.DataFrame:
+    """3 seeds of a 3-stage mle whose stage 3 gains 0.03 +- 0.01 PCK over stage 1, a 3-stage cpm whose
+    gain straddles 0, and a one-stage rle (no stages to compare)."""
+    rows = []
+    for seed in range(3):
+        for method, gains in (("mle", (0.02, 0.03, 0.04)), ("cpm", (-0.02, 0.01, 0.01)), ("rle", None)):
+            row = {"cell": f"{method}-clean-scratch-s{seed}", "method": method, "noise": "clean"}
+            row |= {"init": "scratch", "seed": seed, "test_stage1_pck_0.2": 0.5, "test_stage1_nme": 0.2}
+            if gains is not None:
+                row |= {"test_stage2_pck_0.2": 0.5 + gains[seed] / 2, "test_stage2_nme": 0.2}
+                row |= {"test_stage3_pck_0.2": 0.5 + gains[seed], "test_stage3_nme": 0.2 - gains[seed] / 10}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_stage_gains_are_the_last_stage_minus_stage_one_of_each_run():
+    stages = R.stage_table(_staged_runs())
+    assert sorted(stages["method"].unique()) == ["cpm", "mle"]  # rle has one stage: left out
+    assert (stages["stages"] == 3).all() and len(stages) == 6
+    mle = stages[stages["method"] == "mle"].set_index("seed")
+    assert mle["gain_pck_0.2"].tolist() == pytest.approx([0.02, 0.03, 0.04])
+    assert mle["stageT_pck_0.2"].tolist() == pytest.approx([0.52, 0.53, 0.54])
+    assert mle["gain_nme"].tolist() == pytest.approx([-0.002, -0.003, -0.004])
+
+    summary = R.summarise_stages(stages).set_index("method")
+    assert summary.loc["mle", "n_seeds"] == 3
+    # paired: the interval of the per-seed differences, Student-t with 2 degrees of freedom
+    half = 4.302653 * 0.01 / np.sqrt(3)
+    assert summary.loc["mle", "gain_pck_0.2_ci_low"] == pytest.approx(0.03 - half)
+    assert summary.loc["mle", "gain_pck_0.2_ci_high"] == pytest.approx(0.03 + half)
+
+    text = "\n".join(R.stage_refinement(R.summarise_stages(stages)))
+    assert "| mle | 3 | 3 | 0.2000 | 0.1970 |" in text
+    assert (
+        "- mle: stage 3 better than stage 1 on pck_0.2 by 0.0300 [+0.0052, +0.0548] (3 seeds paired)." in text
+    )
+    assert "- mle: stage 3 better than stage 1 on nme by 0.0030" in text
+    assert "cpm: stage 3" not in text  # its interval straddles 0: no claim
+
+
+def test_a_run_without_per_stage_metrics_has_no_stage_row_and_the_verdict_no_section():
+    runs = _staged_runs().drop(columns=["test_stage3_pck_0.2"])
+    stages = R.stage_table(runs)
+    assert set(stages["stages"]) == {2}  # the last stage with every metric logged
+    bare = R.stage_table(runs.drop(columns=[c for c in runs if c.startswith("test_stage")]))
+    assert bare.empty and R.stage_refinement(R.summarise_stages(bare)) == []
+    (placeholder,) = R.stage_figures(R.summarise_stages(bare))["pck_stages"].axes
+    assert "no model with more than one stage" in placeholder.texts[0].get_text()

@@ -371,7 +371,13 @@ def plot_metric_vs_noise(summary: pd.DataFrame, metric: str, *, confidence: floa
 
 
 def plot_paired_changes(
-    changes: pd.DataFrame, metric: str, baseline: str, *, confidence: float = 0.95
+    changes: pd.DataFrame,
+    metric: str,
+    baseline: str,
+    *,
+    confidence: float = 0.95,
+    title: str | None = None,
+    empty: str | None = None,
 ) -> Figure:
     """Each method's change of ``metric`` from the ``baseline`` noise level, paired by seed: one panel
     per ``init``, one row per method and noise level, the paired interval as a horizontal bar with its
@@ -384,15 +390,17 @@ def plot_paired_changes(
         metric: the metric's name without suffix.
         baseline: the level the changes are taken from (titles only).
         confidence: the level of the intervals (axis label only).
+        title, empty: the figure's title and the text of a figure without rows, for changes taken
+            from something else than a noise level (the last stage against stage 1).
     """
     _check_summary(
         changes,
         ["method", "noise", "init", "n_seeds", f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"],
         "plot_paired_changes",
     )
-    title = f"{metric}: change from {baseline!r} training labels, paired by seed"
+    title = title or f"{metric}: change from {baseline!r} training labels, paired by seed"
     if changes.empty:
-        return _placeholder(f"no change from {baseline!r} to show (no other noise level)", title)
+        return _placeholder(empty or f"no change from {baseline!r} to show (no other noise level)", title)
     inits = list(dict.fromkeys(changes["init"]))
     rows = list(dict.fromkeys(zip(changes["method"], changes["noise"], strict=True)))
     methods = list(dict.fromkeys(changes["method"]))

@@ -3,6 +3,7 @@ that claims an order only where 95 % intervals over seeds do not overlap."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -23,6 +24,9 @@ from mle_hand_pipeline.methods import RESNET_METHODS
 GROUP = ["method", "noise", "init"]
 CELL_COLUMNS = ["cell", "method", "noise", "init", "seed", "run_id", "machine"]
 EXTRA_METRICS = ("best_epoch", "train_wall_time_s", "label_noise_label_nme")
+# every run's per-stage test metrics (evaluate_test logs test_stage<t>_<metric>) and which way is better
+STAGE_METRICS = {"nme": False, "pck_0.2": True}
+_STAGE_COLUMN = re.compile(r"test_stage(\d+)_(.+)")
 
 
 def cell_table(runs: pd.DataFrame, metrics: Sequence[str], order: Sequence[str] = ()) -> pd.DataFrame:
@@ -58,6 +62,114 @@ def figures(
         out[f"{name}_vs_noise"] = figure
         out[f"{name}_change"] = plots.plot_paired_changes(changes, metric, baseline)
     return out
+
+
+def stage_table(runs: pd.DataFrame, metrics: Sequence[str] = tuple(STAGE_METRICS)) -> pd.DataFrame:
+    """One row per cell whose model has more than one stage: ``GROUP``, ``cell``, ``seed``, ``stages``
+    (T, the last stage the run logged every metric of) and per metric ``m``: ``stage1_m``, ``stageT_m``
+    and ``gain_m = stageT_m - stage1_m``. Both values come from one run (the same weights and test
+    crops), so a gain is paired by seed.
+
+    Args:
+        runs: one row per cell with every metric of its run as a column (``comparison_runs``).
+        metrics: the stage metrics' names without the ``test_stage<t>_`` prefix.
+    """
+    stages: dict[str, set[int]] = {m: set() for m in metrics}
+    for column in runs.columns:
+        if (match := _STAGE_COLUMN.fullmatch(column)) and match.group(2) in stages:
+            stages[match.group(2)].add(int(match.group(1)))
+    common = sorted(set.intersection(*stages.values())) if stages else []
+    columns = [
+        *GROUP,
+        "cell",
+        "seed",
+        "stages",
+        *(f"{p}_{m}" for m in metrics for p in ("stage1", "stageT", "gain")),
+    ]
+    rows = []
+    for _, run in runs.iterrows():
+        logged = [t for t in common if all(pd.notna(run[f"test_stage{t}_{m}"]) for m in metrics)]
+        if 1 not in logged or max(logged) == 1:
+            continue
+        last = max(logged)
+        row = {key: run[key] for key in (*GROUP, "cell", "seed")} | {"stages": last}
+        for m in metrics:
+            first_value, last_value = float(run[f"test_stage1_{m}"]), float(run[f"test_stage{last}_{m}"])
+            row |= {
+                f"stage1_{m}": first_value,
+                f"stageT_{m}": last_value,
+                f"gain_{m}": last_value - first_value,
+            }
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summarise_stages(stages: pd.DataFrame, metrics: Sequence[str] = tuple(STAGE_METRICS)) -> pd.DataFrame:
+    """Mean, std and 95 % interval over seeds of :func:`stage_table`'s columns per method x noise x
+    init x stages: the ``gain_<m>`` interval is the paired one (stage T against stage 1)."""
+    values = [f"{p}_{m}" for m in metrics for p in ("stage1", "stageT", "gain")]
+    return summarise_seeds(stages, [*GROUP, "stages"], values)
+
+
+def stage_figures(stage_summary: pd.DataFrame) -> dict[str, Figure]:
+    """``{nme,pck}_stages``: each multi-stage method's stage T minus stage 1, paired by seed."""
+    out = {}
+    for name, metric in (("nme", "nme"), ("pck", "pck_0.2")):
+        gains = stage_summary.rename(columns=lambda c, m=metric: c.replace(f"gain_{m}_", f"{m}_"))
+        out[f"{name}_stages"] = plots.plot_paired_changes(
+            gains,
+            metric,
+            "stage 1",
+            title=f"test {metric}: last stage minus stage 1, paired by seed",
+            empty="no model with more than one stage",
+        )
+    return out
+
+
+def stage_refinement(stage_summary: pd.DataFrame, metrics: Mapping[str, bool] = STAGE_METRICS) -> list[str]:
+    """Markdown lines: per noise x init, each multi-stage method's stage 1 and stage T and the change
+    between them, paired by seed (:func:`summarise_stages`), and where that change is beyond its interval."""
+    if stage_summary.empty:
+        return []
+    lines = ["", "## Stage refinement: the last stage against stage 1, paired by seed", ""]
+    lines.append(
+        "Each cell's test metric at its model's last stage T minus the same run's at stage 1 (one model, "
+        "the same test crops), then mean ± std [95 % interval] over seeds. A model's stages are said to "
+        "refine (or to lose) only where that interval excludes 0."
+    )
+    header = "| method | stages | seeds | " + " | ".join(
+        f"stage 1 {m} | stage T {m} | change {m}" for m in metrics
+    )
+    rule = "|---|---|---|" + "---|---|---|" * len(metrics)
+    for (noise, init), group in stage_summary.groupby(["noise", "init"], sort=False):
+        lines += ["", f"### Training labels `{noise}`, init `{init}`", "", header + " |", rule]
+        claims = []
+        for _, row in group.iterrows():
+            values = [
+                f"{row[f'stage1_{m}_mean']:.4f} | {row[f'stageT_{m}_mean']:.4f} | "
+                + _cell(row, f"gain_{m}", signed=True)
+                for m in metrics
+            ]
+            lines.append(f"| {row['method']} | {row['stages']} | {row['n_seeds']} | {' | '.join(values)} |")
+            claims += _stage_claims(row, metrics)
+        lines += ["", *claims] if claims else ["", "- No stage change beyond its paired interval."]
+    return lines
+
+
+def _stage_claims(row: pd.Series, metrics: Mapping[str, bool]) -> list[str]:
+    claims = []
+    for metric, higher in metrics.items():
+        low, high = row[f"gain_{metric}_ci_low"], row[f"gain_{metric}_ci_high"]
+        if not (np.isfinite(low) and (low > 0 or high < 0)):
+            continue
+        better = (low > 0) if higher else (high < 0)
+        claims.append(
+            f"- {row['method']}: stage {row['stages']} {'better' if better else 'worse'} than stage 1 on "
+            f"{metric} by {abs(row[f'gain_{metric}_mean']):.4f} [{low:+.4f}, {high:+.4f}] "
+            f"({row[f'gain_{metric}_n']} seeds paired"
+            f"{zero_width_note(['the change'] if zero_width(low, high) else [])})."
+        )
+    return claims
 
 
 def _changes_from_baseline(table: pd.DataFrame, metrics: Sequence[str]) -> tuple[str, pd.DataFrame]:
@@ -163,6 +275,7 @@ def verdict(
     metrics: Mapping[str, bool],
     planned: pd.DataFrame,
     table: pd.DataFrame,
+    stage_summary: pd.DataFrame | None = None,
 ) -> str:
     """The markdown verdict: completeness, one table per noise x init, and the order claims.
 
@@ -171,6 +284,7 @@ def verdict(
         metrics: ``{metric: higher_is_better}``.
         planned: the planned cells (``cell`` column; ``status``/``error`` when the grid ran them).
         table: :func:`cell_table` (the finished cells).
+        stage_summary: :func:`summarise_stages` output, for the stage-refinement section.
     """
     lines = [f"# Comparison `{comparison}` ({dataset})", ""]
     done = set(table["cell"])
@@ -219,6 +333,8 @@ def verdict(
         ]
     if summary["noise"].nunique() > 1:
         lines += robustness(table, metrics)
+    if stage_summary is not None:
+        lines += stage_refinement(stage_summary)
     lines += [
         "",
         "An order is claimed only where the two 95 % intervals do not overlap, a difference in "

@@ -65,9 +65,11 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
                 failing.remove(job.key)
                 outcomes.append(Outcome(job.key, 1, 2.0, job.log, "NonFiniteLossError: 20 steps"))
                 continue
-            log_fake_cell_run(
-                client, experiment, "compare_rhd", cells[job.key], {"test_nme": 0.2, "test_pck_0.2": 0.5}
-            )
+            metrics = {"test_nme": 0.2, "test_pck_0.2": 0.5}
+            if job.key.startswith("mle"):  # a two-stage model's per-stage metrics, as evaluate_test logs
+                metrics |= {"test_stage1_nme": 0.25, "test_stage2_nme": 0.2}
+                metrics |= {"test_stage1_pck_0.2": 0.45, "test_stage2_pck_0.2": 0.5}
+            log_fake_cell_run(client, experiment, "compare_rhd", cells[job.key], metrics)
             outcomes.append(Outcome(job.key, 0, 3.0, job.log))
         return outcomes
 
@@ -84,9 +86,14 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
     assert table.loc[0, "run_id"] == before and table["run_id"].notna().tolist() == [True, True, True, False]
     assert table.loc[3, "error"] == "NonFiniteLossError: 20 steps"
 
-    runs, summary, verdict, *figures = nodes.report_comparison("rhd", table, COMPARE)
+    runs, summary, stages, verdict, *figures = nodes.report_comparison("rhd", table, COMPARE)
     assert runs["cell"].tolist() == list(table["cell"][:3])  # the plan's order
     assert summary.set_index("method")["n_seeds"].to_dict() == {"mle": 2, "cpm": 1}
+    # the one multi-stage run that logged its stages (mle s1; s0 was logged without them)
+    (mle,) = stages.to_dict("records")
+    assert (mle["method"], mle["stages"], mle["n_seeds"]) == ("mle", 2, 1)
+    assert mle["gain_pck_0.2_mean"] == pytest.approx(0.05) and mle["gain_nme_mean"] == pytest.approx(-0.05)
+    assert "## Stage refinement" in verdict
     assert (
         "3 of 4 planned cells" in verdict and "`cpm-clean-scratch-s1`: failed: NonFiniteLossError" in verdict
     )

@@ -52,6 +52,9 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, tiny_rhd):
             a.path for a in client.list_artifacts(run.info.run_id, "evaluation")
         }
         assert not [a for a in client.list_artifacts(run.info.run_id) if a.path == "model"]  # no export
+    stages = pd.read_csv(report / "stages.csv")
+    assert stages["method"].tolist() == ["mle", "cpm"] and (stages["stages"] == 2).all()
+    assert (stages["n_seeds"] == 2).all() and stages["gain_pck_0.2_ci_low"].notna().all()
     summary = pd.read_csv(report / "summary.csv")
     assert summary["method"].tolist() == ["mle", "cpm"] and (summary["n_seeds"] == 2).all()
     assert summary["test_nme_ci_low"].notna().all()
@@ -60,7 +63,9 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, tiny_rhd):
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")} >= {
         "comparison/cells.csv",
         "comparison/verdict.md",
+        "comparison/stages.csv",
         "comparison/pck_by_method.png",
+        "comparison/pck_stages.png",
     }
 
     # a lost cell (its run killed): it alone is left to run (the grid's `_todo`, as in compare_rhd)

@@ -25,7 +25,16 @@ from mle_hand_pipeline.grid.runner import Job, run_jobs
 logger = logging.getLogger(__name__)
 
 PLAN_COLUMNS = ["cell", "method", "noise", "init", "seed", "cell_config"]
-FIGURES = ("nme_by_method", "pck_by_method", "nme_vs_noise", "pck_vs_noise", "nme_change", "pck_change")
+FIGURES = (
+    "nme_by_method",
+    "pck_by_method",
+    "nme_vs_noise",
+    "pck_vs_noise",
+    "nme_change",
+    "pck_change",
+    "nme_stages",
+    "pck_stages",
+)
 
 
 def _name(dataset: str, compare: dict[str, Any]) -> str:
@@ -143,15 +152,16 @@ def grid_commands(
 
 def report_comparison(
     dataset: str, cells: pd.DataFrame, compare: dict[str, Any]
-) -> tuple[pd.DataFrame, pd.DataFrame, str, *tuple[Figure, ...]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str, *tuple[Figure, ...]]:
     """The report of the comparison's finished runs, read from MLflow alone.
 
     Args:
         cells: the planned cells (``cell``; with ``status`` and ``error`` when the grid ran them).
 
     Returns:
-        ``(runs, summary, verdict, *figures)``: one row per cell (tags, metrics), mean/std/95 %
-        interval per method x noise x init, the markdown verdict, and :data:`FIGURES`.
+        ``(runs, summary, stages, verdict, *figures)``: one row per cell (tags, metrics), mean/std/95 %
+        interval per method x noise x init, the same of stage 1, the last stage and their paired
+        difference for the multi-stage methods, the markdown verdict, and :data:`FIGURES`.
     """
     name = _name(dataset, compare)
     directions = {str(k): str(v) for k, v in compare["report_metrics"].items()}
@@ -169,6 +179,7 @@ def report_comparison(
         )
     table = R.cell_table(runs, list(metrics), order=list(cells["cell"]))
     summary = R.summarise(table, list(metrics))
-    figures = R.figures(summary, table)
-    text = R.verdict(name, dataset, summary, metrics, cells, table)
-    return table, summary, text, *(figures[f] for f in FIGURES)
+    stages = R.summarise_stages(R.stage_table(runs.set_index("cell").loc[table["cell"]].reset_index()))
+    figures = R.figures(summary, table) | R.stage_figures(stages)
+    text = R.verdict(name, dataset, summary, metrics, cells, table, stages)
+    return table, summary, stages, text, *(figures[f] for f in FIGURES)

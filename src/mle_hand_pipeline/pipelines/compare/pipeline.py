@@ -20,6 +20,7 @@ BLOCKS = ["params:model", "params:train", "params:evaluate", "params:compare"]
 REPORT_OUTPUTS = [
     "comparison_runs",
     "comparison_summary",
+    "comparison_stages",
     "comparison_verdict",
     *[f"comparison_{name}_plot" for name in FIGURES],
 ]
