@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import make_project
+from helpers import make_project, preprocess_rhd
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -73,3 +73,14 @@ def kedro_project(tmp_path: Path) -> Path:
     """A temporary copy of the project's configuration: `kedro run` there writes data, mlflow.db and
     mlruns/ under tmp_path, never into the repository."""
     return make_project(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def preprocessed_rhd_data(tmp_path_factory, tiny_rhd) -> Path:
+    """The ``data/`` folder of a project where `kedro run --pipelines=rhd_preprocess` ran on the tiny
+    RHD set (64 px crops), made once per test process. Tests that are not about preprocessing copy it
+    into their project (``shutil.copytree(preprocessed_rhd_data, project / "data")``); its MLflow run
+    stays behind in that project's own store."""
+    project = make_project(tmp_path_factory.mktemp("preprocessed_rhd"))
+    preprocess_rhd(project, tiny_rhd["root"])
+    return project / "data"

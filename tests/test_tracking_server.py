@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -191,17 +192,17 @@ def test_train_on_the_server_logs_everything_registers_and_predicts(
 
 
 @pytest.mark.slow
-def test_a_grid_spread_over_two_checkouts_reports_from_the_server(on_server, tiny_rhd, tmp_path):
-    """Cell s0 runs on a second machine (its own folder and data/, no mlflow.db, the same raw data),
-    from the line compare_commands_rhd prints; compare_rhd on the first runs s1 and s2 at once; the
-    second machine's compare_report_rhd rebuilds the report from the server alone."""
+def test_a_grid_spread_over_two_checkouts_reports_from_the_server(on_server, preprocessed_rhd_data, tmp_path):
+    """Cell s0 runs on a second machine (its own folder and data/, no mlflow.db, the same preprocessed
+    data), from the line compare_commands_rhd prints; compare_rhd on the first runs s1 and s2 at once;
+    the second machine's compare_report_rhd rebuilds the report from the server alone."""
     client = on_server
     (tmp_path / "first").mkdir(), (tmp_path / "second").mkdir()
     first, second = make_project(tmp_path / "first"), make_project(tmp_path / "second")
     for project in (first, second):
         (project / "conf/local/parameters_tiny.yml").write_text(TINY)
+        shutil.copytree(preprocessed_rhd_data, project / "data")
 
-    preprocess_rhd(second, tiny_rhd["root"])
     output = kedro_run(second, "--pipelines=compare_commands_rhd")
     lines = (second / "data/08_reporting/rhd/compare/commands.txt").read_text().splitlines()
     assert len(lines) == 3 and lines[0] in output and "rhd.evaluate.register_model=null" in lines[0]
@@ -209,7 +210,6 @@ def test_a_grid_spread_over_two_checkouts_reports_from_the_server(on_server, tin
     assert argv[:2] == ["kedro", "run"] and "rhd.tracking.tags.cell=mle-clean-scratch-s0," in lines[0]
     kedro_run(second, *argv[2:])
 
-    preprocess_rhd(first, tiny_rhd["root"])
     kedro_run(first, "--pipelines=compare_rhd")
     cells = pd.read_csv(first / "data/08_reporting/rhd/compare/cells.csv").set_index("cell")
     assert cells["status"].to_dict() == {

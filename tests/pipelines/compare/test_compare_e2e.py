@@ -3,10 +3,11 @@ each cell is a real train_rhd run tagged in MLflow, the report is built from the
 run was lost only that cell is left to run."""
 
 import shlex
+import shutil
 
 import pandas as pd
 import pytest
-from helpers import kedro_run, preprocess_rhd, project_experiment
+from helpers import kedro_run, project_experiment
 
 TINY = """
 rhd:
@@ -22,9 +23,9 @@ CELLS = ["mle-clean-scratch-s0", "cpm-clean-scratch-s0", "mle-clean-scratch-s1",
 
 
 @pytest.mark.slow
-def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, tiny_rhd):
+def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, preprocessed_rhd_data):
     (kedro_project / "conf/local/parameters_tiny.yml").write_text(TINY)
-    preprocess_rhd(kedro_project, tiny_rhd["root"])
+    shutil.copytree(preprocessed_rhd_data, kedro_project / "data")
     kedro_run(kedro_project, "--pipelines=compare_rhd", "--params=rhd.train.lr=0.002")
 
     report = kedro_project / "data/08_reporting/rhd/compare"

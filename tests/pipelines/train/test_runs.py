@@ -21,6 +21,7 @@ rhd:
   model: {backbone: resnet18, stages: 2, input_size: 64, head_channels: 16}
   train: {epochs: 1, batch_size: 8, lr_milestones: [1], num_workers: 0, eval_batch_size: 16,
           sigma_warmup_epochs: 0}
+  evaluate: {log_model: false}  # no test here reads the exported model (~6 s a run)
 """
 
 
