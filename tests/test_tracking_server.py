@@ -111,8 +111,12 @@ def server(tmp_path_factory) -> str:
 
 @pytest.fixture
 def on_server(server, monkeypatch) -> MlflowClient:
-    """MLFLOW_TRACKING_URI = the server, for this test and the commands it starts."""
+    """MLFLOW_TRACKING_URI = the server, for this test and the commands it starts. The test server
+    (one worker) shares 2 cores with the runs it tracks and the other test worker, and was seen to
+    stall for over 30 s: its clients wait up to 180 s per request, not the project's 30 s (set for a
+    hung server, `tracking_server.HTTP_DEFAULTS`), which a dead-server test sets itself."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "180")
     mlflow.set_tracking_uri(server)
     yield MlflowClient(server)
     mlflow.set_tracking_uri(None)
