@@ -156,13 +156,20 @@ def stage_refinement(stage_summary: pd.DataFrame, metrics: Mapping[str, bool] = 
     return lines
 
 
+def _beyond_zero(row: pd.Series, column: str, higher: bool) -> tuple[bool, float, float] | None:
+    """``(better, low, high)`` of a paired difference whose 95 % interval excludes 0, else None."""
+    low, high = row[f"{column}_ci_low"], row[f"{column}_ci_high"]
+    if not (np.isfinite(low) and (low > 0 or high < 0)):
+        return None
+    return ((low > 0) if higher else (high < 0)), low, high
+
+
 def _stage_claims(row: pd.Series, metrics: Mapping[str, bool]) -> list[str]:
     claims = []
     for metric, higher in metrics.items():
-        low, high = row[f"gain_{metric}_ci_low"], row[f"gain_{metric}_ci_high"]
-        if not (np.isfinite(low) and (low > 0 or high < 0)):
+        if (beyond := _beyond_zero(row, f"gain_{metric}", higher)) is None:
             continue
-        better = (low > 0) if higher else (high < 0)
+        better, low, high = beyond
         claims.append(
             f"- {row['method']}: stage {row['stages']} {'better' if better else 'worse'} than stage 1 on "
             f"{metric} by {abs(row[f'gain_{metric}_mean']):.4f} [{low:+.4f}, {high:+.4f}] "
@@ -237,12 +244,11 @@ def _change_claims(row: pd.Series, metrics: Mapping[str, bool]) -> list[str]:
     """The sentences of one method's paired change: where its interval excludes 0."""
     claims = []
     for metric, higher in metrics.items():
-        low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
-        if not (np.isfinite(low) and (low > 0 or high < 0)):
+        if (beyond := _beyond_zero(row, metric, higher)) is None:
             continue
-        worse = (high < 0) if higher else (low > 0)
+        better, low, high = beyond
         claims.append(
-            f"- {row['method']}: {metric} {'worse' if worse else 'better'} by "
+            f"- {row['method']}: {metric} {'better' if better else 'worse'} by "
             f"{abs(row[f'{metric}_mean']):.4f} [{low:+.4f}, {high:+.4f}] ({row[f'{metric}_n']} seeds paired"
             f"{zero_width_note(['the change'] if zero_width(low, high) else [])})."
         )
@@ -253,10 +259,10 @@ def _contrast_claims(row: pd.Series, metrics: Mapping[str, bool]) -> list[str]:
     """The sentences of one pair of methods: where the interval of their changes' difference excludes 0."""
     claims = []
     for metric, higher in metrics.items():
-        mean, low, high = (row[f"{metric}_{s}"] for s in ("mean", "ci_low", "ci_high"))
-        if not (np.isfinite(low) and (low > 0 or high < 0)):
+        if (beyond := _beyond_zero(row, metric, higher)) is None:
             continue
-        a_better = (low > 0) if higher else (high < 0)
+        a_better, low, high = beyond
+        mean = row[f"{metric}_mean"]
         winner, loser = (row["method_a"], row["method_b"]) if a_better else (row["method_b"], row["method_a"])
         sign = 1 if a_better else -1  # the sentence reads winner minus loser
         low, high = sorted((sign * low, sign * high))
