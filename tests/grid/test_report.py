@@ -54,8 +54,10 @@ def test_summary_figures_and_verdict():
 
     figures = R.figures(summary, table)
     assert set(figures) == {
-        f"{m}_{kind}" for m in ("nme", "pck") for kind in ("by_method", "vs_noise", "change")
+        f"{m}_{kind}" for m in ("nme", "pck") for kind in ("by_method", "vs_noise", "change", "pretrained")
     }
+    (no_pretrained,) = figures["pck_pretrained"].axes
+    assert "no pretrained cell with a scratch cell of the same seed" in no_pretrained.texts[0].get_text()
     # the paired change: one row, mle on outliers30 (the only method with noisy cells)
     (change_axes,) = figures["pck_change"].axes
     assert [t.get_text() for t in change_axes.get_yticklabels()] == ["mle, outliers30"]
@@ -134,6 +136,65 @@ def test_the_pretrained_tables_point_to_cpm_scratch_rows():
     assert "no pretrained cells" not in scratch
     # integral has a ResNet: its missing pretrained cells are not explained away
     assert "- cpm: no pretrained cells (no ResNet for the backbone" in pretrained_part
+
+
+def _pretrained_and_scratch() -> pd.DataFrame:
+    """3 seeds of mle and integral on clean labels, scratch and pretrained: mle's pretrained cells gain
+    0.04, 0.05 and 0.06 PCK over the scratch cell of their seed, integral's -0.01, 0 and +0.01, while
+    the seeds themselves spread by +-0.1 (so the unpaired intervals overlap); cpm has scratch cells only."""
+    rows = []
+    for seed, spread in enumerate((-0.1, 0.0, 0.1)):
+        for method, gain in (
+            ("mle", (0.04, 0.05, 0.06)[seed]),
+            ("integral", (-0.01, 0.0, 0.01)[seed]),
+            ("cpm", None),
+        ):
+            for init, pck in (("scratch", 0.5 + spread), ("pretrained", 0.5 + spread + (gain or 0.0))):
+                if init == "pretrained" and gain is None:
+                    continue
+                cell = f"{method}-clean-{init}-s{seed}"
+                rows.append({"cell": cell, "method": method, "noise": "clean", "init": init, "seed": seed})
+                rows[-1].update({"run_id": cell, "test_nme": 1 - pck, "test_pck_0.2": pck})
+    return R.cell_table(pd.DataFrame(rows), list(METRICS))
+
+
+def test_pretraining_is_the_pretrained_cell_minus_the_scratch_cell_of_its_seed():
+    table = _pretrained_and_scratch()
+    changes = R.changes_from_scratch(table, list(METRICS)).set_index("method")
+    assert sorted(changes.index) == ["integral", "mle"]  # cpm has no pretrained cells: no row
+    assert (changes["init"] == "pretrained").all() and (changes["n_seeds"] == 3).all()
+    half = 4.302653 * 0.01 / np.sqrt(3)  # Student-t, 2 degrees of freedom, std 0.01 of the differences
+    assert changes.loc["mle", "test_pck_0.2_mean"] == pytest.approx(0.05)
+    assert changes.loc["mle", "test_pck_0.2_ci_low"] == pytest.approx(0.05 - half)
+    # unpaired, the seeds' spread of 0.1 would hide the gain
+    summary = R.summarise(table, list(METRICS)).set_index(["method", "init"])
+    assert (
+        summary.loc[("mle", "pretrained"), "test_pck_0.2_ci_low"]
+        < summary.loc[("mle", "scratch"), "test_pck_0.2_ci_high"]
+    )
+
+    summary = R.summarise(table, list(METRICS))
+    text = R.verdict("study", "rhd", summary, METRICS, pd.DataFrame({"cell": table["cell"]}), table)
+    assert "## Pretrained backbone: the change from a scratch backbone, paired by seed" in text
+    assert (
+        "- mle, `clean` labels, pretrained: test_pck_0.2 better by 0.0500 [+0.0252, +0.0748] "
+        "(3 seeds paired)." in text
+    )
+    assert "- mle, `clean` labels, pretrained: test_nme better by 0.0500" in text
+    assert "integral, `clean` labels, pretrained:" not in text  # -0.01, 0, +0.01: no claim
+    (panel,) = R.figures(summary, table)["pck_pretrained"].axes
+    assert sorted(t.get_text() for t in panel.get_yticklabels()) == ["integral, clean", "mle, clean"]
+
+
+def test_the_verdict_has_no_pretraining_section_without_pairs():
+    table = _pretrained_and_scratch()
+    scratch_only = table[table["init"] == "scratch"]
+    assert R.pretraining(scratch_only, METRICS) == []
+    # pretrained cells whose seeds have no scratch cell: nothing to pair
+    other_seeds = pd.concat(
+        [scratch_only, table[table["init"] == "pretrained"].assign(seed=lambda t: t["seed"] + 3)]
+    )
+    assert R.changes_from_scratch(other_seeds, list(METRICS)).empty
 
 
 def _two_methods_on_shared_draws(winner: str, loser: str) -> pd.DataFrame:

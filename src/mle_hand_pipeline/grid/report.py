@@ -47,11 +47,13 @@ def summarise(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
 def figures(
     summary: pd.DataFrame, table: pd.DataFrame, nme: str = "test_nme", pck: str = "test_pck_0.2"
 ) -> dict[str, Figure]:
-    """``{nme,pck}_by_method`` (first noise level, bars per init), ``{nme,pck}_vs_noise`` and
-    ``{nme,pck}_change`` (each method's change from the baseline labels, paired by seed)."""
+    """``{nme,pck}_by_method`` (first noise level, bars per init), ``{nme,pck}_vs_noise``,
+    ``{nme,pck}_change`` (each method's change from the baseline labels, paired by seed) and
+    ``{nme,pck}_pretrained`` (each pretrained cell's change from the same scratch cell, paired by seed)."""
     first = summary["noise"].iloc[0]
     clean = summary[summary["noise"] == first]
     baseline, changes = _changes_from_baseline(table, [nme, pck])
+    from_scratch = changes_from_scratch(table, [nme, pck])
     out = {}
     for name, metric in (("nme", nme), ("pck", pck)):
         figure = plots.plot_seed_summary(clean, metric)
@@ -61,6 +63,13 @@ def figures(
         figure.suptitle(f"{metric} against training-label noise")
         out[f"{name}_vs_noise"] = figure
         out[f"{name}_change"] = plots.plot_paired_changes(changes, metric, baseline)
+        out[f"{name}_pretrained"] = plots.plot_paired_changes(
+            from_scratch,
+            metric,
+            "scratch",
+            title=f"{metric}: pretrained backbone minus scratch, paired by seed",
+            empty="no pretrained cell with a scratch cell of the same seed",
+        )
     return out
 
 
@@ -187,6 +196,15 @@ def _changes_from_baseline(table: pd.DataFrame, metrics: Sequence[str]) -> tuple
     return baseline, paired_changes(table, ["method", "init"], "noise", baseline, list(metrics))
 
 
+def changes_from_scratch(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Each method x noise level's ``pretrained`` cells minus its ``scratch`` cells of the same seed
+    (:func:`~..evaluation.statistics.paired_changes`; ``init`` is ``pretrained`` in every row). A seed
+    fixes the heads' initial weights, the sample order, the augmentation and the corrupted labels, so
+    the pair differs in the backbone's initial weights alone. Groups without such a pair are left out."""
+    changes = paired_changes(table, ["method", "noise"], "init", "scratch", list(metrics))
+    return changes[(changes["init"] == "pretrained") & (changes["n_seeds"] > 0)].reset_index(drop=True)
+
+
 def _cell(row: pd.Series, metric: str, signed: bool = False) -> str:
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
@@ -240,15 +258,42 @@ def robustness(table: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str]:
     return lines
 
 
-def _change_claims(row: pd.Series, metrics: Mapping[str, bool]) -> list[str]:
-    """The sentences of one method's paired change: where its interval excludes 0."""
+def pretraining(table: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str]:
+    """Markdown lines: each method's change from a scratch backbone to the pretrained one per noise
+    level, paired by seed (:func:`changes_from_scratch`), and where it is beyond its interval; no lines
+    without such pairs."""
+    changes = changes_from_scratch(table, list(metrics))
+    if changes.empty:
+        return []
+    lines = ["", "## Pretrained backbone: the change from a scratch backbone, paired by seed", ""]
+    lines.append(
+        "Each `pretrained` cell minus the same method's, labels' and seed's `scratch` cell (the same "
+        "heads' initial weights, sample order, augmentation and corrupted labels: only the backbone's "
+        "initial weights differ), then mean ± std [95 % interval] over the seeds that have both. "
+        "Pretraining is said to help (or to hurt) only where that interval excludes 0."
+    )
+    header = "| method | labels | seeds | " + " | ".join(metrics) + " |"
+    lines += ["", header, "|---|---|---|" + "---|" * len(metrics)]
+    claims = []
+    for _, row in changes.iterrows():
+        values = " | ".join(_cell(row, m, signed=True) for m in metrics)
+        lines.append(f"| {row['method']} | {row['noise']} | {row['n_seeds']} | {values} |")
+        claims += _change_claims(
+            row, metrics, subject=f"{row['method']}, `{row['noise']}` labels, pretrained"
+        )
+    return [*lines, "", *(claims or ["- No change from pretraining beyond its paired interval."])]
+
+
+def _change_claims(row: pd.Series, metrics: Mapping[str, bool], subject: str | None = None) -> list[str]:
+    """The sentences of one paired change (of ``subject``, by default the row's method): where its
+    interval excludes 0."""
     claims = []
     for metric, higher in metrics.items():
         if (beyond := _beyond_zero(row, metric, higher)) is None:
             continue
         better, low, high = beyond
         claims.append(
-            f"- {row['method']}: {metric} {'better' if better else 'worse'} by "
+            f"- {subject or row['method']}: {metric} {'better' if better else 'worse'} by "
             f"{abs(row[f'{metric}_mean']):.4f} [{low:+.4f}, {high:+.4f}] ({row[f'{metric}_n']} seeds paired"
             f"{zero_width_note(['the change'] if zero_width(low, high) else [])})."
         )
@@ -339,6 +384,7 @@ def verdict(
         ]
     if summary["noise"].nunique() > 1:
         lines += robustness(table, metrics)
+    lines += pretraining(table, metrics)
     if stage_summary is not None:
         lines += stage_refinement(stage_summary)
     lines += [

@@ -32,6 +32,8 @@ FIGURES = (
     "pck_vs_noise",
     "nme_change",
     "pck_change",
+    "nme_pretrained",
+    "pck_pretrained",
     "nme_stages",
     "pck_stages",
 )
