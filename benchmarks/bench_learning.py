@@ -40,6 +40,7 @@ from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.inference import predict_crops, score_crops
 from mle_hand_pipeline.training.runs import split, train_method
+from mle_hand_pipeline.training.validation import ParameterError, validate_model_params, validate_train_params
 
 PARAMETERS = _common.REPO / "conf/base/parameters_train.yml"
 
@@ -115,11 +116,21 @@ def fingertip_pck(model, crops: HandCrops, input_size: int) -> dict[str, float]:
     return {f"pck_0.2_{name}_tip": float(per_keypoint[chain[-1]]) for name, chain in FINGER_KEYPOINTS.items()}
 
 
-def run_variant(name: str, changes: dict[str, Any], hands: pd.DataFrame, crops_dir: Path) -> dict[str, Any]:
+def variant_parameters(changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The CPU demo's ``model`` and ``train`` blocks with ``changes`` applied, checked as a run checks
+    them (``ParameterError``), so a mistyped value stops the benchmark before any variant trains."""
     params = yaml.safe_load(PARAMETERS.read_text())
     block = {"model": dict(params["_model_cpu"]), "train": dict(params["_train_cpu"])}
     for key, value in changes.items():
         set_value(block, key, value)
+    validate_model_params(block["model"])
+    validate_train_params(block["train"])
+    return block
+
+
+def run_variant(
+    name: str, block: dict[str, dict[str, Any]], hands: pd.DataFrame, crops_dir: Path
+) -> dict[str, Any]:
     spec = ModelSpec.from_params(block["model"])
     test = HandCrops(split(hands, "test"), crops_dir)
     torch.manual_seed(block["train"]["seed"])  # the trainer's initial weights
@@ -146,7 +157,6 @@ def run_variant(name: str, changes: dict[str, Any], hands: pd.DataFrame, crops_d
     print(_common.table([{"variant": name, "train_wall_s": wall, **trained}]))
     return {
         "name": name,
-        "changes": changes,
         "parameters": block,
         "train_wall_s": wall,
         "best_epoch": report["best_epoch"],
@@ -206,15 +216,19 @@ def main() -> None:
     name = args.name or args.suite or ("default" if not args.set or args.quick else "_".join(args.set))
     name = name.replace("=", "-")
 
+    # --quick keeps its tiny sizes over a suite's settings (it proves the script runs, nothing more)
+    changes = {
+        variant: {**own, **common} if args.quick else {**common, **own} for variant, own in variants.items()
+    }
+    try:
+        blocks = {variant: variant_parameters(own) for variant, own in changes.items()}
+    except ParameterError as error:
+        sys.exit(f"{error}\n(a --set or --variant value; numbers need a dot before the exponent: 2.0e-3)")
     hands = pd.read_parquet(args.hands)
     load_before = _common.loadavg()
-    # --quick keeps its tiny sizes over a suite's settings (it proves the script runs, nothing more)
-    results = [
-        run_variant(
-            variant, {**changes, **common} if args.quick else {**common, **changes}, hands, args.crops
-        )
-        for variant, changes in variants.items()
-    ]
+    results = [run_variant(variant, blocks[variant], hands, args.crops) for variant in variants]
+    for result in results:
+        result["changes"] = changes[result["name"]]
     payload = {
         "train_crops": int((hands["split"] == "train").sum()),
         "test_crops": int((hands["split"] == "test").sum()),

@@ -126,6 +126,22 @@ def test_bench_learning_compares_variants_in_one_run_and_plots_them(tmp_path, ti
     assert (tmp_path / "out/learning_two_quick.png").stat().st_size > 0
 
 
+def test_bench_learning_refuses_a_bad_variant_before_training_any(tmp_path):
+    hands = tmp_path / "hands.parquet"
+    hands.write_bytes(b"")  # never read: the parameters are checked first
+    script = str(BENCHMARKS / "bench_learning.py")
+    variants = ["--variant", "fine:train.lr=1.0e-3", "--variant", "typo:train.lr=2e-3"]
+    done = subprocess.run(
+        [sys.executable, script, "--out", str(tmp_path / "out"), "--hands", str(hands), *variants],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "train.lr must be a positive number" in done.stderr and "'2e-3'" in done.stderr
+    assert not (tmp_path / "out").exists()  # no variant trained, nothing saved
+
+
 def test_bench_flows(tmp_path):
     document = _run("bench_flows.py", tmp_path)
     assert document["max_abs_diff_log_prob"] < 1e-4  # the batched prototype computes the same densities
