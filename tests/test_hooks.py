@@ -85,6 +85,11 @@ def test_a_key_nothing_reads_is_refused_with_the_known_ones():
         ),
         (
             "rhd.compare",
+            {"resume_interrupted": "yes"},
+            "rhd.compare.resume_interrupted must be true or false, got 'yes'",
+        ),
+        (
+            "rhd.compare",
             {"job": 2},
             "rhd.compare.job is not a parameter; known: inits, jobs, keep_checkpoints",
         ),

@@ -1,5 +1,7 @@
 """Finding a comparison's runs in MLflow, and which cells are done (fake runs, temporary SQLite store)."""
 
+import time
+
 import pandas as pd
 import pytest
 from helpers import log_fake_cell_run
@@ -11,6 +13,7 @@ from mle_hand_pipeline.grid.mlflow_runs import (
     comparison_runs,
     finished_cells,
     latest_per_cell,
+    unfinished_runs,
 )
 
 
@@ -82,3 +85,20 @@ def test_a_run_with_a_non_numeric_seed_tag_is_named(store):
     client.set_tag(run, "seed", "zero")
     with pytest.raises(ValueError, match=rf"run {run} has the non-numeric seed tag 'zero'"):
         comparison_runs(client, "study5")
+
+
+def test_unfinished_runs_of_each_cell_newest_first(store):
+    client, experiment = store
+    failed = log_fake_cell_run(client, experiment, "study6", cell("mle", 0), {}, status="FAILED")
+    time.sleep(0.01)
+    killed = log_fake_cell_run(client, experiment, "study6", cell("mle", 0), {}, status="KILLED")
+    time.sleep(0.01)
+    never_ended = log_fake_cell_run(client, experiment, "study6", cell("cpm", 0), {}, status="RUNNING")
+    log_fake_cell_run(client, experiment, "study6", cell("cpm", 1), {"test_nme": 0.2})  # finished
+    log_fake_cell_run(client, experiment, "study6", cell("mle", 1, config="old"), {}, status="KILLED")
+    plan = [cell("mle", 0), cell("cpm", 0), cell("cpm", 1), cell("mle", 1)]
+    runs = comparison_runs(client, "study6", status=None)
+    assert unfinished_runs(runs, plan) == {
+        "mle-clean-scratch-s0": [killed, failed],
+        "cpm-clean-scratch-s0": [never_ended],
+    }  # not the finished cell, nor a run made with other settings

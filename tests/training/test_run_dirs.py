@@ -103,8 +103,13 @@ def test_a_failed_or_killed_run_says_so_releases_its_lock_and_stays_resumable(tm
     assert read_run_file(tmp_path / "ok")["status"] == "trained" and sorted(os.listdir(tmp_path / "ok")) == [
         "run.json"
     ]
+    assert [run_dirs.is_interrupted(tmp_path / r) for r in ("failed", "killed", "ok")] == [True, True, False]
     with claim_run_dir(tmp_path, "next", resume=True) as run:  # the newest unfinished one
         assert run.resumed_from == "failed"
     with claim_run_dir(tmp_path, "after", resume=True) as run:
         assert run.resumed_from == "killed"
+    # continued once, a run is no longer interrupted; the run that continued it is, once it stops
+    assert not run_dirs.is_interrupted(tmp_path / "failed") and not run_dirs.is_interrupted(
+        tmp_path / "killed"
+    )
     assert not any(tmp_path.glob("*/.lock"))  # neither the resumed runs nor their sources keep one

@@ -228,11 +228,13 @@ def cell_params(
     runtime_params: Mapping[str, Any] | None = None,
     log_model: bool = False,
     keep_checkpoints: str = "best",
+    resume: str | None = None,
 ) -> dict[str, Any]:
     """The ``--params`` of a cell's run: the parent's runtime parameters (except its ``compare``
     block), then the cell's overrides, ``evaluate.log_model``, ``evaluate.publish_model`` false (a
     cell never becomes ``<dataset>.model``), ``evaluate.keep_checkpoints``, ``evaluate.register_model``
-    null (a cell never registers a model version) and ``tracking``."""
+    null (a cell never registers a model version), ``tracking``, and ``train.resume`` = ``resume``
+    when the run continues that interrupted run of the cell (an execution-only key: same fingerprint)."""
     inherited = {
         k: v for k, v in _dotted_keys(runtime_params or {}).items() if not k.startswith(f"{dataset}.compare.")
     }
@@ -244,6 +246,7 @@ def cell_params(
         "evaluate.register_model": None,  # a cell never registers a model version
         "tracking.run_name": f"{dataset}-{cell.key}",
         **{f"tracking.tags.{k}": v for k, v in {**cell.tags(comparison), "seed": cell.seed}.items()},
+        **({"train.resume": resume} if resume else {}),
     }
     return {**inherited, **{f"{dataset}.{k}": v for k, v in own.items()}}
 

@@ -100,3 +100,16 @@ def finished_cells(runs: pd.DataFrame, cells: Sequence[Cell]) -> dict[str, str]:
             "a new compare.name (e.g. --params=<dataset>.compare.name=...), or delete those runs."
         )
     return done
+
+
+def unfinished_runs(runs: pd.DataFrame, cells: Sequence[Cell]) -> dict[str, list[str]]:
+    """``{cell key: [run id, ...]}``, newest first, of each cell's runs that did not finish (KILLED,
+    FAILED, or RUNNING: a process killed outright never reports its end) with the cell's current
+    settings: the runs whose checkpoints may continue the cell."""
+    unfinished = runs[runs["status"] != "FINISHED"].sort_values("start_time", ascending=False)
+    found = {}
+    for cell in cells:
+        same = unfinished[(unfinished["cell"] == cell.key) & (unfinished["cell_config"] == cell.config)]
+        if len(same):
+            found[cell.key] = same["run_id"].astype(str).tolist()
+    return found

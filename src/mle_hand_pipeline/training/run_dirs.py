@@ -122,15 +122,20 @@ def _same_file(handle: IO[str], path: Path) -> bool:
         return False
 
 
+def is_interrupted(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a ``last.pt`` of a run that never finished training and that no other
+    run has continued yet (a live run also counts: claiming it is what tells, see the module docstring)."""
+    run_dir = Path(run_dir)
+    return (run_dir / LAST_CHECKPOINT).is_file() and read_run_file(run_dir).get(
+        "status", TRAINING
+    ) in RESUMABLE
+
+
 def _interrupted_runs(method_dir: Path) -> list[Path]:
     """Run folders of ``method_dir`` with a ``last.pt`` that never finished training, newest first."""
     if not method_dir.is_dir():
         return []
-    found = [
-        child
-        for child in method_dir.iterdir()
-        if (child / LAST_CHECKPOINT).is_file() and read_run_file(child).get("status", TRAINING) in RESUMABLE
-    ]
+    found = [child for child in method_dir.iterdir() if is_interrupted(child)]
     return sorted(found, key=lambda child: (child / LAST_CHECKPOINT).stat().st_mtime, reverse=True)
 
 

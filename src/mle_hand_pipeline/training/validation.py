@@ -231,7 +231,7 @@ PREDICT_KEYS = {
 }  # fmt: skip
 COMPARE_KEYS = {
     "name", "methods", "seeds", "inits", "pretrained_backbone", "loss_overrides", "noise_levels", "jobs",
-    "log_model", "report_metrics", "keep_checkpoints",
+    "log_model", "report_metrics", "keep_checkpoints", "resume_interrupted",
 }  # fmt: skip
 KEEP_CHECKPOINTS = ("best", "all", "none")  # compare.keep_checkpoints: grid.cells
 _PREPROCESS_COMMON = {"seed", "min_visible", "on_bad_sample", "workers", "crop", "grid"}
@@ -307,6 +307,7 @@ def validate_compare_params(block: dict[str, Any], prefix: str = "compare") -> N
     check.unknown_keys(COMPARE_KEYS)
     check.require("jobs", _positive_int, "must be an integer >= 1")
     check.require("log_model", _bool, "must be true or false")
+    check.require("resume_interrupted", _bool, "must be true or false")
     check.require(
         "keep_checkpoints", lambda v: v in KEEP_CHECKPOINTS, f"must be one of {', '.join(KEEP_CHECKPOINTS)}"
     )

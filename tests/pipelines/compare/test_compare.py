@@ -1,8 +1,10 @@
 """compare_rhd's nodes: the grid skips finished cells, runs the others as `kedro run` commands and
 records failures; the commands pipeline prints what is left; the report reads MLflow alone."""
 
+import json
 import shlex
 import sys
+import time
 
 import mlflow
 import pytest
@@ -46,7 +48,7 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
     )
 
     # the commands pipeline prints the 3 cells left, one line each
-    text = nodes.grid_commands("rhd", KEDRO_RUN, *BLOCKS)
+    text = nodes.grid_commands("rhd", KEDRO_RUN, tmp_path / "checkpoints", *BLOCKS)
     assert capsys.readouterr().out == text and len(text.splitlines()) == 3
     first = shlex.split(text.splitlines()[0])
     assert first[:3] == ["kedro", "run", "--pipelines=train_rhd"]
@@ -74,7 +76,7 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
         return outcomes
 
     monkeypatch.setattr(nodes, "run_jobs", fake_run_jobs)
-    table = nodes.run_grid("rhd", KEDRO_RUN, tmp_path / "logs", *BLOCKS)
+    table = nodes.run_grid("rhd", KEDRO_RUN, tmp_path / "logs", tmp_path / "checkpoints", *BLOCKS)
     assert [j.key for j in started] == [
         "cpm-clean-scratch-s0",
         "mle-clean-scratch-s1",
@@ -105,12 +107,12 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
 
     # run again: only the failed cell runs; a third time: nothing is left to run
     started.clear()
-    rerun = nodes.run_grid("rhd", KEDRO_RUN, tmp_path / "logs", *BLOCKS)
+    rerun = nodes.run_grid("rhd", KEDRO_RUN, tmp_path / "logs", tmp_path / "checkpoints", *BLOCKS)
     assert [j.key for j in started] == ["cpm-clean-scratch-s1"]
     assert rerun["status"].tolist() == ["skipped", "skipped", "skipped", "finished"]
     assert rerun["run_id"].notna().all() and rerun["run_id"][:3].tolist() == table["run_id"][:3].tolist()
     started.clear()
-    rerun = nodes.run_grid("rhd", KEDRO_RUN, tmp_path / "logs", *BLOCKS)
+    rerun = nodes.run_grid("rhd", KEDRO_RUN, tmp_path / "logs", tmp_path / "checkpoints", *BLOCKS)
     assert started == [] and (rerun["status"] == "skipped").all()
     with pytest.raises(
         ValueError, match=r"comparison='other'.*cpm-clean-scratch-s1 failed: NonFiniteLossError"
@@ -126,7 +128,55 @@ def test_changed_settings_under_the_same_name_stop_the_grid(store, tmp_path, mon
     monkeypatch.setattr(nodes, "run_jobs", lambda *a, **k: pytest.fail("nothing may run"))
     longer = {**TRAIN, "epochs": 5}
     with pytest.raises(ValueError, match=r"other settings.*compare\.name"):
-        nodes.run_grid("rhd", KEDRO_RUN, tmp_path, MODEL, longer, EVALUATE, compare)
+        nodes.run_grid("rhd", KEDRO_RUN, tmp_path, tmp_path, MODEL, longer, EVALUATE, compare)
+
+
+def test_an_interrupted_cell_continues_its_newest_interrupted_run(store, tmp_path, monkeypatch):
+    client, experiment = store
+    compare = {**COMPARE, "name": "interrupted", "methods": ["mle"], "seeds": [0, 1, 2], "jobs": 1}
+    blocks = (MODEL, TRAIN, EVALUATE, compare)
+    cells = {c.key: c for c in nodes._plan("rhd", *blocks)}
+    checkpoints = tmp_path / "checkpoints"
+
+    def interrupted(key, status, folder_status="killed", last_pt=True):
+        """A cell's unfinished MLflow run and the run folder it left (named after the run, as train_rhd's)."""
+        time.sleep(0.01)  # distinct start times: the newest interrupted run is the one continued
+        run_id = log_fake_cell_run(client, experiment, "interrupted", cells[key], {}, status=status)
+        folder = checkpoints / "mle" / run_id
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"status": folder_status}))
+        if last_pt:
+            (folder / "last.pt").write_bytes(b"state")
+        return run_id
+
+    interrupted("mle-clean-scratch-s0", "FAILED", folder_status="failed")
+    newest = interrupted("mle-clean-scratch-s0", "RUNNING", folder_status="training")  # SIGKILL: never ended
+    interrupted("mle-clean-scratch-s1", "KILLED", last_pt=False)  # killed in its first epoch: no last.pt
+    interrupted("mle-clean-scratch-s2", "KILLED", folder_status="resumed")  # another run continued it
+
+    lines = nodes.grid_commands("rhd", KEDRO_RUN, checkpoints, *blocks).splitlines()
+    assert [line.count("rhd.train.resume=") for line in lines] == [1, 0, 0]
+    assert (
+        f"rhd.train.resume={newest}" in lines[0]
+        and "rhd.tracking.tags.cell=mle-clean-scratch-s0," in lines[0]
+    )
+
+    started = []
+    monkeypatch.setattr(nodes, "run_jobs", lambda jobs, processes, cwd: started.extend(jobs) or [])
+    nodes.run_grid("rhd", KEDRO_RUN, tmp_path / "logs", checkpoints, *blocks)
+    assert [j.key for j in started] == list(cells)
+    assert f"rhd.train.resume={newest}" in started[0].argv[-1]
+    assert not any("train.resume" in j.argv[-1] for j in started[1:])
+
+    # the checkpoints folder is the project's: a relative catalog path is read from the project folder
+    relative = {**KEDRO_RUN, "project_path": str(tmp_path)}
+    lines = nodes.grid_commands("rhd", relative, checkpoints.relative_to(tmp_path), *blocks).splitlines()
+    assert f"rhd.train.resume={newest}" in lines[0]
+
+    # compare.resume_interrupted: false starts every unfinished cell again
+    fresh = {**compare, "resume_interrupted": False}
+    lines = nodes.grid_commands("rhd", KEDRO_RUN, checkpoints, MODEL, TRAIN, EVALUATE, fresh).splitlines()
+    assert len(lines) == 3 and not any("train.resume" in line for line in lines)
 
 
 def test_pipelines():

@@ -1,7 +1,8 @@
 """Nodes of the compare pipelines: glue between the parameters, the grid library and MLflow.
 
 ``compare_<dataset>`` runs each cell of the grid as an ordinary ``train_<dataset>`` run (a child
-``kedro run``), skipping cells that already have a finished run, then reports; ``compare_report_<dataset>``
+``kedro run``), skipping cells that already have a finished run and continuing interrupted ones from
+their ``last.pt``, then reports; ``compare_report_<dataset>``
 rebuilds the report from MLflow alone; ``compare_commands_<dataset>`` prints the cells' command lines.
 """
 
@@ -19,8 +20,14 @@ from mlflow.tracking import MlflowClient
 
 from mle_hand_pipeline.grid import cells as C
 from mle_hand_pipeline.grid import report as R
-from mle_hand_pipeline.grid.mlflow_runs import comparison_runs, finished_cells, latest_per_cell
+from mle_hand_pipeline.grid.mlflow_runs import (
+    comparison_runs,
+    finished_cells,
+    latest_per_cell,
+    unfinished_runs,
+)
 from mle_hand_pipeline.grid.runner import Job, run_jobs
+from mle_hand_pipeline.training.run_dirs import is_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +62,32 @@ def _plan_table(cells: list[C.Cell]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
-def _todo(dataset: str, compare: dict, cells: list[C.Cell]) -> tuple[list[C.Cell], dict[str, str]]:
-    """The cells without a finished run of the same settings, and ``{key: run id}`` of the others."""
-    done = finished_cells(comparison_runs(MlflowClient(), _name(dataset, compare)), cells)
+def _todo(
+    dataset: str, compare: dict, cells: list[C.Cell], checkpoints: Path
+) -> tuple[list[C.Cell], dict[str, str], dict[str, str]]:
+    """The cells without a finished run of the same settings, ``{key: run id}`` of the others, and
+    ``{key: run id}`` of the cells to run that continue an interrupted run: the newest of the cell's
+    unfinished runs whose folder in ``checkpoints`` still holds its ``last.pt``
+    (``compare.resume_interrupted``)."""
+    runs = comparison_runs(MlflowClient(), _name(dataset, compare), status=None)
+    done = finished_cells(runs, cells)
     if done:
         logger.info("%d of %d cells already have a finished run: skipped", len(done), len(cells))
-    return [c for c in cells if c.key not in done], done
+    todo = [c for c in cells if c.key not in done]
+    resume = {}
+    if compare.get("resume_interrupted", True):
+        methods = {c.key: c.method for c in todo}
+        for key, run_ids in unfinished_runs(runs, todo).items():
+            found = [r for r in run_ids if is_interrupted(checkpoints / methods[key] / r)]
+            if found:
+                resume[key] = found[0]
+                logger.info("cell %s continues its interrupted run %s", key, found[0])
+    return todo, done, resume
 
 
-def _command(dataset: str, compare: dict, cell: C.Cell, kedro_run: dict, kedro: list[str]) -> list[str]:
+def _command(
+    dataset: str, compare: dict, cell: C.Cell, kedro_run: dict, kedro: list[str], resume: str | None
+) -> list[str]:
     params = C.cell_params(
         cell,
         dataset,
@@ -71,8 +95,14 @@ def _command(dataset: str, compare: dict, cell: C.Cell, kedro_run: dict, kedro: 
         kedro_run.get("runtime_params"),
         bool(compare.get("log_model")),
         str(compare.get("keep_checkpoints") or "best"),
+        resume,
     )
     return C.kedro_command(params, dataset, kedro_run.get("env"), kedro)
+
+
+def _checkpoints(kedro_run: dict, checkpoints: Path) -> Path:
+    """The training runs' checkpoint folder as the cells' ``kedro run`` (in the project folder) sees it."""
+    return Path(kedro_run["project_path"]) / checkpoints
 
 
 def plan_comparison(
@@ -90,23 +120,29 @@ def run_grid(
     dataset: str,
     kedro_run: dict[str, Any],
     logs_dir: Path,
+    checkpoints: Path,
     model: dict[str, Any],
     train: dict[str, Any],
     evaluate: dict[str, Any],
     compare: dict[str, Any],
 ) -> pd.DataFrame:
     """Run every cell that has no finished run yet as ``kedro run --pipelines=train_<dataset>``,
-    ``compare.jobs`` at a time, each writing ``<logs_dir>/<comparison>/<cell>.log``.
+    ``compare.jobs`` at a time, each writing ``<logs_dir>/<comparison>/<cell>.log``. A cell whose run
+    was interrupted (killed, failed, or its machine gone) continues it from its ``last.pt`` in
+    ``checkpoints`` (``train.resume``; ``compare.resume_interrupted: false`` starts it again).
 
     Returns the plan with ``status`` (``finished``, ``skipped`` = finished before, ``failed``),
     ``run_id``, ``returncode``, ``wall_s``, ``log`` and ``error`` (the failed run's last log line).
     """
     cells = _plan(dataset, model, train, evaluate, compare)
-    todo, done = _todo(dataset, compare, cells)
+    todo, done, resume = _todo(dataset, compare, cells, _checkpoints(kedro_run, checkpoints))
     kedro = [sys.executable, "-m", "kedro"]
     folder = Path(logs_dir) / _name(dataset, compare)
     jobs = [
-        Job(c.key, _command(dataset, compare, c, kedro_run, kedro), folder / f"{c.key}.log") for c in todo
+        Job(
+            c.key, _command(dataset, compare, c, kedro_run, kedro, resume.get(c.key)), folder / f"{c.key}.log"
+        )
+        for c in todo
     ]
     outcomes = {o.key: o for o in run_jobs(jobs, int(compare.get("jobs", 1)), cwd=kedro_run["project_path"])}
     finished = latest_per_cell(comparison_runs(MlflowClient(), _name(dataset, compare)))
@@ -136,16 +172,20 @@ def run_grid(
 def grid_commands(
     dataset: str,
     kedro_run: dict[str, Any],
+    checkpoints: Path,
     model: dict[str, Any],
     train: dict[str, Any],
     evaluate: dict[str, Any],
     compare: dict[str, Any],
 ) -> str:
     """One shell command per cell still to run (run each from the project folder, in any order or
-    all at once), printed and returned as the text of ``commands.txt``: line N is cell N."""
+    all at once), printed and returned as the text of ``commands.txt``: line N is cell N. A cell whose
+    run was interrupted continues it, as in :func:`run_grid`."""
     cells = _plan(dataset, model, train, evaluate, compare)
-    todo, _ = _todo(dataset, compare, cells)
-    lines = [C.shell_line(_command(dataset, compare, c, kedro_run, ["kedro"])) for c in todo]
+    todo, _, resume = _todo(dataset, compare, cells, _checkpoints(kedro_run, checkpoints))
+    lines = [
+        C.shell_line(_command(dataset, compare, c, kedro_run, ["kedro"], resume.get(c.key))) for c in todo
+    ]
     text = "".join(f"{line}\n" for line in lines)
     print(text, end="")
     logger.info("%d of %d cells to run, from %s", len(todo), len(cells), kedro_run["project_path"])

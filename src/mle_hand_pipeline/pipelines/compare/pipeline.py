@@ -52,7 +52,7 @@ def create_pipeline(dataset: str) -> Pipeline:
     Outputs ``<dataset>.comparison_cells`` (status per cell) and the report's outputs."""
     run = Node(
         _bound(run_grid, dataset),
-        ["kedro_run_params", "comparison_logs", *BLOCKS],
+        ["kedro_run_params", "comparison_logs", "checkpoints", *BLOCKS],
         "comparison_cells",
         name="run_grid",
     )
@@ -69,6 +69,9 @@ def create_report_pipeline(dataset: str) -> Pipeline:
 def create_commands_pipeline(dataset: str) -> Pipeline:
     """``<dataset>.comparison_commands``: one ``kedro run`` line per cell still to run."""
     commands = Node(
-        _bound(grid_commands, dataset), ["kedro_run_params", *BLOCKS], "comparison_commands", name="commands"
+        _bound(grid_commands, dataset),
+        ["kedro_run_params", "checkpoints", *BLOCKS],
+        "comparison_commands",
+        name="commands",
     )
     return _namespaced([commands], dataset)
