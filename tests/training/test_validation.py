@@ -63,6 +63,7 @@ def test_train_block_errors_name_the_parameter(changes, message, monkeypatch):
         ({"backbone": "vgg"}, "rhd.model.backbone must be one of resnet18"),
         ({"stages": 0}, "rhd.model.stages must be an integer >= 1"),
         ({"backbone_stride": 4}, "rhd.model.backbone_stride must be one of 32, 16, 8"),
+        ({"input_size": 80}, "rhd.model.input_size must be a multiple of 32 (pixels: 64, 96, 128, ..."),
         ({"init_checkpoint": "nowhere.pt"}, "rhd.model.init_checkpoint must be null or the path"),
         ({"loss": {"residul": "none"}}, "rhd.model.loss: unknown loss option(s) ['residul']"),
     ],

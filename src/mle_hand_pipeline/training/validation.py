@@ -100,7 +100,11 @@ def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
     check.require("method", lambda v: v in METHODS, f"must be one of {', '.join(METHODS)}")
     check.require("backbone", lambda v: v in BACKBONES, f"must be one of {', '.join(BACKBONES)}")
     check.require("stages", _positive_int, "must be an integer >= 1")
-    check.require("input_size", lambda v: _is_int(v) and v >= 32, "must be an integer >= 32 (pixels)")
+    check.require(
+        "input_size",
+        lambda v: _is_int(v) and v >= 32 and v % 32 == 0,
+        "must be a multiple of 32 (pixels: 64, 96, 128, ...)",
+    )
     check.require(
         "backbone_stride",
         lambda v: _is_int(v) and v in OUTPUT_STRIDES,
