@@ -63,14 +63,23 @@ def test_train_block_errors_name_the_parameter(changes, message, monkeypatch):
         ({"backbone": "vgg"}, "rhd.model.backbone must be one of resnet18"),
         ({"stages": 0}, "rhd.model.stages must be an integer >= 1"),
         ({"backbone_stride": 4}, "rhd.model.backbone_stride must be one of 32, 16, 8"),
-        ({"input_size": 80}, "rhd.model.input_size must be a multiple of 32 (pixels: 64, 96, 128, ..."),
+        ({"input_size": 80}, "rhd.model.input_size must be a multiple of 32 for model.method=mle, got 80"),
+        ({"input_size": 80, "method": "cpm"}, None),  # CPM's features are at S/8
+        (
+            {"input_size": 76, "method": "cpm"},
+            "rhd.model.input_size must be a multiple of 8 for model.method=cpm",
+        ),
         ({"init_checkpoint": "nowhere.pt"}, "rhd.model.init_checkpoint must be null or the path"),
         ({"loss": {"residul": "none"}}, "rhd.model.loss: unknown loss option(s) ['residul']"),
     ],
 )
 def test_model_block_errors_name_the_parameter(changes, message):
+    block = {**TINY_MODEL_PARAMS, "method": "mle", **changes}
+    if message is None:
+        validate_model_params(block, prefix="rhd.model")
+        return
     with pytest.raises(ParameterError) as error:
-        validate_model_params({**TINY_MODEL_PARAMS, "method": "mle", **changes}, prefix="rhd.model")
+        validate_model_params(block, prefix="rhd.model")
     assert message in str(error.value)
 
 
