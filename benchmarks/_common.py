@@ -84,7 +84,9 @@ def save(name: str, out: Path, payload: dict[str, Any], load_before: list[float]
         "loadavg_after": loadavg(),
         **payload,
     }
-    path.write_text(json.dumps(document, indent=2, default=str))
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(document, indent=2, default=str))
+    temporary.replace(path)  # atomic: a benchmark stopped while saving leaves the previous file whole
     return path
 
 

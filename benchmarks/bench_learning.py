@@ -226,15 +226,18 @@ def main() -> None:
         sys.exit(f"{error}\n(a --set or --variant value; numbers need a dot before the exponent: 2.0e-3)")
     hands = pd.read_parquet(args.hands)
     load_before = _common.loadavg()
-    results = [run_variant(variant, blocks[variant], hands, args.crops) for variant in variants]
-    for result in results:
-        result["changes"] = changes[result["name"]]
-    payload = {
-        "train_crops": int((hands["split"] == "train").sum()),
-        "test_crops": int((hands["split"] == "test").sum()),
-        "variants": results,
-    }
-    path = _common.save(f"learning_{name}", args.out, payload, load_before, args.quick)
+    results = []
+    for variant in variants:
+        results.append(
+            {**run_variant(variant, blocks[variant], hands, args.crops), "changes": changes[variant]}
+        )
+        payload = {
+            "train_crops": int((hands["split"] == "train").sum()),
+            "test_crops": int((hands["split"] == "test").sum()),
+            "variants": results,
+        }
+        # after every variant: a later one that fails or is stopped loses none of those before it
+        path = _common.save(f"learning_{name}", args.out, payload, load_before, args.quick)
     if len(results) > 1:
         figure = plot(results, f"learning speed: {name} ({_common.machine()['cpu']})")
         figure.savefig(path.with_suffix(".png"), dpi=110)

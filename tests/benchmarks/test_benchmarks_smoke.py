@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
@@ -140,6 +142,31 @@ def test_bench_learning_refuses_a_bad_variant_before_training_any(tmp_path):
     assert done.returncode != 0
     assert "train.lr must be a positive number" in done.stderr and "'2e-3'" in done.stderr
     assert not (tmp_path / "out").exists()  # no variant trained, nothing saved
+
+
+def test_bench_learning_saves_each_variant_as_it_ends(tmp_path, monkeypatch):
+    """A variant that fails (or a run stopped) after others ended loses none of theirs."""
+    spec = importlib.util.spec_from_file_location("bench_learning", BENCHMARKS / "bench_learning.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    hands = tmp_path / "hands.parquet"
+    pd.DataFrame({"split": ["train", "val", "test"]}).to_parquet(hands)
+
+    def run_variant(name, block, hands, crops):
+        if name == "breaks":
+            raise RuntimeError("out of memory")
+        row = {"model": "trained (best val)", "pck_0.2": 0.5}
+        return {"name": name, "parameters": block, "train_wall_s": 1.0, "rows": [row], "history": []}
+
+    monkeypatch.setattr(bench, "run_variant", run_variant)
+    argv = ["bench_learning.py", "--out", str(tmp_path), "--hands", str(hands), "--name", "partial"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--variant", "ends:train.lr=2.0e-3", "--variant", "breaks:"])
+    with pytest.raises(RuntimeError, match="out of memory"):
+        bench.main()
+    document = json.loads((tmp_path / "learning_partial.json").read_text())
+    (saved,) = document["variants"]
+    assert saved["name"] == "ends" and saved["changes"] == {"train.lr": 2.0e-3}
+    assert document["train_crops"] == 1 and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_bench_flows(tmp_path):
