@@ -227,15 +227,15 @@ def main() -> None:
     hands = pd.read_parquet(args.hands)
     load_before = _common.loadavg()
     results = []
+    payload = {
+        "train_crops": int((hands["split"] == "train").sum()),
+        "test_crops": int((hands["split"] == "test").sum()),
+        "variants": results,
+    }
     for variant in variants:
         results.append(
             {**run_variant(variant, blocks[variant], hands, args.crops), "changes": changes[variant]}
         )
-        payload = {
-            "train_crops": int((hands["split"] == "train").sum()),
-            "test_crops": int((hands["split"] == "test").sum()),
-            "variants": results,
-        }
         # after every variant: a later one that fails or is stopped loses none of those before it
         path = _common.save(f"learning_{name}", args.out, payload, load_before, args.quick)
     if len(results) > 1:

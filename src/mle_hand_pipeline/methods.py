@@ -47,6 +47,13 @@ def _unknown(method: str) -> ValueError:
     return ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
 
 
+def input_multiple(method: str) -> int:
+    """What ``model.input_size`` must be a multiple of for ``method``'s network (1: any size)."""
+    if method in SEQUENTIAL_HEATMAP_METHODS:
+        return SequentialHeatmapNet.INPUT_MULTIPLE
+    return CPM.INPUT_MULTIPLE if method == "cpm" else 1
+
+
 def build_model(
     method: str,
     backbone: str = "resnet50",

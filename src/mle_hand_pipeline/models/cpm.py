@@ -85,6 +85,8 @@ class CPM(nn.Module):
     Shapes: images (B, 3, S, S) -> PoseOutput(coords (B, T, K, 2), None, heatmaps (B, T, K, S/8, S/8)).
     """
 
+    INPUT_MULTIPLE = 8  # input_size must be a multiple: the features are at S/8
+
     def __init__(
         self,
         stages: int = 5,
@@ -96,8 +98,8 @@ class CPM(nn.Module):
         super().__init__()
         if stages < 1:
             raise ValueError(f"stages must be >= 1, got {stages}")
-        if input_size % 8:
-            raise ValueError(f"input_size must be divisible by 8, got {input_size}")
+        if input_size % self.INPUT_MULTIPLE:
+            raise ValueError(f"input_size must be divisible by {self.INPUT_MULTIPLE}, got {input_size}")
         self.features = CPMFeatures(width)
         f, c, k = self.features.out_channels, stage_channels, num_keypoints
         first = nn.Sequential(

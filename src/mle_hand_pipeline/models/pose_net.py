@@ -58,6 +58,8 @@ class SequentialHeatmapNet(nn.Module):
     "Why it did not learn before").
     """
 
+    INPUT_MULTIPLE = 32  # input_size must be a multiple: the ResNet halves it 5 times
+
     def __init__(
         self,
         backbone: str | nn.Module = "resnet50",
@@ -74,8 +76,8 @@ class SequentialHeatmapNet(nn.Module):
         super().__init__()
         if stages < 1:
             raise ValueError(f"stages must be >= 1, got {stages}")
-        if input_size % 32:
-            raise ValueError(f"input_size must be divisible by 32, got {input_size}")
+        if input_size % self.INPUT_MULTIPLE:
+            raise ValueError(f"input_size must be divisible by {self.INPUT_MULTIPLE}, got {input_size}")
         if decode not in DECODERS:
             raise ValueError(f"unknown decode {decode!r}; valid: {', '.join(DECODERS)}")
         if isinstance(backbone, str):

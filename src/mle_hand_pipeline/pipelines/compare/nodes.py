@@ -63,12 +63,12 @@ def _plan_table(cells: list[C.Cell]) -> pd.DataFrame:
 
 
 def _todo(
-    dataset: str, compare: dict, cells: list[C.Cell], checkpoints: Path
+    dataset: str, compare: dict, cells: list[C.Cell], kedro_run: dict, checkpoints: Path
 ) -> tuple[list[C.Cell], dict[str, str], dict[str, str]]:
     """The cells without a finished run of the same settings, ``{key: run id}`` of the others, and
     ``{key: run id}`` of the cells to run that continue an interrupted run: the newest of the cell's
-    unfinished runs whose folder in ``checkpoints`` still holds its ``last.pt``
-    (``compare.resume_interrupted``)."""
+    unfinished runs whose folder in ``checkpoints`` (relative: to the project folder, where the cells'
+    ``kedro run`` starts) still holds its ``last.pt`` (``compare.resume_interrupted``)."""
     runs = comparison_runs(MlflowClient(), _name(dataset, compare), status=None)
     done = finished_cells(runs, cells)
     if done:
@@ -77,8 +77,9 @@ def _todo(
     resume = {}
     if compare.get("resume_interrupted", True):
         methods = {c.key: c.method for c in todo}
+        folder = Path(kedro_run["project_path"]) / checkpoints
         for key, run_ids in unfinished_runs(runs, todo).items():
-            found = [r for r in run_ids if is_interrupted(checkpoints / methods[key] / r)]
+            found = [r for r in run_ids if is_interrupted(folder / methods[key] / r)]
             if found:
                 resume[key] = found[0]
                 logger.info("cell %s continues its interrupted run %s", key, found[0])
@@ -98,11 +99,6 @@ def _command(
         resume,
     )
     return C.kedro_command(params, dataset, kedro_run.get("env"), kedro)
-
-
-def _checkpoints(kedro_run: dict, checkpoints: Path) -> Path:
-    """The training runs' checkpoint folder as the cells' ``kedro run`` (in the project folder) sees it."""
-    return Path(kedro_run["project_path"]) / checkpoints
 
 
 def plan_comparison(
@@ -135,7 +131,7 @@ def run_grid(
     ``run_id``, ``returncode``, ``wall_s``, ``log`` and ``error`` (the failed run's last log line).
     """
     cells = _plan(dataset, model, train, evaluate, compare)
-    todo, done, resume = _todo(dataset, compare, cells, _checkpoints(kedro_run, checkpoints))
+    todo, done, resume = _todo(dataset, compare, cells, kedro_run, checkpoints)
     kedro = [sys.executable, "-m", "kedro"]
     folder = Path(logs_dir) / _name(dataset, compare)
     jobs = [
@@ -182,7 +178,7 @@ def grid_commands(
     all at once), printed and returned as the text of ``commands.txt``: line N is cell N. A cell whose
     run was interrupted continues it, as in :func:`run_grid`."""
     cells = _plan(dataset, model, train, evaluate, compare)
-    todo, _, resume = _todo(dataset, compare, cells, _checkpoints(kedro_run, checkpoints))
+    todo, _, resume = _todo(dataset, compare, cells, kedro_run, checkpoints)
     lines = [
         C.shell_line(_command(dataset, compare, c, kedro_run, ["kedro"], resume.get(c.key))) for c in todo
     ]
