@@ -11,7 +11,7 @@ changes, so settings are compared on equal terms, in one run:
     python benchmarks/bench_learning.py --set train.sigma_warmup_epochs=0  # one variant
     python benchmarks/bench_learning.py --variant integral:model.method=integral \\
         --variant wide:model.head_channels=128,train.lr=2e-3                # several, one file
-    python benchmarks/bench_learning.py --suite demo                       # old and new demo, every method
+    python benchmarks/bench_learning.py --suite demo                       # 0.1.0, 0.2.0 and this demo, every method
     python benchmarks/bench_learning.py --quick --hands H.parquet --crops DIR
 
 The result goes to ``benchmarks/results/learning_<name>.json`` (per variant: parameters, history with
@@ -44,19 +44,16 @@ from mle_hand_pipeline.training.validation import ParameterError, validate_model
 
 PARAMETERS = _common.REPO / "conf/base/parameters_train.yml"
 
-# The CPU demo of version 0.1.0: the whole ResNet-18 (2x2 features at 64 px), batch 32, augmentation
-# on, 60 epochs of 562 crops with the sigma warm-up for half of them and the lr drop at 5/6. On the
-# data of the hands table given (2255 crops by default) its schedule keeps the number of training
-# images it saw (60 x 562 = 15 x 2255) and the same proportions.
+# Earlier CPU demos, run on the data given with the number of training images they saw (their epochs x
+# their training crops) and their lr drop and sigma warm-up at the same shares of it, so every variant
+# of the suite trains on the same crops. On the data they were measured on they are themselves.
+# 0.1.0: the whole ResNet-18 (2x2 features at 64 px), batch 32, augmentation on, 60 epochs of 562 crops.
 OLD_DEMO = {
     "model.backbone_stride": 32,
     "model.stages": 5,
     "model.input_size": 64,
     "model.head_channels": 64,
-    "train.epochs": 15,
     "train.lr": 1.0e-3,
-    "train.lr_milestones": [12],
-    "train.sigma_warmup_epochs": 8,
     "train.batch_size": 32,
     "train.augment": {
         "rotation": 30.0,
@@ -69,16 +66,41 @@ OLD_DEMO = {
         "saturation": 0.3,
     },
 }
-SUITES = {
-    "demo": {
-        "old demo (mle, stride 32)": OLD_DEMO,
-        "demo (mle)": {},
-        **{
-            f"demo ({method})": {"model.method": method}
-            for method in ("integral", "heatmap_l2", "rle", "cpm")
-        },
+OLD_DEMO_SCHEDULE = {"epochs": 60, "crops": 562, "lr_milestone": 50, "sigma_warmup_epochs": 30}
+# 0.2.0: the stride-8 ResNet-18 with 5 stages, 12 epochs of 2255 crops (1600 synthetic images).
+DEMO_0_2_0 = {"model.stages": 5}
+DEMO_0_2_0_SCHEDULE = {"epochs": 12, "crops": 2255, "lr_milestone": 10, "sigma_warmup_epochs": 4}
+
+
+def same_images(schedule: dict[str, int], train_crops: int) -> dict[str, Any]:
+    """``schedule`` (a demo's epochs of its crops) on ``train_crops`` crops: the same number of training
+    images, the lr drop and the sigma warm-up at the same shares of it (Python's rounding)."""
+    epochs = max(1, round(schedule["epochs"] * schedule["crops"] / train_crops))
+    share = epochs / schedule["epochs"]
+    return {
+        "train.epochs": epochs,
+        "train.lr_milestones": [max(1, round(schedule["lr_milestone"] * share))],
+        "train.sigma_warmup_epochs": round(schedule["sigma_warmup_epochs"] * share),
     }
-}
+
+
+def training_crops(hands_path: Path) -> int:
+    return int((pd.read_parquet(hands_path, columns=["split"])["split"] == "train").sum())
+
+
+def suites(train_crops: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """The named variant sets on a hand table with ``train_crops`` training crops."""
+    return {
+        "demo": {
+            "0.1.0 demo (mle, stride 32)": {**OLD_DEMO, **same_images(OLD_DEMO_SCHEDULE, train_crops)},
+            "0.2.0 demo (mle, 5 stages)": {**DEMO_0_2_0, **same_images(DEMO_0_2_0_SCHEDULE, train_crops)},
+            "demo (mle)": {},
+            **{
+                f"demo ({method})": {"model.method": method}
+                for method in ("integral", "heatmap_l2", "rle", "cpm")
+            },
+        }
+    }
 
 
 def set_value(block: dict, dotted: str, value: Any) -> None:
@@ -189,7 +211,7 @@ def main() -> None:
         "--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="one more variant"
     )
     p.add_argument(
-        "--suite", choices=sorted(SUITES), help="a named set of variants (demo: old, new, methods)"
+        "--suite", choices=sorted(suites(1)), help="a named set of variants (demo: old, new, methods)"
     )
     p.add_argument(
         "--name", default=None, help="result name (default: 'default', the suite or the --set values)"
@@ -209,7 +231,7 @@ def main() -> None:
             "train.num_workers": 0,
             **common,
         }
-    variants = dict(SUITES[args.suite]) if args.suite else {}
+    variants = dict(suites(training_crops(args.hands))[args.suite]) if args.suite else {}
     variants.update(parse_variant(text) for text in args.variant)
     if not variants:
         variants = {"default": {}}

@@ -35,3 +35,15 @@ def test_cpu_default_is_the_small_from_scratch_configuration(dataset):
     spec, config = ModelSpec.from_params(params["model"]), TrainConfig.from_params(params["train"])
     assert not spec.pretrained and spec.input_size < 256
     assert 0 < config.sigma_warmup_epochs < config.epochs
+
+
+def test_cpu_grid_environment_keeps_the_regime_its_documented_grid_was_measured_in():
+    """docs/comparison.md's CPU grid ran version 0.2.0's demo; the env must still run it, not today's."""
+    base, grid = parameters("local"), parameters("cpu_grid")
+    spec, config = ModelSpec.from_params(grid["rhd"]["model"]), TrainConfig.from_params(grid["rhd"]["train"])
+    assert (spec.stages, config.epochs, config.lr_milestones, config.sigma_warmup_epochs) == (5, 12, (10,), 4)
+    assert grid["synthetic_data"]["rhd"]["n_training"] == 1600
+    # Everything else the grid's cells read is the demo's (soft merge).
+    assert spec.backbone_stride == base["rhd"]["model"]["backbone_stride"]
+    assert grid["rhd"]["preprocess"] == base["rhd"]["preprocess"]
+    assert grid["synthetic_data"]["seed"] == base["synthetic_data"]["seed"]

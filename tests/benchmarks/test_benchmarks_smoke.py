@@ -169,6 +169,31 @@ def test_bench_learning_saves_each_variant_as_it_ends(tmp_path, monkeypatch):
     assert document["train_crops"] == 1 and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_bench_learning_runs_earlier_demos_with_the_training_images_they_saw(tmp_path, monkeypatch):
+    """On their own data the earlier demos are themselves; on more crops, fewer epochs, same shares."""
+    spec = importlib.util.spec_from_file_location("bench_learning", BENCHMARKS / "bench_learning.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    schedule = {"epochs": 12, "crops": 2255, "lr_milestone": 10, "sigma_warmup_epochs": 4}
+    assert bench.same_images(schedule, 2255) == {
+        "train.epochs": 12,
+        "train.lr_milestones": [10],
+        "train.sigma_warmup_epochs": 4,
+    }
+    assert bench.same_images(schedule, 4497) == {
+        "train.epochs": 6,
+        "train.lr_milestones": [5],
+        "train.sigma_warmup_epochs": 2,
+    }
+    assert bench.same_images(schedule, 10**6)["train.epochs"] == 1  # never zero epochs
+    demo = bench.suites(562)["demo"]
+    old = demo["0.1.0 demo (mle, stride 32)"]
+    assert (old["train.epochs"], old["train.lr_milestones"], old["model.backbone_stride"]) == (60, [50], 32)
+    assert demo["demo (mle)"] == {}  # the default, as conf/base has it
+    for changes in demo.values():  # every variant is a valid run
+        bench.variant_parameters(changes)
+
+
 def test_bench_flows(tmp_path):
     document = _run("bench_flows.py", tmp_path)
     assert document["max_abs_diff_log_prob"] < 1e-4  # the batched prototype computes the same densities

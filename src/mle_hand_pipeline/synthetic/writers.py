@@ -105,7 +105,7 @@ class RHDConfig:
     """
 
     root: str = "data/01_raw/synthetic/RHD_published_v2"
-    n_training: int = 1600
+    n_training: int = 3200
     n_evaluation: int = 100
     image_size: int = 320
     focal_px: tuple[float, float] = (240.0, 320.0)
