@@ -11,7 +11,7 @@ changes, so settings are compared on equal terms, in one run:
     python benchmarks/bench_learning.py --set train.sigma_warmup_epochs=0  # one variant
     python benchmarks/bench_learning.py --variant integral:model.method=integral \\
         --variant wide:model.head_channels=128,train.lr=2e-3                # several, one file
-    python benchmarks/bench_learning.py --suite demo                       # 0.1.0, 0.2.0 and this demo, every method
+    python benchmarks/bench_learning.py --suite demo        # the 0.1.0, 0.2.0 and current demos, every method
     python benchmarks/bench_learning.py --quick --hands H.parquet --crops DIR
 
 The result goes to ``benchmarks/results/learning_<name>.json`` (per variant: parameters, history with
