@@ -37,9 +37,9 @@ def test_cpu_default_is_the_small_from_scratch_configuration(dataset):
     assert 0 < config.sigma_warmup_epochs < config.epochs
 
 
-def test_cpu_grid_environment_keeps_the_regime_its_documented_grid_was_measured_in():
-    """docs/comparison.md's CPU grid ran version 0.2.0's demo; the env must still run it, not today's."""
-    base, grid = parameters("local"), parameters("cpu_grid")
+def test_cpu_grid_0_2_0_environment_keeps_the_regime_its_documented_grid_was_measured_in():
+    """docs/comparison.md's CPU grid ran version 0.2.0's demo; its env must still run it, not today's."""
+    base, grid = parameters("local"), parameters("cpu_grid_0.2.0")
     spec, config = ModelSpec.from_params(grid["rhd"]["model"]), TrainConfig.from_params(grid["rhd"]["train"])
     assert (spec.stages, config.epochs, config.lr_milestones, config.sigma_warmup_epochs) == (5, 12, (10,), 4)
     assert grid["synthetic_data"]["rhd"]["n_training"] == 1600
@@ -47,3 +47,10 @@ def test_cpu_grid_environment_keeps_the_regime_its_documented_grid_was_measured_
     assert spec.backbone_stride == base["rhd"]["model"]["backbone_stride"]
     assert grid["rhd"]["preprocess"] == base["rhd"]["preprocess"]
     assert grid["synthetic_data"]["seed"] == base["synthetic_data"]["seed"]
+
+
+def test_cpu_grid_environment_runs_the_current_demo_under_its_own_comparison_name():
+    base, grid, old = parameters("local"), parameters("cpu_grid"), parameters("cpu_grid_0.2.0")
+    assert grid["rhd"]["model"] == base["rhd"]["model"] and grid["rhd"]["train"] == base["rhd"]["train"]
+    assert grid["synthetic_data"] == base["synthetic_data"]
+    assert grid["rhd"]["compare"]["name"] != old["rhd"]["compare"]["name"]
