@@ -38,7 +38,7 @@ def test_cpu_default_is_the_small_from_scratch_configuration(dataset):
 
 
 def test_cpu_grid_0_2_0_environment_keeps_the_regime_its_documented_grid_was_measured_in():
-    """docs/comparison.md's CPU grid ran version 0.2.0's demo; its env must still run it, not today's."""
+    """Version 0.2.0's grid in docs/comparison.md ran that version's demo; its env must still run it."""
     base, grid = parameters("local"), parameters("cpu_grid_0.2.0")
     spec, config = ModelSpec.from_params(grid["rhd"]["model"]), TrainConfig.from_params(grid["rhd"]["train"])
     assert (spec.stages, config.epochs, config.lr_milestones, config.sigma_warmup_epochs) == (5, 12, (10,), 4)
