@@ -1,11 +1,13 @@
-"""How fast does a configuration learn? Validation PCK@0.2 against wall-clock seconds, and test scores.
+"""How fast does a configuration learn? Validation PCK@0.2 against wall-clock seconds, and its scores.
 
 Trains with the training node's own function (``training.runs.train_method``, as
 ``kedro run --pipelines=train_rhd`` does, with the parameters of conf/base/parameters_train.yml) on
 the preprocessed crops of ``kedro run --pipelines=rhd_preprocess``, records every epoch's validation
-PCK@0.2 with the seconds since training started, and scores the stage-T prediction on the test split
-before and after training (overall and per fingertip). Variants are the default plus ``key=value``
-changes, so settings are compared on equal terms, in one run:
+PCK@0.2 with the seconds since training started, and scores the best checkpoint's stage-T prediction
+on the VALIDATION split before and after training (the evaluation's metrics, per fingertip, and the
+shrinkage diagnostics ``centre_slope`` / ``hand_spread``). Variants are chosen on these; the test
+split is read only with ``--read-test``, once a choice is made. Variants are the default plus
+``key=value`` changes, so settings are compared on equal terms, in one run:
 
     python benchmarks/bench_learning.py                                    # the default (CPU demo)
     python benchmarks/bench_learning.py --set train.sigma_warmup_epochs=0  # one variant
@@ -13,9 +15,10 @@ changes, so settings are compared on equal terms, in one run:
         --variant wide:model.head_channels=128,train.lr=2e-3                # several, one file
     python benchmarks/bench_learning.py --suite demo        # the 0.1.0, 0.2.0 and current demos, every method
     python benchmarks/bench_learning.py --quick --hands H.parquet --crops DIR
+    python benchmarks/bench_learning.py --read-test --name chosen --set ...  # the chosen one, on test
 
 The result goes to ``benchmarks/results/learning_<name>.json`` (per variant: parameters, history with
-``elapsed_s``, test rows) and, for more than one variant, ``learning_<name>.png``: validation PCK@0.2
+``elapsed_s``, the scored rows) and, for more than one variant, ``learning_<name>.png``: validation PCK@0.2
 against seconds, one line per variant.
 """
 
@@ -35,10 +38,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
 from mle_hand_pipeline.evaluation.metrics import normalised_errors, per_keypoint_pck
+from mle_hand_pipeline.evaluation.report import evaluate_predictions
 from mle_hand_pipeline.keypoints import FINGER_KEYPOINTS
 from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
 from mle_hand_pipeline.training.data import HandCrops
-from mle_hand_pipeline.training.inference import predict_crops, score_crops
+from mle_hand_pipeline.training.inference import map_diagnostics, predict_crops, score_crops
 from mle_hand_pipeline.training.runs import split, train_method
 from mle_hand_pipeline.training.validation import ParameterError, validate_model_params, validate_train_params
 
@@ -130,12 +134,41 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name, parse_assignments(parts)
 
 
-def fingertip_pck(model, crops: HandCrops, input_size: int) -> dict[str, float]:
-    """PCK@0.2 of each fingertip's stage-T prediction on ``crops`` (normalised as ``score_crops`` does)."""
+# The evaluation's metrics a variant's row keeps (the final stage's, and the shrinkage per stage).
+ROW_METRICS = ("nme", "pck_0.05", "pck_0.1", "pck_0.2", "auc_0.2", "centre_slope", "hand_spread")
+
+
+def scores(model, table: pd.DataFrame, crops_dir: Path, input_size: int) -> dict[str, float]:
+    """The evaluation's metrics of ``model`` on ``table``'s crops (stage T, and the stages'
+    ``centre_slope`` / ``hand_spread``) and PCK@0.2 of each fingertip."""
+    crops = HandCrops(table, crops_dir)
     predictions = predict_crops(model, crops, input_size, torch.device("cpu"), progress=False)
+    metrics = evaluate_predictions(table, predictions.coords, predictions.sigmas).metrics
+    row = {k: float(v) for k, v in metrics.items() if k in ROW_METRICS or k.endswith(("_slope", "_spread"))}
     errors = normalised_errors(predictions.coords[:, -1], crops.keypoints.numpy(), crops.hand_size.numpy())
     per_keypoint = per_keypoint_pck(errors, crops.visible.numpy(), 0.2)
-    return {f"pck_0.2_{name}_tip": float(per_keypoint[chain[-1]]) for name, chain in FINGER_KEYPOINTS.items()}
+    row.update(
+        {f"pck_0.2_{name}_tip": float(per_keypoint[chain[-1]]) for name, chain in FINGER_KEYPOINTS.items()}
+    )
+    row.update(map_rows(model, table, crops, input_size))
+    return row
+
+
+def map_rows(model, table: pd.DataFrame, crops: HandCrops, input_size: int) -> dict[str, float]:
+    """For a model with heatmaps: its maps decoded by argmax (the evaluation's metrics, ``argmax_``
+    prefix) and, per stage, the mean max cell probability and entropy of their softmax over visible
+    keypoints (``stage{t}_max_prob``, ``stage{t}_entropy``)."""
+    try:
+        maps = map_diagnostics(model, crops, input_size, torch.device("cpu"))
+    except ValueError:  # no heatmaps (rle)
+        return {}
+    metrics = evaluate_predictions(table, maps.argmax_coords).metrics
+    row = {f"argmax_{k}": float(v) for k, v in metrics.items() if k in ROW_METRICS}
+    visible = crops.visible.numpy().astype(bool)
+    for t in range(maps.max_prob.shape[1]):
+        row[f"stage{t + 1}_max_prob"] = float(maps.max_prob[:, t][visible].mean())
+        row[f"stage{t + 1}_entropy"] = float(maps.entropy[:, t][visible].mean())
+    return row
 
 
 def variant_parameters(changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -151,12 +184,15 @@ def variant_parameters(changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def run_variant(
-    name: str, block: dict[str, dict[str, Any]], hands: pd.DataFrame, crops_dir: Path
+    name: str, block: dict[str, dict[str, Any]], hands: pd.DataFrame, crops_dir: Path, split_name: str = "val"
 ) -> dict[str, Any]:
+    """Train one variant; its rows score the untrained and the best-validation model on ``split_name``."""
     spec = ModelSpec.from_params(block["model"])
-    test = HandCrops(split(hands, "test"), crops_dir)
+    scored = split(hands, split_name)
     torch.manual_seed(block["train"]["seed"])  # the trainer's initial weights
-    untrained = score_crops(spec.build_model(), test, spec.input_size, torch.device("cpu"))
+    untrained = score_crops(
+        spec.build_model(), HandCrops(scored, crops_dir), spec.input_size, torch.device("cpu")
+    )
     start = time.perf_counter()
     elapsed: list[float] = []
     with tempfile.TemporaryDirectory() as checkpoints:
@@ -170,9 +206,8 @@ def run_variant(
         )
         wall = time.perf_counter() - start
         model = load_model(report["best_checkpoint"])[0]
-        trained = {**score_crops(model, test, spec.input_size, torch.device("cpu"))}
-        trained.update(fingertip_pck(model, test, spec.input_size))
-        # the training crops (unaugmented): far above the test score = overfitting, not slow learning
+        trained = scores(model, scored, crops_dir, spec.input_size)
+        # the training crops (unaugmented): far above the scored split = overfitting, not slow learning
         train = HandCrops(split(hands, "train"), crops_dir)
         trained["train_pck_0.2"] = score_crops(model, train, spec.input_size, torch.device("cpu"))["pck_0.2"]
     history = history.assign(elapsed_s=elapsed)
@@ -182,6 +217,7 @@ def run_variant(
         "parameters": block,
         "train_wall_s": wall,
         "best_epoch": report["best_epoch"],
+        "split": split_name,
         "rows": [{"model": "untrained", **untrained}, {"model": "trained (best val)", **trained}],
         "history": history.to_dict(orient="records"),
     }
@@ -194,8 +230,9 @@ def plot(variants: list[dict[str, Any]], title: str):
     axes = figure.subplots()
     for variant in variants:
         history = pd.DataFrame(variant["history"])
-        test = variant["rows"][-1]["pck_0.2"]
-        axes.plot(history["elapsed_s"], history["val_pck_0.2"], label=f"{variant['name']} (test {test:.2f})")
+        final = variant["rows"][-1]["pck_0.2"]
+        label = f"{variant['name']} ({variant.get('split', 'test')} {final:.2f})"
+        axes.plot(history["elapsed_s"], history["val_pck_0.2"], label=label)
     axes.set(xlabel="training seconds (wall clock)", ylabel="validation PCK@0.2", title=title, ylim=(0, 1))
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
@@ -215,6 +252,11 @@ def main() -> None:
     )
     p.add_argument(
         "--name", default=None, help="result name (default: 'default', the suite or the --set values)"
+    )
+    p.add_argument(
+        "--read-test",
+        action="store_true",
+        help="score on the test split, not validation: once, for a variant already chosen on validation",
     )
     args = p.parse_args()
     if not args.hands.is_file():
@@ -249,14 +291,19 @@ def main() -> None:
     hands = pd.read_parquet(args.hands)
     load_before = _common.loadavg()
     results = []
+    split_name = "test" if args.read_test else "val"
     payload = {
         "train_crops": int((hands["split"] == "train").sum()),
-        "test_crops": int((hands["split"] == "test").sum()),
+        "split": split_name,
+        f"{split_name}_crops": int((hands["split"] == split_name).sum()),
         "variants": results,
     }
     for variant in variants:
         results.append(
-            {**run_variant(variant, blocks[variant], hands, args.crops), "changes": changes[variant]}
+            {
+                **run_variant(variant, blocks[variant], hands, args.crops, split_name),
+                "changes": changes[variant],
+            }
         )
         # after every variant: a later one that fails or is stopped loses none of those before it
         path = _common.save(f"learning_{name}", args.out, payload, load_before, args.quick)
@@ -264,7 +311,7 @@ def main() -> None:
         figure = plot(results, f"learning speed: {name} ({_common.machine()['cpu']})")
         figure.savefig(path.with_suffix(".png"), dpi=110)
     rows = [{"variant": r["name"], "train_wall_s": r["train_wall_s"], **r["rows"][-1]} for r in results]
-    _common.report(f"learning ({name})", rows, path, load_before)
+    _common.report(f"learning ({name}, {split_name} split)", rows, path, load_before)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,16 @@ def test_bench_learning(tmp_path, tiny_rhd):
     tips = [key for key in trained if key.startswith("pck_0.2_") and key.endswith("_tip")]
     assert len(tips) == 5 and "train_pck_0.2" in trained
     assert all(0 <= trained[key] <= 1 for key in ["pck_0.2", "train_pck_0.2", *tips])
+    # chosen on validation: the test split is read only with --read-test
+    assert document["split"] == variant["split"] == "val" and "test_crops" not in document
+    shrinkage = ["hand_spread", "centre_slope", "stage2_hand_spread", "argmax_pck_0.2", "stage2_max_prob"]
+    assert all(key in trained for key in shrinkage)
+
+
+@pytest.mark.slow
+def test_bench_learning_reads_test_only_when_asked(tmp_path, tiny_rhd):
+    document = _bench_learning(tmp_path, tiny_rhd, "--read-test")
+    assert document["split"] == document["variants"][0]["split"] == "test" and document["test_crops"] > 0
 
 
 @pytest.mark.slow
@@ -152,7 +162,7 @@ def test_bench_learning_saves_each_variant_as_it_ends(tmp_path, monkeypatch):
     hands = tmp_path / "hands.parquet"
     pd.DataFrame({"split": ["train", "val", "test"]}).to_parquet(hands)
 
-    def run_variant(name, block, hands, crops):
+    def run_variant(name, block, hands, crops, split_name):
         if name == "breaks":
             raise RuntimeError("out of memory")
         row = {"model": "trained (best val)", "pck_0.2": 0.5}

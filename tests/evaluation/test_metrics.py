@@ -256,10 +256,16 @@ def test_evaluate_names_and_values(case):
         "n_zero_box",
         "epe_px",
         "mmpose_auc",
+        "centre_slope",
+        "hand_spread",
         "stage1_nme",
         "stage1_pck_0.2",
+        "stage1_centre_slope",
+        "stage1_hand_spread",
         "stage2_nme",
         "stage2_pck_0.2",
+        "stage2_centre_slope",
+        "stage2_hand_spread",
         "sigma_error_spearman",
         "sigma_error_pearson",
         "within_1sigma",
@@ -335,3 +341,37 @@ def test_properties(pred, gt, vis, shift, scale, t1, t2):
     assert M.nme(M.normalised_errors(scale * pred, scale * gt, scale * norm), vis) == pytest.approx(
         M.nme(e, vis), rel=1e-9, abs=1e-12
     )
+
+
+def test_centre_slope_and_hand_spread_are_one_for_exact_predictions_and_read_a_shrunk_hand():
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(0, 64, size=(5, 21, 2))
+    visible = rng.random((5, 21)) > 0.2
+    assert M.centre_slope(gt, gt, visible) == pytest.approx(1.0)
+    assert M.hand_spread(gt, gt, visible) == pytest.approx(1.0)
+    centre = np.array([32.0, 32.0])
+    shrunk = centre + 0.6 * (gt - centre) + 3.0  # towards the middle, and shifted
+    assert M.centre_slope(shrunk, gt, visible) == pytest.approx(0.6)
+    assert M.hand_spread(shrunk, gt, visible) == pytest.approx(0.6)
+    hidden = np.where(visible[..., None], shrunk, np.nan)  # unlabelled coordinates are never read
+    assert M.hand_spread(hidden, gt, visible) == pytest.approx(0.6)
+    assert M.centre_slope(hidden, gt, visible) == pytest.approx(0.6)
+
+
+def test_hand_spread_is_a_ratio_of_sizes_pooled_over_crops():
+    gt = np.array([[[0.0, 0.0], [2.0, 0.0]], [[0.0, 0.0], [0.0, 6.0]]])  # spreads 1 and 3
+    pred = np.array([[[0.0, 0.0], [2.0, 0.0]], [[0.0, 0.0], [0.0, 2.0]]])  # spreads 1 and 1
+    visible = np.ones((2, 2), bool)
+    assert M.hand_spread(pred, gt, visible) == pytest.approx(2 / 4)
+    assert np.isnan(M.hand_spread(pred, gt, np.eye(2, dtype=bool)))  # no crop with 2 visible keypoints
+    assert np.isnan(M.centre_slope(pred, gt, np.zeros((2, 2), bool)))
+
+
+def test_evaluate_reports_the_shrinkage_per_stage():
+    gt = np.random.default_rng(1).uniform(0, 64, size=(4, 21, 2))
+    visible = np.ones((4, 21), bool)
+    stages = np.stack([32 + 0.5 * (gt - 32), gt])
+    out = M.evaluate(stages, gt, visible, M.hand_box_size(gt, visible))
+    assert out["stage1_hand_spread"] == pytest.approx(0.5)
+    assert out["stage1_centre_slope"] == pytest.approx(0.5)
+    assert out["hand_spread"] == pytest.approx(1.0) == out["stage2_centre_slope"]

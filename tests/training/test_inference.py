@@ -17,7 +17,7 @@ from mle_hand_pipeline.evaluation.report import evaluate_predictions, to_source
 from mle_hand_pipeline.models.outputs import PoseOutput
 from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.data import HandCrops
-from mle_hand_pipeline.training.inference import predict_crops
+from mle_hand_pipeline.training.inference import map_diagnostics, predict_crops
 
 INPUT = 64
 SIZES = (64, 96, 128)
@@ -103,3 +103,36 @@ def test_predictions_scale_back_to_stored_crop_and_source_pixels(crops_by_size):
         assert report.metrics["n_crops"] == len(table)
         assert report.metrics["nme"] == pytest.approx(nme64, rel=1e-6)  # hand_size scales with the crop
         assert report.metrics["epe_px"] > 0
+
+
+class PeakedMaps(nn.Module):
+    """Maps with one cell of logit ``height`` at FixedKeypoints' cells (T = 2: flat, then peaked)."""
+
+    def __init__(self, height: float, cells: int = 16):
+        super().__init__()
+        self.height, self.cells = height, cells
+        self.register_buffer("coords", FixedKeypoints().coords)
+
+    def forward(self, images: torch.Tensor) -> PoseOutput:
+        index = ((self.coords + 0.5) * self.cells).long().clamp(0, self.cells - 1)
+        maps = torch.zeros(len(images), 2, len(self.coords), self.cells, self.cells)
+        maps[:, 1, torch.arange(len(self.coords)), index[:, 1], index[:, 0]] = self.height
+        return PoseOutput(coords=torch.zeros(len(images), 2, len(self.coords), 2), heatmaps=maps)
+
+
+def test_map_diagnostics_decode_by_argmax_and_measure_peakedness(crops_by_size):
+    table, folder = crops_by_size[64]
+    crops = HandCrops(table, folder)
+    model = PeakedMaps(height=20.0)
+    maps = map_diagnostics(model, crops, INPUT, torch.device("cpu"))
+    n, k = len(table), 21
+    assert maps.argmax_coords.shape == (n, 2, k, 2) and maps.max_prob.shape == maps.entropy.shape == (n, 2, k)
+    np.testing.assert_allclose(maps.max_prob[:, 0], 1 / 256, rtol=1e-5)  # flat: every cell alike
+    np.testing.assert_allclose(maps.entropy[:, 0], np.log(256), rtol=1e-5)
+    assert (maps.max_prob[:, 1] > 0.99).all() and (maps.entropy[:, 1] < 0.1).all()
+    # the peaked stage decodes to the centre of each keypoint's cell, in stored-crop pixels
+    cell = np.floor((model.coords.numpy() + 0.5) * 16).clip(0, 15)
+    expected = (cell + 0.5) / 16 * 64
+    np.testing.assert_allclose(maps.argmax_coords[:, 1], np.broadcast_to(expected, (n, k, 2)), atol=1e-4)
+    with pytest.raises(ValueError, match="returns no heatmaps"):
+        map_diagnostics(FixedKeypoints(), crops, INPUT, torch.device("cpu"))

@@ -369,6 +369,46 @@ def per_stage_nme(per_stage_errors: np.ndarray, visible: np.ndarray, per_sample:
 # --------------------------------------------------------------------------------------------------
 
 
+def centre_slope(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray) -> float:
+    """Least-squares slope of the predicted coordinates on the true ones, x and y pooled.
+
+    ``pred``, ``gt`` ``(N, K, 2)`` in the same pixels, over the visible keypoints (with an intercept,
+    so the crop centre's position does not matter). 1: predictions follow the labels; below 1: they
+    regress towards the middle (what a soft-argmax over flat maps does). NaN with fewer than 2
+    visible keypoints or constant labels.
+    """
+    vis = _mask(visible)
+    p = np.asarray(pred, dtype=np.float64)[vis].ravel()
+    g = np.asarray(gt, dtype=np.float64)[vis].ravel()
+    if g.size < 2 or np.ptp(g) == 0:
+        return float("nan")
+    g_centred = g - g.mean()
+    return float(np.dot(g_centred, p - p.mean()) / np.dot(g_centred, g_centred))
+
+
+def hand_spread(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray) -> float:
+    """Size of the predicted hands relative to the true ones: 1 is the true size.
+
+    Per crop, the spread of a hand is the mean distance of its visible keypoints to their centroid;
+    the ratio is ``sum(predicted spreads) / sum(true spreads)`` over crops with >= 2 visible keypoints
+    (NaN when there are none, or every true spread is 0).
+    """
+    vis = _mask(visible)
+    usable = vis.sum(axis=1) >= 2
+    if not usable.any():
+        return float("nan")
+
+    def spreads(points: np.ndarray) -> np.ndarray:
+        points = np.where(vis[..., None], np.asarray(points, dtype=np.float64), 0.0)[usable]
+        weights = vis[usable][..., None]
+        centroid = points.sum(axis=1, keepdims=True) / weights.sum(axis=1, keepdims=True)
+        distances = np.linalg.norm(points - centroid, axis=-1) * vis[usable]
+        return distances.sum(axis=1) / vis[usable].sum(axis=1)
+
+    true_total = spreads(gt).sum()
+    return float(spreads(pred).sum() / true_total) if true_total > 0 else float("nan")
+
+
 def _visible_pairs(
     errors_px: np.ndarray, sigmas_px: np.ndarray, visible: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -547,6 +587,9 @@ def evaluate(
         - ``epe_px``, ``mmpose_auc`` (source pixels; when ``pred_src``/``gt_src`` are given);
         - ``mmpose_pck_0.2`` (:func:`mmpose_pck`; when ``mmpose_box_px`` is given too);
         - ``stage{t}_nme``, ``stage{t}_pck_0.2`` for ``t = 1 .. T``;
+        - ``centre_slope``, ``hand_spread`` (final stage) and ``stage{t}_centre_slope``,
+          ``stage{t}_hand_spread``: do the predictions shrink towards the middle
+          (:func:`centre_slope`, :func:`hand_spread`; both 1 for exact predictions);
         - when ``sigmas`` is given: ``sigma_error_spearman``, ``sigma_error_pearson``,
           ``within_1sigma``, ``within_2sigma``, ``error_sigma_rms``, ``mean_sigma_px``.
     """
@@ -569,9 +612,13 @@ def evaluate(
         out["mmpose_auc"] = mmpose_auc(pred_src, gt_src, all_visible)
         if mmpose_box_px is not None:
             out["mmpose_pck_0.2"] = mmpose_pck(pred_src, gt_src, all_visible, mmpose_box_px, 0.2)
+    out["centre_slope"] = centre_slope(stages[-1], gt, all_visible)
+    out["hand_spread"] = hand_spread(stages[-1], gt, all_visible)
     for t, e in enumerate(errs, start=1):
         out[f"stage{t}_nme"] = nme(e, visible)
         out[f"stage{t}_pck_0.2"] = pck(e, visible, 0.2)
+        out[f"stage{t}_centre_slope"] = centre_slope(stages[t - 1], gt, all_visible)
+        out[f"stage{t}_hand_spread"] = hand_spread(stages[t - 1], gt, all_visible)
     if sigmas is not None:
         stats = uncertainty_stats(stages[-1] - np.asarray(gt, dtype=np.float64), sigmas, all_visible)
         out.update({k: v for k, v in stats.items() if k != "n_keypoints"})

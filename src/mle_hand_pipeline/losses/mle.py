@@ -18,6 +18,11 @@ coordinate:
 - ``residual="laplace"``: ``-log Q(e) = |e| + log 2`` (standard Laplace, density ``exp(-|e|) / 2``).
 - ``residual="gaussian"``: ``-log Q(e) = e^2 / 2 + log(2 pi) / 2`` (standard normal).
 
+Option ``heatmap_prior`` (weight lambda >= 0, default 0: the paper's loss) adds
+``lambda * KL(G_t || softmax(H_t))`` per visible keypoint and stage (:mod:`.heatmap_prior`): a Gaussian
+prior on the soft-argmax maps of width ``sigma_at_64``, which removes the pull of flat maps towards
+the map's centre; the flows' likelihood still decides the position.
+
 The residual form is RLE's "residual log-likelihood": ``P(eps) proportional to G_phi(eps) Q(eps)``,
 so the flow only learns the correction to Q (the normaliser of ``G_phi Q`` is dropped, as in RLE).
 The value is a negative log-likelihood in normalised units and can be negative. The flows are part of
@@ -61,6 +66,7 @@ from ..models.flow import RealNVP, stacked_log_prob
 from ..models.heads import DEFAULT_SIGMA_EPS
 from ..models.outputs import PoseOutput
 from .common import LossResult, check_inputs, float32_region, masked_stage_mean, safe_target
+from .heatmap_prior import check_prior, prior_term
 
 RESIDUALS = ("none", "laplace", "gaussian")
 
@@ -74,6 +80,8 @@ class MLELoss(nn.Module):
         sigma_eps: floor for sigmas (normalised units).
         flow_init: "identity" (default, MMPose) or "default" (PyTorch init, RLE's own code).
         flow_layers: coupling layers per flow (6).
+        heatmap_prior: weight of the Gaussian prior on each stage's softmax maps (0: off, the paper).
+        sigma_at_64: the prior's sigma, in cells of a 64-cell map (scaled with the map).
 
     Call: ``loss(output, target (B, K, 2), visible (B, K) bool) -> LossResult`` with
     ``output.sigmas`` not None and ``output.coords.shape[1] == stages``.
@@ -86,8 +94,11 @@ class MLELoss(nn.Module):
         sigma_eps: float = DEFAULT_SIGMA_EPS,
         flow_init: str = "identity",
         flow_layers: int = 6,
+        heatmap_prior: float = 0.0,
+        sigma_at_64: float = 2.0,
     ) -> None:
         super().__init__()
+        check_prior(heatmap_prior, sigma_at_64)
         if residual not in RESIDUALS:
             raise ValueError(f"unknown residual {residual!r}; valid: {', '.join(RESIDUALS)}")
         if stages < 1:
@@ -95,6 +106,8 @@ class MLELoss(nn.Module):
         self.flows = nn.ModuleList(RealNVP(flow_layers, flow_init) for _ in range(stages))
         self.residual = residual
         self.sigma_eps = sigma_eps
+        self.heatmap_prior = heatmap_prior
+        self.sigma_at_64 = sigma_at_64
 
     @torch.no_grad()
     def error_rms(self, num_samples: int = 1 << 16, seed: int = 0) -> Tensor:
@@ -153,6 +166,8 @@ class MLELoss(nn.Module):
         visible = visible.bool()
         with float32_region(output.coords.device):
             nll = self.neg_log_likelihood(output.coords, output.sigmas, target, visible)
+            if self.heatmap_prior:
+                nll = nll + self.heatmap_prior * prior_term(output, target, visible, self.sigma_at_64)
             per_stage = masked_stage_mean(nll, visible)
             total = per_stage.sum()
         return LossResult(total, per_stage.detach())

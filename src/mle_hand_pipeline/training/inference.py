@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mle_hand_pipeline.evaluation.metrics import nme, normalised_errors, pck
+from mle_hand_pipeline.models.integral import argmax_decode
 from mle_hand_pipeline.models.pose_net import error_sigmas
 from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.data import HandCrops
@@ -106,3 +107,45 @@ def score_crops(
     )
     visible = dataset.visible.numpy()
     return {"nme": float(nme(errors, visible)), "pck_0.2": float(pck(errors, visible, 0.2))}
+
+
+@dataclass
+class MapDiagnostics:
+    """What a heatmap model's maps look like, for every crop, stage and keypoint.
+
+    argmax_coords: (N, T, K, 2) the maps decoded by argmax (:func:`~..models.integral.argmax_decode`),
+        in crop pixels of the stored crops: beside the model's own (soft-argmax) coordinates, it tells
+        a decoding bias from a localisation error.
+    max_prob: (N, T, K) the largest cell probability of ``softmax(map)`` (1/(h w) for a flat map).
+    entropy: (N, T, K) the entropy of ``softmax(map)`` in nats (``log(h w)`` for a flat map).
+    """
+
+    argmax_coords: np.ndarray
+    max_prob: np.ndarray
+    entropy: np.ndarray
+
+
+@torch.no_grad()
+def map_diagnostics(
+    model: nn.Module, dataset: HandCrops, input_size: int, device: torch.device, batch_size: int = 64
+) -> MapDiagnostics:
+    """Argmax decoding and peakedness of the maps of ``model`` (one returning heatmaps) on ``dataset``."""
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    coords, max_prob, entropy = [], [], []
+    for batch in loader:
+        images, _, _ = prepare_batch(batch, input_size, device, settings=None, generator=None)
+        maps = model(images).heatmaps
+        if maps is None:
+            raise ValueError(f"{type(model).__name__} returns no heatmaps")
+        log_probs = torch.log_softmax(maps.float().flatten(-2), dim=-1)
+        coords.append(argmax_decode(maps).cpu())
+        max_prob.append(log_probs.max(dim=-1).values.exp().cpu())
+        entropy.append(-(log_probs.exp() * log_probs).sum(dim=-1).cpu())
+    model.train(was_training)
+    return MapDiagnostics(
+        argmax_coords=((torch.cat(coords) + 0.5) * dataset.crop_size).numpy().astype(np.float64),
+        max_prob=torch.cat(max_prob).numpy().astype(np.float64),
+        entropy=torch.cat(entropy).numpy().astype(np.float64),
+    )
