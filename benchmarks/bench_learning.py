@@ -155,15 +155,19 @@ def scores(model, table: pd.DataFrame, crops_dir: Path, input_size: int) -> dict
 
 
 def map_rows(model, table: pd.DataFrame, crops: HandCrops, input_size: int) -> dict[str, float]:
-    """For a model with heatmaps: its maps decoded by argmax (the evaluation's metrics, ``argmax_``
-    prefix) and, per stage, the mean max cell probability and entropy of their softmax over visible
-    keypoints (``stage{t}_max_prob``, ``stage{t}_entropy``)."""
+    """For a model with heatmaps: its maps decoded by argmax and by soft-argmax around the argmax
+    (the evaluation's metrics, prefixes ``argmax_``, ``local1_``, ``local2_``) and, per stage, the
+    mean max cell probability and entropy of their softmax over visible keypoints
+    (``stage{t}_max_prob``, ``stage{t}_entropy``)."""
     try:
         maps = map_diagnostics(model, crops, input_size, torch.device("cpu"))
     except ValueError:  # no heatmaps (rle)
         return {}
-    metrics = evaluate_predictions(table, maps.argmax_coords).metrics
-    row = {f"argmax_{k}": float(v) for k, v in metrics.items() if k in ROW_METRICS}
+    decoded = {"argmax": maps.argmax_coords, **{f"local{r}": c for r, c in maps.local_coords.items()}}
+    row = {}
+    for decoder, coords in decoded.items():
+        metrics = evaluate_predictions(table, coords).metrics
+        row.update({f"{decoder}_{k}": float(v) for k, v in metrics.items() if k in ROW_METRICS})
     visible = crops.visible.numpy().astype(bool)
     for t in range(maps.max_prob.shape[1]):
         row[f"stage{t + 1}_max_prob"] = float(maps.max_prob[:, t][visible].mean())

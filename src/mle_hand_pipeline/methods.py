@@ -65,6 +65,7 @@ def build_model(
     *,
     sigma_eps: float = DEFAULT_SIGMA_EPS,
     backbone_stride: int = 32,
+    decode_window: int = 0,
 ) -> nn.Module:
     """The network of ``method``; its ``forward(images (B, 3, S, S))`` returns a ``PoseOutput``.
 
@@ -76,6 +77,8 @@ def build_model(
 
     ``sigma_eps`` (keyword only) is added to the sigmoid of the sigma heads of "mle" and "rle".
     ``backbone_stride`` (keyword only): where the ResNet stops, 32 (all of it, the paper), 16 or 8.
+    ``decode_window`` (keyword only): soft-argmax over the whole map (0, the paper) or over the
+    (2r+1)^2 cells around its argmax (r); for "mle" and "integral", ignored by the others.
     """
     if method in SEQUENTIAL_HEATMAP_METHODS:
         with_variance, decode = SEQUENTIAL_HEATMAP_METHODS[method]
@@ -90,6 +93,7 @@ def build_model(
             pretrained=pretrained,
             sigma_eps=sigma_eps,  # used by the variance head only
             backbone_stride=backbone_stride,
+            decode_window=decode_window if decode == "soft_argmax" else 0,
         )
     elif method == "rle":
         return RLENet(

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from mle_hand_pipeline.models import argmax_decode, cell_centres, soft_argmax
+from mle_hand_pipeline.models import argmax_decode, cell_centres, local_soft_argmax, soft_argmax
+from mle_hand_pipeline.models.pose_net import SequentialHeatmapNet
 
 
 def norm(cell: float, n: int) -> float:
@@ -87,3 +88,43 @@ def test_argmax_decode_no_shift_on_border():
 
 def test_argmax_decode_keeps_leading_dims():
     assert argmax_decode(torch.randn(2, 3, 4, 6, 6)).shape == (2, 3, 4, 2)
+
+
+def test_local_soft_argmax_ignores_mass_away_from_the_peak():
+    """A second bump pulls the global expectation towards it; the window around the argmax does not."""
+    h = w = 16
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    peak = 8.0 - ((xs - 12.3) ** 2 + (ys - 3.6) ** 2) / (2 * 0.5**2)
+    bump = 6.0 - ((xs - 2.0) ** 2 + (ys - 13.0) ** 2) / 2.0
+    maps = torch.logaddexp(peak, bump).float()[None]
+    local = local_soft_argmax(maps, 2)[0]
+    assert abs(local[0].item() - norm(12.3, w)) < 0.01 and abs(local[1].item() - norm(3.6, h)) < 0.01
+    whole = soft_argmax(maps)[0]
+    assert abs(whole[0].item() - norm(12.3, w)) > 0.1  # pulled towards the bump
+
+
+@pytest.mark.parametrize("cell", [(0, 0), (15, 15), (0, 15), (7, 3)])
+def test_local_soft_argmax_at_the_border_uses_the_cells_inside(cell):
+    maps = torch.full((1, 16, 16), -60.0)
+    iy, ix = cell
+    maps[0, iy, ix] = 0.0
+    expected = torch.tensor([norm(ix, 16), norm(iy, 16)])
+    torch.testing.assert_close(local_soft_argmax(maps, 1)[0], expected, atol=1e-5, rtol=0)
+
+
+def test_local_soft_argmax_equals_soft_argmax_when_the_window_covers_the_map_and_has_its_gradient():
+    maps = torch.randn(2, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(local_soft_argmax(maps, 4), soft_argmax(maps))
+    local = torch.autograd.grad(local_soft_argmax(maps, 4).sum(), maps)[0]
+    torch.testing.assert_close(local, torch.autograd.grad(soft_argmax(maps).sum(), maps)[0])
+    with pytest.raises(ValueError, match="radius must be >= 1"):
+        local_soft_argmax(maps, 0)
+
+
+def test_the_network_decodes_with_the_window_it_was_given():
+    torch.manual_seed(0)
+    net = SequentialHeatmapNet("resnet18", stages=1, input_size=64, head_channels=8, decode_window=1).eval()
+    out = net(torch.randn(2, 3, 64, 64))
+    torch.testing.assert_close(out.coords, local_soft_argmax(out.heatmaps, 1))
+    with pytest.raises(ValueError, match="decode_window must be >= 0"):
+        SequentialHeatmapNet("resnet18", stages=1, input_size=64, decode_window=-1)

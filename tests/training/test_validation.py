@@ -71,6 +71,10 @@ def test_train_block_errors_name_the_parameter(changes, message, monkeypatch):
         ),
         ({"init_checkpoint": "nowhere.pt"}, "rhd.model.init_checkpoint must be null or the path"),
         ({"loss": {"residul": "none"}}, "rhd.model.loss: unknown loss option(s) ['residul']"),
+        ({"decode_window": -1}, "rhd.model.decode_window must be an integer >= 0"),
+        ({"decode_window": 2}, None),
+        ({"loss": {"heatmap_prior": -0.5}}, "rhd.model.loss: heatmap_prior must be >= 0"),
+        ({"loss": {"heatmap_prior": 1.0}}, None),
     ],
 )
 def test_model_block_errors_name_the_parameter(changes, message):

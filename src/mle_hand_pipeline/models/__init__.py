@@ -14,7 +14,7 @@ from .backbone import (
 from .cpm import CPM, CPMFeatures
 from .flow import RealNVP
 from .heads import DEFAULT_SIGMA_EPS, HeatmapHead, PoseStage, VarianceHead
-from .integral import argmax_decode, cell_centres, soft_argmax
+from .integral import argmax_decode, cell_centres, local_soft_argmax, soft_argmax
 from .outputs import PoseOutput
 from .pose_net import InferenceWrapper, SequentialHeatmapNet
 from .rle_net import RLENet
@@ -37,6 +37,7 @@ __all__ = [
     "argmax_decode",
     "cell_centres",
     "load_imagenet_state_dict",
+    "local_soft_argmax",
     "soft_argmax",
     "weights_checkpoint_path",
 ]

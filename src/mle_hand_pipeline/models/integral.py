@@ -37,6 +37,42 @@ def soft_argmax(heatmaps: Tensor) -> Tensor:
         return torch.stack((x, y), dim=-1)
 
 
+def local_soft_argmax(heatmaps: Tensor, radius: int) -> Tensor:
+    """Soft-argmax restricted to the ``(2 radius + 1)^2`` cells around each map's argmax.
+
+    The expectation over the whole map is pulled towards the map's centre by whatever mass lies away
+    from the peak (an uncertain keypoint's second guess, a flat background); the window keeps the
+    argmax's choice of mode and soft-argmax's sub-cell precision within it. Differentiable with respect
+    to the window's logits (the window's position is not), so it trains like soft-argmax. Cells of the
+    window outside the map are left out.
+
+    Args:
+        heatmaps: (..., h, w) logits. Computed in float32 (float64 stays float64), also under autocast.
+        radius: r >= 1 cells.
+
+    Returns:
+        (..., 2) normalised (x, y).
+    """
+    if radius < 1:
+        raise ValueError(f"radius must be >= 1, got {radius}")
+    *lead, h, w = heatmaps.shape
+    dtype = torch.promote_types(heatmaps.dtype, torch.float32)
+    with torch.autocast(device_type=heatmaps.device.type, enabled=False):
+        flat = heatmaps.to(dtype).reshape(-1, h * w)
+        index = flat.detach().argmax(dim=-1)
+        iy = torch.div(index, w, rounding_mode="floor")
+        ix = index - iy * w
+        steps = torch.arange(-radius, radius + 1, device=heatmaps.device)
+        ys = (iy[:, None, None] + steps[None, :, None]).expand(-1, -1, len(steps)).reshape(len(flat), -1)
+        xs = (ix[:, None, None] + steps[None, None, :]).expand(-1, len(steps), -1).reshape(len(flat), -1)
+        inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+        logits = flat.gather(1, ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1))
+        probs = torch.softmax(logits.masked_fill(~inside, float("-inf")), dim=-1)
+        x = (probs * ((xs.to(dtype) + 0.5) / w - 0.5)).sum(dim=-1)
+        y = (probs * ((ys.to(dtype) + 0.5) / h - 0.5)).sum(dim=-1)
+        return torch.stack((x, y), dim=-1).reshape(*lead, 2)
+
+
 def argmax_decode(heatmaps: Tensor) -> Tensor:
     """Classic heatmap decoding: the argmax cell, shifted a quarter cell towards the higher neighbour.
 

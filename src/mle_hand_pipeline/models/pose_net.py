@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .backbone import ResNetBackbone
 from .heads import DEFAULT_SIGMA_EPS, PoseStage
-from .integral import argmax_decode, soft_argmax
+from .integral import argmax_decode, local_soft_argmax, soft_argmax
 from .outputs import PoseOutput
 
 DECODERS = ("soft_argmax", "argmax")
@@ -40,6 +40,9 @@ class SequentialHeatmapNet(nn.Module):
             computed without gradient).
         pretrained: ImageNet weights for a backbone given by name.
         sigma_eps: added to the variance head's sigmoid.
+        decode_window: with ``decode="soft_argmax"``: 0 (the paper) takes the expectation over the
+            whole map; r >= 1 over the (2r+1)^2 cells around its argmax (:func:`local_soft_argmax`),
+            which keeps mass far from the peak from pulling the keypoint towards the map's centre.
 
     Shapes: images (B, 3, S, S) -> PoseOutput(coords (B, T, K, 2), sigmas (B, T, K, 2) | None,
     heatmaps (B, T, K, S/4, S/4)).
@@ -72,8 +75,11 @@ class SequentialHeatmapNet(nn.Module):
         pretrained: bool = False,
         sigma_eps: float = DEFAULT_SIGMA_EPS,
         backbone_stride: int = 32,
+        decode_window: int = 0,
     ) -> None:
         super().__init__()
+        if decode_window < 0:
+            raise ValueError(f"decode_window must be >= 0, got {decode_window}")
         if stages < 1:
             raise ValueError(f"stages must be >= 1, got {stages}")
         if input_size % self.INPUT_MULTIPLE:
@@ -99,6 +105,7 @@ class SequentialHeatmapNet(nn.Module):
         self.num_keypoints = num_keypoints
         self.with_variance = with_variance
         self.decode = decode
+        self.decode_window = decode_window
         self.detach_sigma_input = False
         self.register_buffer("sigma_scale", torch.ones(stages, 2) if with_variance else None)
 
@@ -114,7 +121,9 @@ class SequentialHeatmapNet(nn.Module):
             if sigma is not None:
                 sigmas.append(sigma)
         maps = torch.stack(heatmaps, dim=1)
-        if self.decode == "soft_argmax":
+        if self.decode == "soft_argmax" and self.decode_window:
+            coords = local_soft_argmax(maps, self.decode_window)
+        elif self.decode == "soft_argmax":
             coords = soft_argmax(maps)
         else:
             with torch.no_grad():

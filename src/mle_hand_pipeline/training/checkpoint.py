@@ -42,6 +42,7 @@ class ModelSpec:
     head_channels: int = 256
     loss: dict[str, Any] = field(default_factory=dict)
     backbone_stride: int = 32
+    decode_window: int = 0  # soft-argmax over the whole map (0) or the (2r+1)^2 cells around its argmax
     init_checkpoint: str | None = None
     init_partial: bool = False  # allow a run checkpoint's warm start to leave tensors fresh (warm_start)
 
@@ -62,6 +63,7 @@ class ModelSpec:
             # One sigma floor for the sigma head and the loss (the loss's floor is then a no-op).
             sigma_eps=self.loss.get("sigma_eps", DEFAULT_SIGMA_EPS),
             backbone_stride=self.backbone_stride,
+            decode_window=self.decode_window,
         )
 
     def build_loss(self) -> nn.Module:

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mle_hand_pipeline.evaluation.metrics import nme, normalised_errors, pck
-from mle_hand_pipeline.models.integral import argmax_decode
+from mle_hand_pipeline.models.integral import argmax_decode, local_soft_argmax
 from mle_hand_pipeline.models.pose_net import error_sigmas
 from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.data import HandCrops
@@ -116,24 +116,34 @@ class MapDiagnostics:
     argmax_coords: (N, T, K, 2) the maps decoded by argmax (:func:`~..models.integral.argmax_decode`),
         in crop pixels of the stored crops: beside the model's own (soft-argmax) coordinates, it tells
         a decoding bias from a localisation error.
+    local_coords: {r: (N, T, K, 2)} the maps decoded by soft-argmax over the (2r+1)^2 cells around
+        their argmax (:func:`~..models.integral.local_soft_argmax`), for each radius asked for.
     max_prob: (N, T, K) the largest cell probability of ``softmax(map)`` (1/(h w) for a flat map).
     entropy: (N, T, K) the entropy of ``softmax(map)`` in nats (``log(h w)`` for a flat map).
     """
 
     argmax_coords: np.ndarray
+    local_coords: dict[int, np.ndarray]
     max_prob: np.ndarray
     entropy: np.ndarray
 
 
 @torch.no_grad()
 def map_diagnostics(
-    model: nn.Module, dataset: HandCrops, input_size: int, device: torch.device, batch_size: int = 64
+    model: nn.Module,
+    dataset: HandCrops,
+    input_size: int,
+    device: torch.device,
+    batch_size: int = 64,
+    radii: tuple[int, ...] = (1, 2),
 ) -> MapDiagnostics:
-    """Argmax decoding and peakedness of the maps of ``model`` (one returning heatmaps) on ``dataset``."""
+    """Argmax and local soft-argmax (``radii``) decoding and peakedness of the maps of ``model`` (one
+    returning heatmaps) on ``dataset``."""
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     coords, max_prob, entropy = [], [], []
+    local: dict[int, list[torch.Tensor]] = {r: [] for r in radii}
     for batch in loader:
         images, _, _ = prepare_batch(batch, input_size, device, settings=None, generator=None)
         maps = model(images).heatmaps
@@ -141,11 +151,18 @@ def map_diagnostics(
             raise ValueError(f"{type(model).__name__} returns no heatmaps")
         log_probs = torch.log_softmax(maps.float().flatten(-2), dim=-1)
         coords.append(argmax_decode(maps).cpu())
+        for radius in radii:
+            local[radius].append(local_soft_argmax(maps, radius).cpu())
         max_prob.append(log_probs.max(dim=-1).values.exp().cpu())
         entropy.append(-(log_probs.exp() * log_probs).sum(dim=-1).cpu())
     model.train(was_training)
+
+    def to_pixels(normalised: list[torch.Tensor]) -> np.ndarray:
+        return ((torch.cat(normalised) + 0.5) * dataset.crop_size).numpy().astype(np.float64)
+
     return MapDiagnostics(
-        argmax_coords=((torch.cat(coords) + 0.5) * dataset.crop_size).numpy().astype(np.float64),
+        argmax_coords=to_pixels(coords),
+        local_coords={radius: to_pixels(local[radius]) for radius in radii},
         max_prob=torch.cat(max_prob).numpy().astype(np.float64),
         entropy=torch.cat(entropy).numpy().astype(np.float64),
     )

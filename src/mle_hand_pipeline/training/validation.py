@@ -110,6 +110,9 @@ def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
         f"must be one of {', '.join(map(str, OUTPUT_STRIDES))} (where the ResNet stops)",
     )
     check.require("head_channels", _positive_int, "must be an integer >= 1")
+    check.require(
+        "decode_window", _non_negative_int, "must be an integer >= 0 (0: soft-argmax over the whole map)"
+    )
     check.require("pretrained", lambda v: isinstance(v, bool), "must be true or false")
     check.require("init_partial", lambda v: isinstance(v, bool), "must be true or false")
     check.require(
