@@ -24,21 +24,26 @@ pytestmark = pytest.mark.slow  # exports of real models: `pytest -m "not slow"` 
 
 SIZE = 64
 MIN_SPREAD_PX = 1.0  # mean over keypoints of the std of a coordinate across inputs
+# Each method, and mle decoding by soft-argmax around the argmax (model.decode_window)
+VARIANTS = {**{method: (method, {}) for method in METHODS}, "mle_window": ("mle", {"decode_window": 1})}
 
 
 def _spread(coords: torch.Tensor) -> float:
     return float(coords.std(dim=0).mean())
 
 
-def varied_model(method: str, seed: int = 0) -> torch.nn.Module:
-    """A tiny untrained ``method`` model (eval mode) whose keypoints move with the input.
+def varied_model(variant: str, seed: int = 0) -> torch.nn.Module:
+    """A tiny untrained model of a VARIANTS entry (eval mode) whose keypoints move with the input.
 
     Output layers start at std 0.001 (heatmap heads) or xavier gain 0.01 (RLE): their weights are
     doubled until the keypoints of random probe images spread by MIN_SPREAD_PX, a gentle scaling that
     keeps soft-argmax maps smooth (very sharp maps amplify float rounding differences).
     """
     torch.manual_seed(seed)
-    model = build_model(method, backbone="resnet18", stages=2, input_size=SIZE, head_channels=8).eval()
+    method, options = VARIANTS[variant]
+    model = build_model(
+        method, backbone="resnet18", stages=2, input_size=SIZE, head_channels=8, **options
+    ).eval()
     layers = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
     small = [m for m in model.modules() if isinstance(m, layers) and float(m.weight.detach().std()) < 0.01]
     probe = torch.randn(6, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
@@ -48,7 +53,7 @@ def varied_model(method: str, seed: int = 0) -> torch.nn.Module:
                 return model
             for layer in small:
                 layer.weight.mul_(2.0)
-    raise AssertionError(f"{method}: could not make the keypoints depend on the input")
+    raise AssertionError(f"{variant}: could not make the keypoints depend on the input")
 
 
 def _inputs() -> torch.Tensor:
@@ -71,7 +76,7 @@ def mlflow_experiment(tmp_path_factory):
     mlflow.set_tracking_uri(previous)
 
 
-@pytest.fixture(scope="module", params=METHODS)
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def exported(request, mlflow_experiment) -> dict:
     """One method's varied model, its ONNX graph and image pyfunc (one MLflow run) and its pt2 program."""
     import mlflow
@@ -112,7 +117,7 @@ def test_onnx_matches_pytorch_on_distinct_inputs(exported):
     np.testing.assert_allclose(onnx_coords, coords.numpy(), atol=ONNX_TOLERANCE_PX, rtol=0)
     np.testing.assert_allclose(onnx_sigmas, sigmas.numpy(), atol=ONNX_TOLERANCE_PX, rtol=1e-5)
     assert exported["check"]["max_abs_diff_coords_px"] < ONNX_TOLERANCE_PX
-    has_sigmas = exported["method"] in ("mle", "rle")
+    has_sigmas = VARIANTS[exported["method"]][0] in ("mle", "rle")
     assert (sigmas > 0).all() if has_sigmas else (sigmas == 0).all()
 
 

@@ -63,8 +63,10 @@ def local_soft_argmax(heatmaps: Tensor, radius: int) -> Tensor:
         iy = torch.div(index, w, rounding_mode="floor")
         ix = index - iy * w
         steps = torch.arange(-radius, radius + 1, device=heatmaps.device)
-        ys = (iy[:, None, None] + steps[None, :, None]).expand(-1, -1, len(steps)).reshape(len(flat), -1)
-        xs = (ix[:, None, None] + steps[None, None, :]).expand(-1, len(steps), -1).reshape(len(flat), -1)
+        # (N, (2r+1)^2) rows and columns of each window; flatten, not a reshape to len(flat), keeps the
+        # batch axis dynamic in an ONNX export
+        ys = (iy[:, None, None] + steps[None, :, None]).expand(-1, -1, len(steps)).flatten(1)
+        xs = (ix[:, None, None] + steps[None, None, :]).expand(-1, len(steps), -1).flatten(1)
         inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
         logits = flat.gather(1, ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1))
         probs = torch.softmax(logits.masked_fill(~inside, float("-inf")), dim=-1)
