@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,20 @@ def machine() -> dict[str, Any]:
     except ImportError:
         pass
     return info
+
+
+def commit() -> str | None:
+    """The checkout's commit, with ``+changes`` when tracked files differ from it (None outside git)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}+changes" if changed else head
 
 
 def loadavg() -> list[float]:
@@ -79,6 +94,7 @@ def save(name: str, out: Path, payload: dict[str, Any], load_before: list[float]
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "quick": quick,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": commit(),
         "machine": machine(),
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),

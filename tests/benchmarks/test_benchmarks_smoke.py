@@ -34,6 +34,8 @@ def _run(script: str, out: Path, *args: str) -> dict:
     document = json.loads(result.read_text())
     assert document["quick"] is True and len(document["loadavg_before"]) == 3
     assert document["machine"]["logical_cpus"] >= 1
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    assert document["commit"].split("+")[0] == head.stdout.strip()  # the code the figures came from
     assert "saved" in done.stdout  # the table was printed
     return document
 
