@@ -13,7 +13,7 @@ split is read only with ``--read-test``, once a choice is made. Variants are the
     python benchmarks/bench_learning.py --set train.sigma_warmup_epochs=0  # one variant
     python benchmarks/bench_learning.py --variant integral:model.method=integral \\
         --variant wide:model.head_channels=128,train.lr=2e-3                # several, one file
-    python benchmarks/bench_learning.py --suite demo        # the 0.1.0, 0.2.0 and current demos, every method
+    python benchmarks/bench_learning.py --suite demo        # the 0.1.0-0.3.0 and current demos, every method
     python benchmarks/bench_learning.py --quick --hands H.parquet --crops DIR
     python benchmarks/bench_learning.py --read-test --name chosen --set ...  # the chosen one, on test
 
@@ -51,8 +51,11 @@ PARAMETERS = _common.REPO / "conf/base/parameters_train.yml"
 # Earlier CPU demos, run on the data given with the number of training images they saw (their epochs x
 # their training crops) and their lr drop and sigma warm-up at the same shares of it, so every variant
 # of the suite trains on the same crops. On the data they were measured on they are themselves.
+# Until 0.3.0 the demo trained the paper's plain soft-argmax: no heatmap prior, no decoding window.
+PLAIN_SOFT_ARGMAX = {"model.decode_window": 0, "model.loss.heatmap_prior": 0.0}
 # 0.1.0: the whole ResNet-18 (2x2 features at 64 px), batch 32, augmentation on, 60 epochs of 562 crops.
 OLD_DEMO = {
+    **PLAIN_SOFT_ARGMAX,
     "model.backbone_stride": 32,
     "model.stages": 5,
     "model.input_size": 64,
@@ -72,7 +75,7 @@ OLD_DEMO = {
 }
 OLD_DEMO_SCHEDULE = {"epochs": 60, "crops": 562, "lr_milestone": 50, "sigma_warmup_epochs": 30}
 # 0.2.0: the stride-8 ResNet-18 with 5 stages, 12 epochs of 2255 crops (1600 synthetic images).
-DEMO_0_2_0 = {"model.stages": 5}
+DEMO_0_2_0 = {**PLAIN_SOFT_ARGMAX, "model.stages": 5}
 DEMO_0_2_0_SCHEDULE = {"epochs": 12, "crops": 2255, "lr_milestone": 10, "sigma_warmup_epochs": 4}
 
 
@@ -98,6 +101,7 @@ def suites(train_crops: int) -> dict[str, dict[str, dict[str, Any]]]:
         "demo": {
             "0.1.0 demo (mle, stride 32)": {**OLD_DEMO, **same_images(OLD_DEMO_SCHEDULE, train_crops)},
             "0.2.0 demo (mle, 5 stages)": {**DEMO_0_2_0, **same_images(DEMO_0_2_0_SCHEDULE, train_crops)},
+            "0.3.0 demo (mle, plain soft-argmax)": PLAIN_SOFT_ARGMAX,
             "demo (mle)": {},
             **{
                 f"demo ({method})": {"model.method": method}

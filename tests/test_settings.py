@@ -24,8 +24,11 @@ def test_paper_environment_overrides_only_its_keys(dataset):
     assert (spec.backbone, spec.input_size, spec.stages, spec.head_channels) == ("resnet50", 256, 5, 256)
     assert (config.epochs, config.batch_size, config.lr_milestones) == (120, 128, (90,))
     assert config.sigma_warmup_epochs == 0 and config.augment.rotation == 180
+    # The paper's own decoding and loss, whatever remedies the CPU demo turns on
+    assert spec.decode_window == 0 and spec.loss["heatmap_prior"] == 0
     # Soft merge: keys the paper env does not name keep their base values.
     assert spec.method == base["model"]["method"] == "mle"
+    assert spec.loss["sigma_eps"] == base["model"]["loss"]["sigma_eps"]
     assert config.grad_clip == base["train"]["grad_clip"]
 
 
@@ -42,6 +45,7 @@ def test_cpu_grid_0_2_0_environment_keeps_the_regime_its_documented_grid_was_mea
     base, grid = parameters("local"), parameters("cpu_grid_0.2.0")
     spec, config = ModelSpec.from_params(grid["rhd"]["model"]), TrainConfig.from_params(grid["rhd"]["train"])
     assert (spec.stages, config.epochs, config.lr_milestones, config.sigma_warmup_epochs) == (5, 12, (10,), 4)
+    assert spec.decode_window == 0 and spec.loss["heatmap_prior"] == 0
     assert grid["synthetic_data"]["rhd"]["n_training"] == 1600
     # Everything else the grid's cells read is the demo's (soft merge).
     assert spec.backbone_stride == base["rhd"]["model"]["backbone_stride"]
@@ -50,7 +54,18 @@ def test_cpu_grid_0_2_0_environment_keeps_the_regime_its_documented_grid_was_mea
 
 
 def test_cpu_grid_environment_runs_the_current_demo_under_its_own_comparison_name():
-    base, grid, old = parameters("local"), parameters("cpu_grid"), parameters("cpu_grid_0.2.0")
+    base, grid = parameters("local"), parameters("cpu_grid")
     assert grid["rhd"]["model"] == base["rhd"]["model"] and grid["rhd"]["train"] == base["rhd"]["train"]
     assert grid["synthetic_data"] == base["synthetic_data"]
-    assert grid["rhd"]["compare"]["name"] != old["rhd"]["compare"]["name"]
+    older = {parameters(env)["rhd"]["compare"]["name"] for env in ("cpu_grid_0.3.0", "cpu_grid_0.2.0")}
+    assert grid["rhd"]["compare"]["name"] not in older and len(older) == 2
+
+
+def test_cpu_grid_0_3_0_environment_keeps_the_paper_s_decoding_its_documented_grid_was_measured_with():
+    base, grid = parameters("local")["rhd"], parameters("cpu_grid_0.3.0")["rhd"]
+    assert grid["compare"]["name"] == "compare_rhd_cpu_0.3.0"
+    assert grid["model"]["decode_window"] == 0 and grid["model"]["loss"]["heatmap_prior"] == 0
+    # everything else is the current demo's (soft merge)
+    unpinned = {k: v for k, v in grid["model"].items() if k not in ("decode_window", "loss")}
+    assert unpinned == {k: v for k, v in base["model"].items() if k not in ("decode_window", "loss")}
+    assert grid["train"] == base["train"]
