@@ -217,3 +217,57 @@ def test_bench_flows(tmp_path):
     assert document["max_abs_diff_log_prob"] < 1e-4  # the batched prototype computes the same densities
     assert [row["implementation"] for row in document["rows"]] == ["per-stage loop", "one batched call"]
     assert all(row["gflop"] > 0 and row["ms_fwd_bwd"] > 0 for row in document["rows"])
+
+
+def test_summarise_learning_pools_seeds_of_one_configuration_and_pairs_them(tmp_path):
+    """Variants differing only in their seed form a group named by how it differs from the demo."""
+    spec = importlib.util.spec_from_file_location("bench_learning", BENCHMARKS / "bench_learning.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def variant(changes: dict, pck: float) -> dict:
+        row = {"model": "trained (best val)", "pck_0.2": pck, "nme": 1 - pck}
+        parameters = bench.variant_parameters(changes)
+        return {
+            "name": str(changes),
+            "parameters": parameters,
+            "split": "val",
+            "rows": [row],
+            "changes": changes,
+        }
+
+    files = []
+    for seed, (own, other) in enumerate([(0.70, 0.60), (0.72, 0.61), (0.74, 0.65)]):
+        path = tmp_path / f"learning_{seed}.json"
+        variants = [
+            variant({"train.seed": seed}, own),
+            variant({"model.method": "cpm", "train.seed": seed}, other),
+        ]
+        path.write_text(json.dumps({"variants": variants}))
+        files.append(str(path))
+    script = str(BENCHMARKS / "summarise_learning.py")
+    done = subprocess.run(
+        [
+            sys.executable,
+            script,
+            *files,
+            "--baseline",
+            "model.method=cpm",
+            "--name",
+            "t",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads((tmp_path / "seeds_t.json").read_text())
+    summary = {row["group"]: row for row in document["summary"]}
+    assert set(summary) == {"default", "model.method=cpm"} and summary["default"]["n_seeds"] == 3
+    assert summary["default"]["pck_0.2_mean"] == pytest.approx(0.72)
+    assert summary["default"]["pck_0.2_ci_low"] < 0.72 < summary["default"]["pck_0.2_ci_high"]
+    (paired,) = [row for row in document["paired"] if row["group"] == "default"]
+    assert paired["pck_0.2_mean"] == pytest.approx(0.10)  # 0.10, 0.11, 0.09 by seed
+    assert document["split"] == "val"
