@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
 from mle_hand_pipeline.evaluation.statistics import paired_changes, summarise_seeds
+from mle_hand_pipeline.grid.cells import dotted_keys
 
 METRICS = (
     "pck_0.2",
@@ -43,26 +44,15 @@ METRICS = (
 ABSENT_MEANS = {"model.decode_window": 0, "model.loss.heatmap_prior": 0.0}
 
 
-def flatten(block: dict, prefix: str = "") -> dict[str, object]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
-    flat: dict[str, object] = {}
-    for key, value in block.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def demo_parameters() -> dict[str, object]:
     """The current CPU demo's ``model`` and ``train`` blocks, flattened."""
     params = yaml.safe_load((_common.REPO / "conf/base/parameters_train.yml").read_text())
-    return flatten({"model": params["_model_cpu"], "train": params["_train_cpu"]})
+    return dotted_keys({"model": params["_model_cpu"], "train": params["_train_cpu"]})
 
 
 def group_name(parameters: dict, demo: dict[str, object]) -> str:
     """How a variant's resolved blocks differ from ``demo``, without the seed: ``a=1,b=2`` or ``default``."""
-    flat = {**ABSENT_MEANS, **flatten(parameters)}
+    flat = {**ABSENT_MEANS, **dotted_keys(parameters)}
     keys = sorted((set(flat) | set(demo)) - {"train.seed"})
     changed = [key for key in keys if flat.get(key) != demo.get(key)]
     return ",".join(f"{key}={flat.get(key)}" for key in changed) or "default"

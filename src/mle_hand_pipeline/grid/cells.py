@@ -183,12 +183,12 @@ def plan_cells(
     return cells
 
 
-def _dotted_keys(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def dotted_keys(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"rhd": {"train": {"lr": 1}}}`` -> ``{"rhd.train.lr": 1}``: the keys of ``kedro run --params``."""
     flat = {}
     for key, value in params.items():
         if isinstance(value, Mapping):
-            flat.update(_dotted_keys(value, f"{prefix}{key}."))
+            flat.update(dotted_keys(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -236,7 +236,7 @@ def cell_params(
     null (a cell never registers a model version), ``tracking``, and ``train.resume`` = ``resume``
     when the run continues that interrupted run of the cell (an execution-only key: same fingerprint)."""
     inherited = {
-        k: v for k, v in _dotted_keys(runtime_params or {}).items() if not k.startswith(f"{dataset}.compare.")
+        k: v for k, v in dotted_keys(runtime_params or {}).items() if not k.startswith(f"{dataset}.compare.")
     }
     own = {
         **cell.overrides,
