@@ -37,7 +37,6 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
-from mle_hand_pipeline.evaluation.metrics import normalised_errors, per_keypoint_pck
 from mle_hand_pipeline.evaluation.report import evaluate_predictions
 from mle_hand_pipeline.keypoints import FINGER_KEYPOINTS
 from mle_hand_pipeline.training.checkpoint import ModelSpec, load_model
@@ -147,10 +146,10 @@ def scores(model, table: pd.DataFrame, crops_dir: Path, input_size: int) -> dict
     ``centre_slope`` / ``hand_spread``) and PCK@0.2 of each fingertip."""
     crops = HandCrops(table, crops_dir)
     predictions = predict_crops(model, crops, input_size, torch.device("cpu"), progress=False)
-    metrics = evaluate_predictions(table, predictions.coords, predictions.sigmas).metrics
-    row = {k: float(v) for k, v in metrics.items() if k in ROW_METRICS or k.endswith(("_slope", "_spread"))}
-    errors = normalised_errors(predictions.coords[:, -1], crops.keypoints.numpy(), crops.hand_size.numpy())
-    per_keypoint = per_keypoint_pck(errors, crops.visible.numpy(), 0.2)
+    report = evaluate_predictions(table, predictions.coords, predictions.sigmas)
+    kept = [k for k in report.metrics if k in ROW_METRICS or k.endswith(("_slope", "_spread"))]
+    row = {k: float(report.metrics[k]) for k in kept}
+    per_keypoint = report.per_keypoint["pck_0.2"]
     row.update(
         {f"pck_0.2_{name}_tip": float(per_keypoint[chain[-1]]) for name, chain in FINGER_KEYPOINTS.items()}
     )

@@ -398,12 +398,13 @@ def hand_spread(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray) -> float:
     if not usable.any():
         return float("nan")
 
+    kept = vis[usable]
+    counts = kept.sum(axis=1)
+
     def spreads(points: np.ndarray) -> np.ndarray:
-        points = np.where(vis[..., None], np.asarray(points, dtype=np.float64), 0.0)[usable]
-        weights = vis[usable][..., None]
-        centroid = points.sum(axis=1, keepdims=True) / weights.sum(axis=1, keepdims=True)
-        distances = np.linalg.norm(points - centroid, axis=-1) * vis[usable]
-        return distances.sum(axis=1) / vis[usable].sum(axis=1)
+        points = np.where(kept[..., None], np.asarray(points, dtype=np.float64)[usable], 0.0)
+        centroid = points.sum(axis=1, keepdims=True) / counts[:, None, None]
+        return (np.linalg.norm(points - centroid, axis=-1) * kept).sum(axis=1) / counts
 
     true_total = spreads(gt).sum()
     return float(spreads(pred).sum() / true_total) if true_total > 0 else float("nan")
