@@ -172,3 +172,63 @@ def test_the_manifest_records_each_arrays_checksum_and_a_full_check_reads_every_
     CropStore(crops).verify("test")
     with pytest.raises(DamagedCropStoreError, match=r"test\.npy: its pixels changed.*\(sha256 differs\)"):
         CropStore(crops).verify("test", full=True)
+
+
+def test_one_flipped_byte_in_a_crop_stops_the_loader_at_that_crop_naming_it(real_rhd, tmp_path, monkeypatch):
+    """Issue 38: a byte the quick check does not sample (the middle of a crop) is caught when the crop is
+    read, by item and by the whole-split copy a GPU training makes, naming the array and the crop."""
+    import numpy as np
+
+    import mle_hand_pipeline.datasets.crop_store as crop_store
+    from mle_hand_pipeline.datasets.crop_store import DamagedCropStoreError, array_path, crc32_path
+
+    monkeypatch.setattr(crop_store, "SAMPLE_BLOCKS", 2)
+    monkeypatch.setattr(crop_store, "SAMPLE_BLOCK_BYTES", 1024)
+    crops = tmp_path / "rhd_crops"
+    table, _ = crop_hands(_kept(real_rhd), real_rhd, crops, CropSettings(size=64), 1, "raise")
+    monkeypatch.undo()
+    test = table[table["split"] == "test"].reset_index(drop=True)
+    checksums = np.load(crc32_path(array_path(crops, "test")))
+    assert checksums.shape == (len(test),) and checksums.dtype == np.uint32
+    _batch(HandCrops(test, CropStore(crops)))  # intact: every crop passes
+
+    pixels = np.load(array_path(crops, "test"), mmap_mode="r+")
+    pixels[1, 30, 31, 2] ^= 0x01
+    pixels.flush()
+    del pixels
+    dataset = HandCrops(test, CropStore(crops))  # the sampled check misses it
+    dataset[0]  # other crops still read
+    expected = rf"test\.npy: crop 1 \({re.escape(test['crop_path'][1])}\) changed since preprocessing"
+    with pytest.raises(DamagedCropStoreError, match=expected):
+        dataset[1]
+    with pytest.raises(DamagedCropStoreError, match=expected):
+        dataset.images(torch.device("cpu"))
+
+
+def test_a_replaced_checksum_file_is_refused(real_rhd, tmp_path):
+    import numpy as np
+
+    from mle_hand_pipeline.datasets.crop_store import DamagedCropStoreError, array_path, crc32_path
+
+    crops = tmp_path / "rhd_crops"
+    table, _ = crop_hands(_kept(real_rhd), real_rhd, crops, CropSettings(size=64), 1, "raise")
+    path = crc32_path(array_path(crops, "test"))
+    np.save(path, np.zeros(len(np.load(path)), dtype=np.uint32))
+    dataset = HandCrops(table[table["split"] == "test"], CropStore(crops))
+    with pytest.raises(DamagedCropStoreError, match=r"test\.crc32\.npy: it changed since preprocessing"):
+        dataset[0]
+
+
+def test_a_store_without_per_crop_checksums_loads_with_a_warning(real_rhd, tmp_path, caplog):
+    import json
+
+    from mle_hand_pipeline.datasets.crop_store import MANIFEST
+
+    crops = tmp_path / "rhd_crops"
+    table, _ = crop_hands(_kept(real_rhd), real_rhd, crops, CropSettings(size=64), 1, "raise")
+    manifest = json.loads((crops / MANIFEST).read_text())
+    for entry in manifest["splits"].values():
+        del entry["array"]["crc32_sha256"]
+    (crops / MANIFEST).write_text(json.dumps(manifest))
+    _batch(HandCrops(table[table["split"] == "test"], CropStore(crops)))
+    assert "predates per-crop checksums" in caplog.text

@@ -3,10 +3,12 @@
 Layout of a crop store (``data/02_intermediate/<dataset>_crops``)::
 
     manifest.json          format, crop size, and per split its row count, table fingerprint and
-                           array record (bytes, shape, dtype, sha256 of the file, sha256 of sampled blocks)
+                           array record (bytes, shape, dtype, sha256 of the file, sha256 of sampled blocks,
+                           sha256 of the per-crop checksum file)
     hands.parquet          the hand table the crops were made for (row i of a split = row i of its array)
     rejections.parquet     hands rejected at crop time (zero-size box; unreadable image if skipped)
     arrays/<split>.npy     (N, S, S, 3) uint8: the decoded JPEG pixels, for loaders (memory-mapped)
+    arrays/<split>.crc32.npy  (N,) uint32: the CRC-32 of each crop's pixels, checked as a loader reads it
     <split>_<S>/<image_id>_<side>.jpg   the crops as images, for people to look at
 
 A store is written into ``<folder>.tmp-<pid>`` and switched in by :func:`commit_folder` only when
@@ -17,8 +19,10 @@ checks the two still agree (a stale table is a clear error, not mislabelled crop
 Every reader checks a split's array before using it (:meth:`CropStore.verify`): its size and ``.npy``
 header against the manifest and a sha256 of :data:`SAMPLE_BLOCKS` blocks spread over the file (4 MiB
 read per split: catches a truncated, emptied, zero-filled or overwritten array); ``full=True``
-(``train.verify_crops: full``) hashes every byte against the manifest's sha256. A damaged array is a
-:class:`DamagedCropStoreError` naming the file and saying to re-run preprocessing.
+(``train.verify_crops: full``) hashes every byte against the manifest's sha256. Every crop a loader
+reads is then checked against its own CRC-32 (:meth:`CropStore.check_crop`; about 50 us per 256-px
+crop), so a changed byte anywhere in a crop that is used stops the run naming the file and the crop.
+A damaged array is a :class:`DamagedCropStoreError` naming the file and saying to re-run preprocessing.
 
 Measured on the full-size RHD store (14.0 GB of arrays, ``shared/tools/scale``; 2-core AMD EPYC VM
 with SHA-NI, other jobs running): the quick check of all three splits 64 ms from disk, 11 ms cached;
@@ -35,6 +39,7 @@ import logging
 import os
 import shutil
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,9 +184,36 @@ def sampled_sha256(
     return digest.hexdigest()
 
 
-def array_record(path: str | os.PathLike) -> dict:
-    """What the manifest records of a split array: size, shape, dtype, full and sampled sha256."""
+def crop_crc32(pixels: np.ndarray) -> int:
+    """CRC-32 of one crop's bytes (C order)."""
+    return zlib.crc32(np.ascontiguousarray(pixels))
+
+
+def crc32_path(array: str | os.PathLike) -> Path:
+    """``arrays/<split>.crc32.npy`` beside the split array ``arrays/<split>.npy``."""
+    return Path(array).with_suffix(".crc32.npy")
+
+
+def write_crop_checksums(path: str | os.PathLike) -> Path:
+    """Write the CRC-32 of every crop of the split array ``path`` to :func:`crc32_path` (uint32, row order)."""
     path = Path(path)
+    pixels = np.load(path, mmap_mode="r", allow_pickle=False)
+    checksums = np.fromiter(
+        (crop_crc32(crop) for crop in tqdm(pixels, desc=f"crc32 {path.name}", disable=len(pixels) < 20000)),
+        dtype=np.uint32,
+        count=len(pixels),
+    )
+    del pixels
+    target = crc32_path(path)
+    np.save(target, checksums, allow_pickle=False)
+    return target
+
+
+def array_record(path: str | os.PathLike) -> dict:
+    """What the manifest records of a split array: size, shape, dtype, full and sampled sha256, and the
+    sha256 of its per-crop checksum file (written here)."""
+    path = Path(path)
+    checksums = write_crop_checksums(path)
     pixels = np.load(path, mmap_mode="r", allow_pickle=False)
     record = {
         "bytes": path.stat().st_size,
@@ -191,6 +223,7 @@ def array_record(path: str | os.PathLike) -> dict:
         "sampled_sha256": sampled_sha256(path),
         "sample_blocks": SAMPLE_BLOCKS,
         "sample_block_bytes": SAMPLE_BLOCK_BYTES,
+        "crc32_sha256": file_sha256(checksums),
     }
     del pixels
     return record
@@ -325,6 +358,7 @@ class CropStore(os.PathLike):
         self.crop_size = int(self.manifest["crop_size"])
         self._table: pd.DataFrame | None = None
         self._verified: dict[str, bool] = {}  # split -> fully hashed
+        self._checksums: dict[str, np.ndarray | None] = {}
 
     def __fspath__(self) -> str:
         return str(self.root)
@@ -412,6 +446,41 @@ class CropStore(os.PathLike):
             if file_sha256(path) != record["sha256"]:
                 raise self._damaged(path, "its pixels changed since preprocessing (sha256 differs)")
         self._verified[split] = full
+
+    def crop_checksums(self, split: str) -> np.ndarray | None:
+        """(N,) uint32 CRC-32 of each crop of ``split`` (checked against the manifest's sha256 of the
+        file); None for a store written before per-crop checksums (a warning says so)."""
+        if split not in self._checksums:
+            path = crc32_path(array_path(self.root, split))
+            expected = (self.manifest["splits"][split].get("array") or {}).get("crc32_sha256")
+            if expected is None:
+                logger.warning(
+                    "%s: the crop store predates per-crop checksums; the crops are not checked as they "
+                    "are read (re-run preprocessing to record them)",
+                    self.root,
+                )
+                self._checksums[split] = None
+            elif not path.is_file():
+                raise self._damaged(path, "the file is missing")
+            elif file_sha256(path) != expected:
+                raise self._damaged(path, "it changed since preprocessing (sha256 differs)")
+            else:
+                checksums = np.load(path, allow_pickle=False)
+                if checksums.shape != (self.manifest["splits"][split]["n"],):
+                    raise self._damaged(path, f"holds {checksums.shape[0]} checksums, not one per crop")
+                self._checksums[split] = checksums
+        return self._checksums[split]
+
+    def check_crop(self, split: str, row: int, pixels: np.ndarray) -> None:
+        """Raise :class:`DamagedCropStoreError` naming the file and the crop when ``pixels``, read from row
+        ``row`` of ``split``'s array, differ from what preprocessing wrote (their CRC-32)."""
+        checksums = self.crop_checksums(split)
+        if checksums is not None and crop_crc32(pixels) != int(checksums[row]):
+            crop = self.table.loc[self.table["split"] == split, "crop_path"].iloc[row]
+            raise self._damaged(
+                array_path(self.root, split),
+                f"crop {row} ({crop}) changed since preprocessing (its CRC-32 differs)",
+            )
 
     def verify_all(self, full: bool = False) -> None:
         """:meth:`verify` every split of the store."""

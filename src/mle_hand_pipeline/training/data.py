@@ -2,8 +2,9 @@
 
 Augmentation happens on whole batches on the training device (:mod:`.augment`), so the loader only
 fetches pixels; that keeps workers cheap and makes every epoch's batches independent of worker count.
-Pixels come from the crop store's uint8 split array (memory-mapped, no decoding); the same crops
-decoded from their JPEG files are bit-identical (the array holds the decoded files).
+Pixels come from the crop store's uint8 split array (memory-mapped, no decoding), each crop checked
+against its CRC-32 as it is read; the same crops decoded from their JPEG files are bit-identical (the
+array holds the decoded files).
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ class HandCrops(Dataset):
         if self.decode_jpeg:
             pixels = self._decode(self.paths[index])
         else:
-            pixels = np.array(self._array(self.splits[index])[self.rows[index]])  # writable, as torch expects
+            split, row = self.splits[index], self.rows[index]
+            pixels = np.array(self._array(split)[row])  # writable, as torch expects
+            self.store.check_crop(split, row, pixels)
         return {
             "image": torch.from_numpy(pixels).permute(2, 0, 1),
             "keypoints": self.keypoints[index],
@@ -101,6 +104,8 @@ class HandCrops(Dataset):
         for split in np.unique(self.splits):
             in_split = self.splits == split
             pixels[in_split] = self._array(split)[self.rows[in_split]]
+            for position, row in zip(np.flatnonzero(in_split), self.rows[in_split], strict=True):
+                self.store.check_crop(split, row, pixels[position])
         return (
             torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().to(device)
         )  # transposed once, on the host
