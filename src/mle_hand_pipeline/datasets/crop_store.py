@@ -195,7 +195,7 @@ def crc32_path(array: str | os.PathLike) -> Path:
 
 
 def write_crop_checksums(path: str | os.PathLike) -> Path:
-    """Write the CRC-32 of every crop of the split array ``path`` to :func:`crc32_path` (uint32, row order)."""
+    """Write the CRC-32 of every crop of the split array ``path`` to :func:`crc32_path` (uint32 per row)."""
     path = Path(path)
     pixels = np.load(path, mmap_mode="r", allow_pickle=False)
     checksums = np.fromiter(
