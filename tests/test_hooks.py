@@ -188,12 +188,42 @@ def test_a_second_preprocessing_run_on_one_output_stops_at_once_naming_the_first
         second.before_pipeline_run({}, writes, catalog)
     assert str(busy.value).startswith(f"another preprocessing run (pid {os.getpid()}, since ")
     assert f"is writing {crops}: wait for it to end, then run again" in str(busy.value)
-    second.before_pipeline_run({}, reads, catalog)  # a pipeline that only reads the store takes no lock
+    with pytest.raises(CropStoreBusyError, match=rf"^preprocessing \(pid {os.getpid()}, since .*is writing"):
+        second.before_pipeline_run({}, reads, catalog)  # a reader does not start on a store being written
     first.on_pipeline_error(RuntimeError(), {}, writes, catalog)
     assert not lock_path(crops).exists()
     second.before_pipeline_run({}, writes, catalog)  # free again
     second.after_pipeline_run({}, {}, writes, catalog)
     assert not lock_path(crops).exists()
+
+
+def test_preprocessing_is_refused_while_a_run_reads_the_store_naming_that_run(tmp_path):
+    """Issue 38: rhd_preprocess during a training's epoch 2 succeeded; the run trained on the old crops,
+    was tested on the new store and logged the old summary. Readers now hold a shared lock for their run."""
+    import os
+
+    from mle_hand_pipeline.datasets.crop_store import CropStoreBusyError
+    from mle_hand_pipeline.io import CropStoreDataset
+
+    crops = tmp_path / "rhd_crops"
+    catalog = DataCatalog({"rhd.crops": CropStoreDataset(str(crops))})
+    writes = Pipeline([Node(lambda: None, None, "rhd.crops", name="crop")])
+    reads = Pipeline([Node(lambda c: None, "rhd.crops", None, name="train")])
+    training, cell, preprocess = hooks.LockCropStores(), hooks.LockCropStores(), hooks.LockCropStores()
+    training.before_pipeline_run({"pipeline_names": ["train_rhd"], "run_id": "s1"}, reads, catalog)
+    cell.before_pipeline_run({"pipeline_names": ["train_rhd"], "run_id": "s2"}, reads, catalog)  # readers share
+    with pytest.raises(CropStoreBusyError) as busy:
+        preprocess.before_pipeline_run({}, writes, catalog)
+    message = str(busy.value)
+    assert message.startswith(f"{crops} is being read by pid {os.getpid()} (kedro run --pipelines=train_rhd, ")
+    assert "session s1" in message and "session s2" in message
+    assert "preprocessing would replace the crops under it" in message
+    training.after_pipeline_run({}, {}, reads, catalog)
+    with pytest.raises(CropStoreBusyError, match="session s2"):  # one reader left
+        preprocess.before_pipeline_run({}, writes, catalog)
+    cell.on_pipeline_error(RuntimeError(), {}, reads, catalog)
+    preprocess.before_pipeline_run({}, writes, catalog)  # free once nobody reads
+    preprocess.after_pipeline_run({}, {}, writes, catalog)
 
 
 def test_a_grid_cell_does_not_publish_the_model_and_keeps_only_best(tmp_path):

@@ -22,7 +22,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
 from mlflow.tracking import MlflowClient
 
-from mle_hand_pipeline.datasets.crop_store import writer_lock
+from mle_hand_pipeline.datasets.crop_store import reader_lock, writer_lock
 from mle_hand_pipeline.training.run_dirs import check_resume
 from mle_hand_pipeline.training.validation import (
     ParameterError,
@@ -113,10 +113,12 @@ def _check_resume(catalog: DataCatalog, namespace: str | None, train: dict, pref
 
 
 class LockCropStores:
-    """Hold the writer lock of every crop store the pipeline writes (``<dataset>.crops``, a
-    :class:`~mle_hand_pipeline.io.CropStoreDataset`) from before the run until it ends, so a second
-    preprocessing run on the same output stops at once with a clear message instead of replacing the
-    crops the first is still reading (:func:`~mle_hand_pipeline.datasets.crop_store.writer_lock`)."""
+    """Hold a lock on every crop store (``<dataset>.crops``, a
+    :class:`~mle_hand_pipeline.io.CropStoreDataset`) the pipeline touches, from before the run until it
+    ends: the writer lock on a store it writes, so a second preprocessing run on the same output stops at
+    once instead of replacing the crops the first is still reading; a reader lock on a store it only reads
+    (training, evaluation, a grid cell), so preprocessing cannot replace the store under the run and
+    the run's summary is the store it read (:mod:`~mle_hand_pipeline.datasets.crop_store`)."""
 
     def __init__(self) -> None:
         self._held = contextlib.ExitStack()
@@ -125,11 +127,15 @@ class LockCropStores:
     def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog: DataCatalog) -> None:
         from mle_hand_pipeline.io import CropStoreDataset
 
-        for name in sorted(pipeline.all_outputs()):
+        written = pipeline.all_outputs()
+        names = (run_params or {}).get("pipeline_names") or ["__default__"]
+        reader = f"kedro run --pipelines={','.join(names)}, session {(run_params or {}).get('run_id', '?')}"
+        for name in sorted(written | pipeline.inputs()):
             dataset = catalog.get(name)
             if isinstance(dataset, CropStoreDataset):
+                lock = writer_lock(dataset._path) if name in written else reader_lock(dataset._path, reader)
                 try:
-                    self._held.enter_context(writer_lock(dataset._path))
+                    self._held.enter_context(lock)
                 except BaseException:
                     self._held.close()
                     raise

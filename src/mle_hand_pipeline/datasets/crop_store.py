@@ -37,11 +37,13 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,53 +86,109 @@ class StaleCropStoreError(ValueError):
 
 
 class CropStoreBusyError(RuntimeError):
-    """Another process is writing the same crop store (see :func:`writer_lock`)."""
+    """Another process writes the crop store, or reads the one a preprocessing run would replace (see
+    :func:`writer_lock`, :func:`reader_lock`)."""
 
 
 def lock_path(final: str | os.PathLike) -> Path:
     return Path(final).parent / f"{Path(final).name}.lock"
 
 
-@contextlib.contextmanager
-def writer_lock(final: str | os.PathLike) -> Iterator[None]:
-    """Hold ``<final>.lock`` while a preprocessing run writes the store ``final`` and reads it back
-    (its figures), so two runs on one output never interleave: the second stops at once with
-    :class:`CropStoreBusyError` naming the first's process. The file is removed, still locked, at the
-    end (a lock left by a killed process is free: the system releases it). No-op without ``fcntl``."""
-    if fcntl is None:  # pragma: no cover (Windows)
-        yield
-        return
-    path = lock_path(final)
+def _open_locked(path: Path, operation: int) -> Any:
+    """``path`` opened for appending and locked with ``operation`` (``LOCK_EX`` or ``LOCK_SH``, without
+    waiting); the open file, or None when another process holds a conflicting lock. A lock file removed
+    by its previous holder after we opened it is opened again (the lock must be on the file at ``path``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(3):
         handle = open(path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, operation | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
             handle.close()
-            raise CropStoreBusyError(
-                f"another preprocessing run ({holder}) is writing {final}: wait for it to end, then run "
-                f"again (two runs on one output would replace each other's crops); lock {path}"
-            ) from None
+            return None
         try:
             same = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
         except FileNotFoundError:
             same = False
         if same:
-            break
-        handle.close()  # removed by its previous holder after we opened it: open it again
-    else:  # pragma: no cover
-        raise CropStoreBusyError(f"{path}: the lock file keeps being replaced")
+            return handle
+        handle.close()
+    raise CropStoreBusyError(f"{path}: the lock file keeps being replaced")  # pragma: no cover
+
+
+def _holders(path: Path) -> tuple[str | None, list[str]]:
+    """(the writer's line, the lines of readers still running) in the lock file ``path``."""
+    try:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return None, []
+    writer = next((line for line in lines if line.startswith("pid ")), None)
+    readers = []
+    for line in lines:
+        match = re.match(r"reader pid (\d+)", line)
+        if match and _running(int(match[1])):
+            readers.append(line.removeprefix("reader "))
+    return writer, readers
+
+
+@contextlib.contextmanager
+def writer_lock(final: str | os.PathLike) -> Iterator[None]:
+    """Hold ``<final>.lock`` exclusively while a preprocessing run writes the store ``final`` and reads it
+    back (its figures), so it never replaces crops that another run reads or writes: it stops at once with
+    :class:`CropStoreBusyError` naming the other run (a writer, or the runs holding :func:`reader_lock`).
+    The file is removed, still locked, at the end (a lock left by a killed process is free: the system
+    releases it). No-op without ``fcntl``."""
+    if fcntl is None:  # pragma: no cover (Windows)
+        yield
+        return
+    path = lock_path(final)
+    handle = _open_locked(path, fcntl.LOCK_EX)
+    if handle is None:
+        writer, readers = _holders(path)
+        if readers:
+            raise CropStoreBusyError(
+                f"{final} is being read by {'; '.join(readers)}: preprocessing would replace the crops under "
+                f"it; wait for it to end (or stop it), then run again; lock {path}"
+            )
+        raise CropStoreBusyError(
+            f"another preprocessing run ({writer or 'unknown'}) is writing {final}: wait for it to end, then "
+            f"run again (two runs on one output would replace each other's crops); lock {path}"
+        )
     try:
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         handle.flush()
         yield
     finally:
         path.unlink(missing_ok=True)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+@contextlib.contextmanager
+def reader_lock(final: str | os.PathLike, reader: str) -> Iterator[None]:
+    """Hold ``<final>.lock`` shared while a run (training, evaluation, a grid cell) reads the store
+    ``final``, so preprocessing cannot replace it under the run (:func:`writer_lock` is refused, naming
+    ``reader``, e.g. the command); readers do not exclude each other. While preprocessing writes the
+    store, :class:`CropStoreBusyError` names it. No-op without ``fcntl``."""
+    if fcntl is None:  # pragma: no cover (Windows)
+        yield
+        return
+    path = lock_path(final)
+    handle = _open_locked(path, fcntl.LOCK_SH)
+    if handle is None:
+        writer, _ = _holders(path)
+        raise CropStoreBusyError(
+            f"preprocessing ({writer or 'unknown'}) is writing {final}: wait for it to end, then run again "
+            f"(the run would read a store being replaced); lock {path}"
+        )
+    try:
+        # One appended line (O_APPEND: whole lines, whatever other readers write) for the writer's message.
+        handle.write(f"reader pid {os.getpid()} ({reader}), since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        yield
+    finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
 
