@@ -211,11 +211,11 @@ def test_preprocessing_is_refused_while_a_run_reads_the_store_naming_that_run(tm
     reads = Pipeline([Node(lambda c: None, "rhd.crops", None, name="train")])
     training, cell, preprocess = hooks.LockCropStores(), hooks.LockCropStores(), hooks.LockCropStores()
     training.before_pipeline_run({"pipeline_names": ["train_rhd"], "run_id": "s1"}, reads, catalog)
-    cell.before_pipeline_run({"pipeline_names": ["train_rhd"], "run_id": "s2"}, reads, catalog)  # readers share
+    cell.before_pipeline_run({"pipeline_names": ["train_rhd"], "run_id": "s2"}, reads, catalog)  # shared
     with pytest.raises(CropStoreBusyError) as busy:
         preprocess.before_pipeline_run({}, writes, catalog)
     message = str(busy.value)
-    assert message.startswith(f"{crops} is being read by pid {os.getpid()} (kedro run --pipelines=train_rhd, ")
+    assert message.startswith(f"{crops} is being read by pid {os.getpid()} (kedro run --pipelines=train_rhd")
     assert "session s1" in message and "session s2" in message
     assert "preprocessing would replace the crops under it" in message
     training.after_pipeline_run({}, {}, reads, catalog)
