@@ -26,6 +26,7 @@ from mle_hand_pipeline.datasets.crop_store import reader_lock, writer_lock
 from mle_hand_pipeline.training.run_dirs import check_resume
 from mle_hand_pipeline.training.validation import (
     ParameterError,
+    unknown_parameter_blocks,
     validate_compare_params,
     validate_evaluate_params,
     validate_model_params,
@@ -78,7 +79,7 @@ class ValidateParameters:
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog: DataCatalog) -> None:
-        problems = []
+        problems = _unknown_blocks(run_params or {})
         for name in sorted(pipeline.inputs()):
             match = _BLOCK.match(name)
             if match:
@@ -94,6 +95,21 @@ class ValidateParameters:
                     problems += error.problems
         if problems:
             raise ParameterError(problems)
+
+
+def _unknown_blocks(run_params: dict) -> list[str]:
+    """:func:`unknown_parameter_blocks` of the run's ``--params`` against its configuration without them."""
+    runtime = run_params.get("runtime_params") or {}
+    if not runtime or not run_params.get("project_path"):
+        return []
+    from kedro.framework.project import settings
+
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(Path(run_params["project_path"]) / settings.CONF_SOURCE),
+        env=run_params.get("env"),
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    return unknown_parameter_blocks(runtime, loader["parameters"])
 
 
 def _check_resume(catalog: DataCatalog, namespace: str | None, train: dict, prefix: str) -> None:

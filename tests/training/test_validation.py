@@ -117,3 +117,20 @@ def test_every_shipped_block_passes_the_parameter_hook(env, monkeypatch):
     assert {"rhd.evaluate", "rhd.compare", "rhd.preprocess", "predict", "pretrain_rhd.preprocess"} <= set(
         checked
     )
+
+
+def test_unknown_parameter_blocks_name_the_key_the_close_match_and_the_known_names():
+    from mle_hand_pipeline.training.validation import unknown_parameter_blocks
+
+    configured = {"rhd": {"train": {"epochs": 8}, "model": {}}, "rhd_root": "x", "_anchor": {}, "predict": {}}
+    assert unknown_parameter_blocks({"rhd": {"trian": {"epochs": 1}}}, configured) == [
+        "rhd.trian.epochs: rhd has no 'trian' (did you mean rhd.train?); it has: model, train"
+    ]
+    (problem,) = unknown_parameter_blocks({"rhdd.train.epochs": 1}, configured)
+    assert problem == (
+        "rhdd.train.epochs: the configuration has no 'rhdd' (did you mean rhd?); "
+        "it has: predict, rhd, rhd_root"
+    )
+    # Keys inside a block are the block validators' (they know optional keys the configuration omits).
+    nested = {"rhd": {"train": {"label_noise": {"seed": 3}}}, "rhd_root": "y"}
+    assert unknown_parameter_blocks(nested, configured) == []

@@ -8,6 +8,7 @@ callers outside Kedro.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import os
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+from mle_hand_pipeline.grid.cells import dotted_keys
 from mle_hand_pipeline.methods import METHODS, build_loss, input_multiple
 from mle_hand_pipeline.models import BACKBONES, OUTPUT_STRIDES
 from mle_hand_pipeline.training.augment import AugmentSettings
@@ -375,3 +377,29 @@ def validate_preprocess_params(block: dict[str, Any], prefix: str = "preprocess"
             sub_check.require("image_format", lambda v: v in ("jpg", "png"), "must be one of jpg, png")
         check.problems += sub_check.problems
     check.raise_if_any()
+
+
+def unknown_parameter_blocks(runtime: dict[str, Any], configured: dict[str, Any]) -> list[str]:
+    """Problems of ``--params`` keys whose first or second name the configuration does not have
+    (``rhd.trian.epochs``: the block ``trian``; ``rhdd.train.epochs``), each with the names it has and the
+    closest one. Keys inside a block are the block validators' (they know the optional keys).
+
+    Args:
+        runtime: the run's ``--params``, nested or dotted (``{"rhd": {"trian": {"epochs": 1}}}``).
+        configured: the parameters of the run's configuration without ``--params``.
+    """
+    problems = []
+    for key in sorted(dotted_keys(runtime)):
+        names, node, path = key.split("."), configured, []
+        for name in names[:2]:
+            if not isinstance(node, dict):
+                break
+            if name not in node:
+                where = ".".join(path) or "the configuration"
+                known = sorted(str(k) for k in node if not str(k).startswith("_"))  # `_x`: YAML anchors
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {'.'.join([*path, close[0]])}?)" if close else ""
+                problems.append(f"{key}: {where} has no '{name}'{hint}; it has: {', '.join(known)}")
+                break
+            node, path = node[name], [*path, name]
+    return problems

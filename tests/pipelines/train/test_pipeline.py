@@ -91,3 +91,11 @@ def test_train_rhd_on_a_damaged_crop_array_ends_with_one_line_naming_it(kedro_pr
         assert last.endswith("re-run kedro run --pipelines=rhd_preprocess"), last
         assert "Aborted!" not in output
     assert not (kedro_project / "data/06_models/rhd/mle").exists()  # no run folder was made
+
+
+def test_a_misspelt_parameter_block_is_refused_before_any_run(kedro_project):
+    """Issue 38: `--params=rhd.trian.epochs=1` ran the full 8-epoch default and exited 0."""
+    output = kedro_run(kedro_project, "--pipelines=train_rhd", "--params=rhd.trian.epochs=1", check=False)
+    assert "rhd.trian.epochs: rhd has no 'trian' (did you mean rhd.train?); it has: compare, " in output
+    client, experiment_id = project_experiment(kedro_project)
+    assert client.search_runs([experiment_id]) == []  # refused before kedro-mlflow opens a run
