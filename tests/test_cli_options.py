@@ -25,7 +25,7 @@ def calls(monkeypatch, tmp_path):
         seen["predict"] = {"images": list(images), **kwargs}
         return [], []
 
-    def write_outputs(predictions, failures, out_dir, predictor=None):
+    def write_outputs(predictions, failures, out_dir, predictor=None, replace=False):
         seen["out"] = out_dir
         return predict.WrittenOutputs(json=tmp_path / "p.json", csv=tmp_path / "k.csv", overlays=[])
 

@@ -223,6 +223,37 @@ def test_resolve_images_expands_globs_and_keeps_plain_paths(tmp_path):
         resolve_images(str(tmp_path / "*.jpg"))
 
 
+def test_a_file_named_like_a_glob_is_that_file_and_a_folder_is_its_images(tmp_path):
+    """Issue 38: `predict 'photo[1].jpg'` predicted photo1.jpg when it existed, and said "no image
+    matches" when it did not, though the file was there."""
+    for name in ("photo[1].png", "photo1.png", "notes.txt"):
+        shutil.copy(RHD_IMAGES[0], tmp_path / name)
+    assert resolve_images(str(tmp_path / "photo[1].png")) == [str(tmp_path / "photo[1].png")]
+    (tmp_path / "photo1.png").unlink()
+    assert resolve_images(str(tmp_path / "photo[1].png")) == [str(tmp_path / "photo[1].png")]
+    assert resolve_images(str(tmp_path)) == [str(tmp_path / "photo[1].png")]  # images only, not notes.txt
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no images .* in the folder .*empty"):
+        resolve_images(str(tmp_path / "empty"))
+
+
+def test_an_output_folder_with_results_is_refused_unless_replaced_and_then_cleared(checkpoint, tmp_path):
+    """Issue 38: reusing --out replaced the results and left the previous run's overlays beside them."""
+    predictor = load_predictor(checkpoint)
+    out = tmp_path / "out"
+    first = write_outputs(*predict_images(predictor, [RHD_IMAGES[0], FREIHAND_IMAGES[0]]), out, predictor)
+    assert len(first.overlays) == 2
+    second_run = predict_images(predictor, [FREIHAND_IMAGES[0]])
+    with pytest.raises(FileExistsError, match=r"out is not empty \(keypoints\.csv, overlays, predictions"):
+        write_outputs(*second_run, out, predictor)
+    second = write_outputs(*second_run, out, predictor, replace=True)
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == [p.name for p in second.overlays]
+    assert len(json.loads(second.json.read_text())["predictions"]) == 1
+    (out / "mine.txt").write_text("not a prediction")
+    with pytest.raises(FileExistsError, match=r"holds files a prediction run does not write \(mine\.txt\)"):
+        write_outputs(*second_run, out, predictor, replace=True)
+
+
 def test_image_error_is_a_value_error():
     with pytest.raises(ImageError):
         crop_for((10, 10), (0, 0, 11, 5), name="x.png")

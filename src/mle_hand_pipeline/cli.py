@@ -110,7 +110,12 @@ def _parser() -> argparse.ArgumentParser:
         help="bf16: a checkpoint's weights cast to bf16 once (torch backend)",
     )
     predict.add_argument("--batch-size", type=int, default=16)
-    predict.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
+    predict.add_argument(
+        "--out", default="predictions", help="output folder, new or empty (default ./predictions)"
+    )
+    predict.add_argument(
+        "--replace", action="store_true", help="replace the results of an earlier run in --out"
+    )
     predict.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "
                          "sqlite:///mlflow.db)")  # fmt: skip
 
@@ -129,6 +134,7 @@ def _predict(args: argparse.Namespace) -> int:
     from mle_hand_pipeline.predict import (
         DEFAULT_BOX_SCALE,
         ModelNotFoundError,
+        check_out_dir,
         load_predictor,
         parse_box,
         predict_images,
@@ -144,7 +150,8 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         box = parse_box(args.box)
         images = resolve_images(args.images)
-    except (ValueError, FileNotFoundError) as error:
+        check_out_dir(args.out, args.replace)
+    except (ValueError, OSError) as error:
         print(f"mle-hand predict: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -160,7 +167,7 @@ def _predict(args: argparse.Namespace) -> int:
         mirrored=args.mirror,
         batch_size=args.batch_size,
     )
-    written = write_outputs(predictions, failures, args.out, predictor)
+    written = write_outputs(predictions, failures, args.out, predictor, replace=args.replace)
     print(
         f"{len(predictions)} image(s) predicted with {predictor.backend} "
         f"({predictor.source}); wrote {written.json}, {written.csv}, {len(written.overlays)} overlay(s)"

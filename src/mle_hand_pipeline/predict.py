@@ -20,7 +20,9 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import os
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,24 +294,41 @@ def parse_box(text: str | Sequence[float] | None) -> tuple[float, float, float, 
     return box  # type: ignore[return-value]
 
 
-def resolve_images(patterns: str | Sequence[str]) -> list[str]:
-    """Expand glob patterns (``**`` allowed) and plain paths, in order, without duplicates.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
-    A plain path is kept even if it does not exist, so that it is reported as a failure; a pattern
-    that matches nothing raises ``FileNotFoundError``.
+
+def resolve_images(patterns: str | Sequence[str]) -> list[str]:
+    """The image files named by ``patterns``, in order, without duplicates.
+
+    An argument that names an existing file is that file, even when it looks like a glob
+    (``photo[1].jpg``); a folder stands for its images (:data:`IMAGE_SUFFIXES`, sorted, not recursive);
+    otherwise a glob pattern (``**`` allowed) is expanded. A plain path that does not exist is kept, so
+    that it is reported as a failure; a pattern that matches nothing, or a folder without images, raises
+    ``FileNotFoundError``.
     """
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     found: list[str] = []
-    for pattern in patterns:
-        pattern = str(pattern)
-        if glob.has_magic(pattern):
+    for pattern in map(str, patterns):
+        if os.path.isdir(pattern):
+            found += _folder_images(pattern)
+        elif os.path.isfile(pattern) or not glob.has_magic(pattern):
+            found.append(pattern)
+        else:
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
                 raise FileNotFoundError(f"no image matches {pattern!r}")
-            found += matches
-        else:
-            found.append(pattern)
+            for match in matches:
+                found += _folder_images(match) if os.path.isdir(match) else [match]
     return list(dict.fromkeys(found))
+
+
+def _folder_images(folder: str) -> list[str]:
+    images = sorted(
+        str(p) for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not images:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the folder {folder}")
+    return images
 
 
 def predict_images(
@@ -444,16 +463,45 @@ class WrittenOutputs:
     overlays: list[Path] = field(default_factory=list)
 
 
+OUTPUT_NAMES = ("predictions.json", "keypoints.csv", "overlays")
+
+
+def check_out_dir(out_dir: str | Path, replace: bool = False) -> None:
+    """Refuse an ``out_dir`` that already holds files unless ``replace`` (a previous run's results are
+    never overwritten silently); with ``replace``, only files a prediction run writes may be there."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file, not a folder: choose another output folder")
+    present = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if present and not replace:
+        raise FileExistsError(
+            f"{out_dir} is not empty ({', '.join(present[:5])}{', ...' if len(present) > 5 else ''}): choose "
+            "another output folder, or replace the previous results (mle-hand predict --replace)"
+        )
+    others = [name for name in present if name not in OUTPUT_NAMES]
+    if others:
+        raise FileExistsError(
+            f"{out_dir} holds files a prediction run does not write ({', '.join(others[:5])}): "
+            "choose another output folder"
+        )
+
+
 def write_outputs(
     predictions: Sequence[ImagePrediction],
     failures: Sequence[Failure],
     out_dir: str | Path,
     predictor: Predictor | None = None,
+    replace: bool = False,
 ) -> WrittenOutputs:
     """Write ``predictions.json`` (everything), ``keypoints.csv`` (one row per keypoint) and
-    ``overlays/<image stem>.png`` under ``out_dir``."""
+    ``overlays/<image stem>.png`` under ``out_dir``: a new or empty folder, or with ``replace`` one of
+    an earlier run, whose results are removed first (:func:`check_out_dir`)."""
     out_dir = Path(out_dir)
-    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    check_out_dir(out_dir, replace)
+    shutil.rmtree(out_dir / "overlays", ignore_errors=True)
+    for name in OUTPUT_NAMES[:2]:
+        (out_dir / name).unlink(missing_ok=True)
+    (out_dir / "overlays").mkdir(parents=True)
     json_path = out_dir / "predictions.json"
     json_path.write_text(json.dumps(predictions_document(predictions, failures, predictor), indent=2))
     csv_path = out_dir / "keypoints.csv"
