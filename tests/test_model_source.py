@@ -92,3 +92,30 @@ def test_predict_takes_a_logged_mlflow_model_folder(tmp_path, monkeypatch, capsy
     assert (document["model"], document["input_size"]) == (str(folder), SIZE)
     reference, _ = predict_images(load_predictor(save_checkpoint(tmp_path / "best.pt")), [RHD_IMAGES[0]])
     np.testing.assert_allclose(document["predictions"][0]["keypoints"], reference[0].keypoints, atol=1e-3)
+
+
+def test_a_web_address_is_refused_with_what_to_do_instead():
+    """Issue 38: `--model http://...` said "not enough values to unpack"."""
+    with pytest.raises(
+        ModelNotFoundError, match=r"a web address is not a model source; .*MLFLOW_TRACKING_URI"
+    ):
+        resolve_model_source("http://127.0.0.1:5000/model")
+
+
+def test_a_registry_alias_is_pinned_to_the_version_it_names_when_resolved(tmp_path, monkeypatch):
+    """Issue 38 (and 37): a model given by alias did not record the version it resolved to."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    runs = [client.create_run(client.create_experiment("e") if i == 0 else "1").info.run_id for i in range(2)]
+    client.create_registered_model("hand")
+    for run_id in runs:
+        client.create_model_version("hand", f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias("hand", "champion", "1")
+    source = resolve_model_source("models:/hand@champion")
+    client.set_registered_model_alias("hand", "champion", "2")  # moved after resolution: no effect
+    assert (source.location, source.run_id) == ("models:/hand/1", runs[0])
+    assert source.label == "models:/hand@champion (models:/hand/1)"
+    assert resolve_model_source("models:/hand@champion").location == "models:/hand/2"
+    assert resolve_model_source(f"runs:/{runs[0]}").label == f"runs:/{runs[0]}"
+    with pytest.raises(ModelNotFoundError, match="models:/hand@nobody: cannot load it from MLflow"):
+        resolve_model_source("models:/hand@nobody")

@@ -45,13 +45,25 @@ class ModelSource:
     location: the local path (checkpoint, ONNX file, MLflow model folder) or the MLflow model URI
         (a bare run is completed to its ``model``).
     name: the reference as given (for messages and output files).
-    run_id: the MLflow run of a ``runs:/`` URI or run id, else None.
+    run_id: the MLflow run of a ``runs:/`` URI, run id or registry alias, else None.
+
+    A registry alias (``models:/<name>@<alias>``) is resolved when the source is: ``location`` is the
+    version it named then (``models:/<name>/<version>``); :attr:`label` says both.
     """
 
     kind: str
     location: str
     name: str
     run_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The reference as given, and what it resolved to where that differs (an alias' version)."""
+        return (
+            self.name
+            if self.location in (self.name, f"{self.name.rstrip('/')}/model")
+            else (f"{self.name} ({self.location})")
+        )
 
 
 def is_mlflow_uri(text: str) -> bool:
@@ -76,6 +88,12 @@ def resolve_model_source(model: str | Path) -> ModelSource:
             f"model {text}: a folder, but neither an MLflow model (no MLmodel file) nor a versioned "
             f"checkpoint (no <version>/{path.name} inside)"
         )
+    if re.match(r"^https?://", text, re.IGNORECASE):
+        raise ModelNotFoundError(
+            f"model {text}: a web address is not a model source; for a model on an MLflow tracking "
+            "server, set MLFLOW_TRACKING_URI (or --tracking-uri) to the server and name the model as "
+            "runs:/<run_id>/model or models:/<name>@<alias>; for a file, download it and give its path"
+        )
     if _RUN_ID.match(text):
         text_uri = f"runs:/{text}"
     elif is_mlflow_uri(text):
@@ -85,10 +103,23 @@ def resolve_model_source(model: str | Path) -> ModelSource:
             f"model {text!r} not found: no such file, and not an MLflow run id or model URI "
             "(runs:/<run_id>, runs:/<run_id>/model, models:/<name>/<version>, models:/<name>@<alias>)"
         )
+    registered = _REGISTERED.match(text_uri)
+    if registered and registered["alias"]:
+        return _pinned_alias(text, registered["name"], registered["alias"])
     run = _RUN_URI.match(text_uri)
     if run and not run.group(2).strip("/"):
         text_uri = f"runs:/{run.group(1)}/model"  # a bare run: its PyTorch model
     return ModelSource(MLFLOW, text_uri, text, run.group(1) if run else None)
+
+
+def _pinned_alias(text: str, name: str, alias: str) -> ModelSource:
+    """``models:/<name>@<alias>`` resolved once to the version it points at now: what is loaded, logged
+    and written in outputs is that version, even if the alias moves while the model is in use."""
+    import mlflow
+
+    with mlflow_load_errors(text):
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    return ModelSource(MLFLOW, f"models:/{name}/{version.version}", text, version.run_id)
 
 
 @dataclass(frozen=True)

@@ -248,9 +248,9 @@ def _checkpoint_predictor(path: Path, backend: str, device: str, precision: str 
 def _mlflow_predictor(source: ModelSource, backend: str, device: str) -> Predictor:
     if backend == "onnx":
         with mlflow_load_errors(source.name):
-            return _onnx_predictor(_mlflow_onnx_file(source), source.name)
+            return _onnx_predictor(_mlflow_onnx_file(source), source.label)
     module, size = load_mlflow_pytorch(source, device)
-    return Predictor(_torch_run(module, device), size, "torch", source.name)
+    return Predictor(_torch_run(module, device), size, "torch", source.label)
 
 
 def _mlflow_onnx_file(source: ModelSource) -> str:

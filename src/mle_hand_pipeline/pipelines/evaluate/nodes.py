@@ -35,8 +35,10 @@ def evaluate_model(
     test = split(hands, "test")
     coords, sigmas, method, all_stages = predict_source(source, test, crops_dir, params["batch_size"])
     tracking.log_dict(
-        {"model": source.name, "method": method, "all_stages": all_stages}, "evaluation/source.json"
+        {"model": source.name, "resolved": source.location, "method": method, "all_stages": all_stages},
+        "evaluation/source.json",
     )
+    tracking.tag_run({"tags": {"evaluated_model": source.label}})
     report = evaluate_predictions(test, coords, sigmas, all_stages=all_stages)
     report.predictions.insert(0, "method", method)
     tracking.log_metrics(report.metrics, prefix="test_")
