@@ -79,6 +79,7 @@ def test_the_quickstart_pipeline_then_evaluate_rhd(quickstart):
     client, experiment = project_experiment(project)
     run = _only_run(client, experiment, "__default__")
     assert _test_metrics(run)["test_pck_0.2"] == pytest.approx(metrics["pck_0.2"])
+    assert metrics["run"]["mlflow_run_id"] == run.info.run_id  # the file names the run it belongs to
     artifacts = artifact_paths(client, run.info.run_id)
     for expected in (
         "preprocess/summary.json",
@@ -95,10 +96,21 @@ def test_the_quickstart_pipeline_then_evaluate_rhd(quickstart):
     report = json.loads((project / "data/07_model_output/rhd/training_report.json").read_text())
     kedro_run(project, "--pipelines=evaluate_rhd", f"--params=rhd.evaluate.model={report['best_checkpoint']}")
     evaluated = json.loads((project / "data/08_reporting/rhd/evaluate/test_metrics.json").read_text())
+    assert evaluated["run"] == {
+        "mlflow_run_id": evaluated["run"]["mlflow_run_id"],
+        "model": report["best_checkpoint"],
+    }
+    evaluated.pop("run"), metrics.pop("run")
     assert evaluated == pytest.approx(metrics)
     for figure in FIGURES:
         assert (project / f"data/08_reporting/rhd/evaluate/{figure}.png").stat().st_size > 5_000, figure
     evaluation = _only_run(client, experiment, "evaluate_rhd")
+    assert (
+        evaluation.info.run_id
+        == json.loads((project / "data/08_reporting/rhd/evaluate/test_metrics.json").read_text())["run"][
+            "mlflow_run_id"
+        ]
+    )
     assert _test_metrics(evaluation) == pytest.approx(_test_metrics(run))
     assert "evaluation/qualitative.png" in artifact_paths(client, evaluation.info.run_id)
 
@@ -136,6 +148,11 @@ def test_train_and_evaluate_freihand(quickstart):
     (model,) = (project / "data/06_models/freihand/model.pt").glob("*/model.pt")
     kedro_run(project, "--pipelines=evaluate_freihand", f"--params=freihand.evaluate.model={model}")
     evaluated = json.loads((reporting / "evaluate/test_metrics.json").read_text())
+    assert evaluated["run"] == {
+        "mlflow_run_id": evaluated["run"]["mlflow_run_id"],
+        "model": str(model),
+    }
+    evaluated.pop("run"), metrics.pop("run")
     assert evaluated == pytest.approx(metrics)
     assert _test_metrics(_only_run(client, experiment, "evaluate_freihand")) == pytest.approx(
         _test_metrics(run)

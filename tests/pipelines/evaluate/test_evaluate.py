@@ -53,6 +53,7 @@ def test_evaluate_pipeline_on_a_checkpoint_matches_the_train_evaluation(tiny_rhd
     SequentialRunner().run(create_pipeline("rhd"), catalog)
 
     metrics = catalog.load("rhd.evaluation_metrics")
+    assert metrics.pop("run") == {"mlflow_run_id": None, "model": str(checkpoint)}  # no MLflow run here
     reference = evaluate_on_test(tiny_rhd["hands"], tiny_rhd["crops"], checkpoint, 16).metrics
     assert metrics == pytest.approx(reference)
     assert "stage1_pck_0.2" in metrics and "within_1sigma" in metrics

@@ -43,4 +43,6 @@ def evaluate_model(
     report.predictions.insert(0, "method", method)
     tracking.log_metrics(report.metrics, prefix="test_")
     logger.info("test %s", report.summary())
-    return report.outputs()
+    metrics, *tables = report.outputs()
+    run = {"mlflow_run_id": tracking.active_run_id(), "model": source.label}
+    return ({**metrics, "run": run}, *tables)

@@ -53,13 +53,15 @@ def evaluate_checkpoint(
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Evaluate the checkpoint file ``model`` on the ``test`` split.
 
-    Metrics are also logged as ``test_*``. Returns the metrics, the per-crop predictions (all stages,
-    crop and source pixels), and the per-keypoint, per-stage, PCK-curve and calibration tables.
+    Metrics are also logged as ``test_*``. Returns the metrics (with ``run``: the MLflow run and the
+    checkpoint they belong to), the per-crop predictions (all stages, crop and source pixels), and the
+    per-keypoint, per-stage, PCK-curve and calibration tables.
     """
     report = evaluate_on_test(hands, crops_dir, model, params["batch_size"])
     tracking.log_metrics(report.metrics, prefix="test_")
     logger.info("test %s", report.summary())
-    return report.outputs()
+    metrics, *tables = report.outputs()
+    return ({**metrics, "run": {"mlflow_run_id": tracking.active_run_id(), "model": str(model)}}, *tables)
 
 
 def log_model(model: Path, params: dict[str, Any]) -> None:
