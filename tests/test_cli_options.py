@@ -116,3 +116,23 @@ def test_a_checkpoint_that_cannot_be_read_exits_2_with_one_line_naming_it(
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("mle-hand predict: error: ") and str(path) in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_tracking_store_model_outside_a_project_is_refused_without_creating_mlflow_db(
+    tmp_path, monkeypatch, capsys
+):
+    """Issue 38: `mle-hand predict --model runs:/...` outside the project created an empty mlflow.db."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["predict", str(FREIHAND_IMAGES[0]), "--model", "models:/hand@champion"])
+    assert code == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert "model models:/hand@champion is read from an MLflow tracking store" in error
+    assert "--tracking-uri or MLFLOW_TRACKING_URI" in error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_names_every_model_form(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    assert "models:/<name>@<alias>" in " ".join(capsys.readouterr().out.split())

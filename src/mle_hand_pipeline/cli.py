@@ -15,6 +15,7 @@ import functools
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
@@ -83,12 +84,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Predict 21 hand keypoints and their sigmas in source-image pixels; writes "
         "predictions.json, keypoints.csv and overlays/<image>.png under --out.",
     )
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (globs are expanded)")
+    predict.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files or folders (of images); an argument that is not a file is expanded as a glob",
+    )
     predict.add_argument(
         "--model",
         required=True,
         help="training checkpoint (best.pt), ONNX file, MLflow run id, runs:/<run_id>[/model], "
-        "models:/<name>/<version> or an MLflow model folder",
+        "models:/<name>/<version>, models:/<name>@<alias> or an MLflow model folder",
     )
     predict.add_argument(
         "--box",
@@ -131,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from mle_hand_pipeline.model_source import needs_tracking_store
     from mle_hand_pipeline.predict import (
         DEFAULT_BOX_SCALE,
         ModelNotFoundError,
@@ -144,6 +151,15 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    elif needs_tracking_store(args.model) and not os.environ.get("MLFLOW_TRACKING_URI"):
+        if not Path("mlflow.db").is_file():  # MLflow's default store: it would create an empty one here
+            print(
+                f"mle-hand predict: error: model {args.model} is read from an MLflow tracking store, and "
+                f"{Path.cwd()} has none (no mlflow.db): run in the project's folder, or give the store "
+                "with --tracking-uri or MLFLOW_TRACKING_URI",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     from mle_hand_pipeline.tracking_server import apply_http_defaults
 
     apply_http_defaults()  # a dead tracking server fails the model's download in seconds, not minutes

@@ -66,6 +66,12 @@ class ModelSource:
         )
 
 
+def needs_tracking_store(model: str | Path) -> bool:
+    """Whether ``model`` is read from an MLflow tracking store (a run id or URI, not a local path)."""
+    text = str(model)
+    return not Path(text).expanduser().exists() and bool(_RUN_ID.match(text) or is_mlflow_uri(text))
+
+
 def is_mlflow_uri(text: str) -> bool:
     """``runs:/<id>/model``, ``models:/<name>/<version>`` or any ``scheme:/`` URI, as opposed to a path."""
     return bool(_URI.match(str(text)))
