@@ -1,9 +1,19 @@
 """Kedro project settings."""
 
-from kedro.config import OmegaConfigLoader
-from omegaconf.resolvers import oc
+import warnings
 
-from mle_hand_pipeline.hooks import (
+# Three warnings every `kedro run` printed (nine blocks per training) that no user can act on, silenced
+# before the imports below emit them: Kedro and kedro-mlflow still call OmegaConf's deprecated
+# register_new_resolver; Kedro warns about the dataset names its own namespaces make (``rhd.hands``);
+# MLflow asks for type hints on PythonModel.predict, whose input the pyfunc model checks itself.
+warnings.filterwarnings("ignore", r"register_new_resolver\(\) is deprecated", UserWarning)
+warnings.filterwarnings("ignore", r"One or more dataset names contain '\.' characters", UserWarning)
+warnings.filterwarnings("ignore", r".*Add type hints to the `predict` method", UserWarning)
+
+from kedro.config import OmegaConfigLoader  # noqa: E402
+from omegaconf.resolvers import oc  # noqa: E402
+
+from mle_hand_pipeline.hooks import (  # noqa: E402
     CheckpointPolicy,
     ErrorSummary,
     KedroRunParams,
@@ -13,7 +23,7 @@ from mle_hand_pipeline.hooks import (
     ScriptsOnPath,
     ValidateParameters,
 )
-from mle_hand_pipeline.tracking_server import CheckTrackingServer, apply_http_defaults
+from mle_hand_pipeline.tracking_server import CheckTrackingServer, apply_http_defaults  # noqa: E402
 
 # Bounded MLflow client retries (tracking_server.HTTP_DEFAULTS): a dead tracking server fails a call
 # in seconds, not minutes. Set before any hook or node talks to MLflow; a value already set wins.
