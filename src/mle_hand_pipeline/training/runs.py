@@ -118,6 +118,11 @@ def train_method(
                 for k in ("n_jittered", "n_outliers", "mean_shift_px", "label_nme")
             }
         )
+    if config.batch_size > len(train_table):  # before a run folder exists (fit checks per process again)
+        raise ValueError(
+            f"train.batch_size={config.batch_size} is larger than the {len(train_table)} training crops: "
+            "lower it, or preprocess more images"
+        )
     # The crops' pixels are proven before a run folder exists (quick, or every byte with verify_crops: full).
     store = crops_dir if isinstance(crops_dir, CropStore) else CropStore(crops_dir)
     store.verify_all(full=config.verify_crops == "full")
