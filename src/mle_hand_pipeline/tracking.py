@@ -8,7 +8,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +125,13 @@ def link_resumed_run(previous_run_id: str | None) -> None:
 
 
 @contextlib.contextmanager
-def tracked_run_dir(method_dir: str | Path, resume: bool | str) -> Iterator[RunDir]:
+def tracked_run_dir(
+    method_dir: str | Path, resume: bool | str, accept: Callable[[Path], None] | None = None
+) -> Iterator[RunDir]:
     """:func:`~.training.run_dirs.claim_run_dir` named after the active MLflow run (a local timestamp id
     without one), linked to the MLflow run it resumes (:func:`link_resumed_run`)."""
     tracking_id = active_run_id()
-    with claim_run_dir(method_dir, tracking_id or local_run_id(), resume, tracking_id) as run:
+    with claim_run_dir(method_dir, tracking_id or local_run_id(), resume, tracking_id, accept) as run:
         link_resumed_run(run.resumed_tracking_id)
         yield run
 

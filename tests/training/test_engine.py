@@ -172,3 +172,14 @@ def test_train_compile_must_be_a_known_mode():
     assert _config(compile=False).compile == "off" and _config(compile=True).compile == "all"
     with pytest.raises(ValueError, match=r"train\.compile must be one of"):
         _config(compile="max")
+
+
+def test_check_resumable_names_the_checkpoint_of_another_model(tmp_path):
+    from mle_hand_pipeline.training.checkpoint import check_resumable
+
+    torch.save({"spec": SPEC.checkpoint_dict()}, tmp_path / "last.pt")
+    check_resumable(tmp_path, SPEC)
+    check_resumable(tmp_path / "no_run_yet", SPEC)  # nothing to compare: the run starts fresh
+    other = ModelSpec(**{**SPEC.__dict__, "stages": 3})
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'last.pt'} was trained with model .*stages"):
+        check_resumable(tmp_path, other)

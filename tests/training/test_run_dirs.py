@@ -113,3 +113,20 @@ def test_a_failed_or_killed_run_says_so_releases_its_lock_and_stays_resumable(tm
         tmp_path / "killed"
     )
     assert not any(tmp_path.glob("*/.lock"))  # neither the resumed runs nor their sources keep one
+
+
+def test_a_resume_refused_by_accept_leaves_the_run_it_would_continue_untouched(tmp_path):
+    """Issue 38: a resume refused for a changed architecture still marked the source run `resumed` and
+    named the new folder's copy of last.pt."""
+    source = _interrupted(tmp_path, "old")
+    before = read_run_file(source)
+
+    def refuse(folder):
+        raise ValueError(f"{folder / 'last.pt'} was trained with another model")
+
+    with pytest.raises(ValueError, match=rf"^{source / 'last.pt'} was trained"):
+        with claim_run_dir(tmp_path, "new", resume=True, accept=refuse):
+            pass
+    assert read_run_file(source) == before and not (tmp_path / "new").exists()
+    with claim_run_dir(tmp_path, "again", resume=True) as run:  # still the run to resume
+        assert run.resumed_from == "old"

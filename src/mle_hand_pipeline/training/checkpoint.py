@@ -142,6 +142,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {error})") from error
 
 
+def check_resumable(run_folder: str | Path, spec: ModelSpec) -> None:
+    """Raise ``ValueError`` naming ``run_folder/last.pt`` when it was trained with another model than
+    ``spec`` (a resume would fail), before the run it belongs to is marked resumed."""
+    path = Path(run_folder) / "last.pt"
+    saved = load_checkpoint(path)["spec"] if path.is_file() else None
+    if saved is not None and saved != spec.checkpoint_dict():
+        raise ValueError(
+            f"{path} was trained with model {saved}, not {spec.checkpoint_dict()}; "
+            "use another checkpoint folder or train.resume=false"
+        )
+
+
 def warm_start(
     model: nn.Module, path: str | Path, log: bool = True, allow_partial: bool = False
 ) -> dict[str, int]:

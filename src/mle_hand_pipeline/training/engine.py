@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
 from mle_hand_pipeline.training.checkpoint import (
     ModelSpec,
+    check_resumable,
     load_checkpoint,
     save_atomic,
     warm_start,
@@ -342,13 +343,8 @@ class Trainer:
             if self.is_main:
                 logger.info("train.resume: no checkpoint at %s, starting from scratch", path)
             return
+        check_resumable(self.checkpoint_dir, self.spec)
         state = load_checkpoint(path, map_location=self.device)
-        saved_spec = state["spec"]
-        if saved_spec != self.spec.checkpoint_dict():
-            raise ValueError(
-                f"{path} was trained with model {saved_spec}, not {self.spec.checkpoint_dict()}; "
-                "use another checkpoint folder or train.resume=false"
-            )
         self.module.load_state_dict(state["module"])
         # Keep this device's Adam implementation even if the checkpoint was written on another device.
         for group in state["optimizer"]["param_groups"]:

@@ -171,7 +171,11 @@ def _link_checkpoints(source: Path, target: Path) -> None:
 
 @contextlib.contextmanager
 def claim_run_dir(
-    method_dir: str | Path, run_id: str, resume: bool | str = False, tracking_id: str | None = None
+    method_dir: str | Path,
+    run_id: str,
+    resume: bool | str = False,
+    tracking_id: str | None = None,
+    accept: Callable[[Path], None] | None = None,
 ) -> Iterator[RunDir]:
     """Create and lock ``method_dir/run_id`` for one training run; mark it ``trained`` when the block
     ends without an error, ``failed`` (with the error) or ``killed`` (Ctrl-C, SIGTERM) otherwise: both
@@ -181,6 +185,7 @@ def claim_run_dir(
     a fresh start, logged); a run id continues that run, interrupted or not (e.g. to train further).
     The continued run is marked ``resumed`` so ``resume=true`` does not pick it again. ``tracking_id``
     (the MLflow run id, if any) is recorded in ``run.json`` so a later resume can link the two runs.
+    ``accept(folder)`` may refuse the run to continue (raise) before anything is written or marked.
     """
     method_dir = Path(method_dir)
     if not _RUN_ID.match(run_id):
@@ -199,6 +204,8 @@ def claim_run_dir(
                     )
             if source is None:
                 logger.info("train.resume: no interrupted run in %s, starting from scratch", method_dir)
+            elif accept is not None:
+                accept(source)
         path.mkdir(parents=True, exist_ok=False)  # a run id is never reused
         if not stack.enter_context(_lock(path)):  # pragma: no cover (a fresh folder nobody else knows)
             raise RunInProgressError(f"{path} is locked by another process")
@@ -233,11 +240,13 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-RunDirClaim = Callable[[Path, "bool | str"], AbstractContextManager[RunDir]]
+RunDirClaim = Callable[..., AbstractContextManager[RunDir]]  # (method_dir, resume, accept=None)
 
 
 @contextlib.contextmanager
-def claim_local_run_dir(method_dir: str | Path, resume: bool | str = False) -> Iterator[RunDir]:
+def claim_local_run_dir(
+    method_dir: str | Path, resume: bool | str = False, accept: Callable[[Path], None] | None = None
+) -> Iterator[RunDir]:
     """:func:`claim_run_dir` under a :func:`local_run_id` (no tracker: library use, benchmarks, tests)."""
-    with claim_run_dir(method_dir, local_run_id(), resume) as run:
+    with claim_run_dir(method_dir, local_run_id(), resume, accept=accept) as run:
         yield run

@@ -6,6 +6,7 @@ Plain library code (no Kedro, no MLflow): metrics reach a tracker through the ``
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from mle_hand_pipeline.model_source import (
     training_method,
 )
 from mle_hand_pipeline.training.augment import prepare_batch
-from mle_hand_pipeline.training.checkpoint import ModelSpec, check_warm_start, load_model
+from mle_hand_pipeline.training.checkpoint import ModelSpec, check_resumable, check_warm_start, load_model
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import TrainConfig, fit
 from mle_hand_pipeline.training.inference import inference_device, predict_crops
@@ -128,7 +129,8 @@ def train_method(
     store.verify_all(full=config.verify_crops == "full")
     crops_dir = store
     started = time.perf_counter()
-    with claim_run_dir(Path(checkpoint_root) / spec.method, config.resume) as run:
+    accept = functools.partial(check_resumable, spec=spec)  # before the folder it continues is marked
+    with claim_run_dir(Path(checkpoint_root) / spec.method, config.resume, accept=accept) as run:
         result = fit(
             spec,
             replace(config, resume=run.resumed_from is not None),
