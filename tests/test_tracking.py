@@ -24,3 +24,28 @@ def test_non_finite_metrics_are_logged_as_nan_with_a_warning(tmp_path, caplog):
     assert math.isnan(metrics["test_nme"]) and math.isnan(metrics["test_loss"])
     assert math.isnan(metrics["val_nme"])
     assert "test_loss, test_nme" in caplog.text and "val_nme" in caplog.text
+
+
+def test_a_resumed_run_logs_the_epochs_its_checkpoint_already_trained(tmp_path):
+    """Issue 38: after a resume at epoch 4, epoch 4's metrics were in neither run (saved, never logged)."""
+    import torch
+
+    from mle_hand_pipeline.tracking import tracked_run_dir
+    from mle_hand_pipeline.training.run_dirs import claim_run_dir
+
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_nme": 0.5 / e} for e in (1, 2, 3, 4)]
+    try:
+        with claim_run_dir(tmp_path, "killed", tracking_id=None) as run:
+            torch.save({"history": history}, run.path / "last.pt")
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as active, tracked_run_dir(tmp_path, resume=True) as run:
+            assert run.resumed_from == "killed"
+        client = mlflow.MlflowClient()
+        logged = {m.step: m.value for m in client.get_metric_history(active.info.run_id, "val_nme")}
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert logged == {e: 0.5 / e for e in (1, 2, 3, 4)}

@@ -18,7 +18,8 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mle_hand_pipeline.training.run_dirs import RunDir, claim_run_dir, local_run_id
+from mle_hand_pipeline.training.checkpoint import load_checkpoint
+from mle_hand_pipeline.training.run_dirs import LAST_CHECKPOINT, RunDir, claim_run_dir, local_run_id
 from mle_hand_pipeline.training.runs import train_method
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,19 @@ def tracked_run_dir(
     tracking_id = active_run_id()
     with claim_run_dir(method_dir, tracking_id or local_run_id(), resume, tracking_id, accept) as run:
         link_resumed_run(run.resumed_tracking_id)
+        if run.resumed_from is not None:
+            log_resumed_history(run.path / LAST_CHECKPOINT)
         yield run
+
+
+def log_resumed_history(checkpoint: str | Path) -> None:
+    """Log the epochs a resumed checkpoint already trained to the active run, so its curves start at
+    epoch 1 like an uninterrupted run's (the interrupted run may have saved an epoch it never logged)."""
+    epoch_logger = active_epoch_logger()
+    if epoch_logger is None or not Path(checkpoint).is_file():
+        return
+    for row in load_checkpoint(checkpoint)["history"]:
+        epoch_logger(row)
 
 
 def tag_run(params: dict[str, Any]) -> None:

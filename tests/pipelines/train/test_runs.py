@@ -132,7 +132,9 @@ def test_resume_after_sigkill_closes_the_stale_run_and_links_the_new_one(project
     new = next(r for r in runs.values() if r.data.tags.get("resumed_from") == killed.name)
     assert old.info.status == "KILLED" and old.data.tags["resumed_by"] == new.info.run_id
     assert new.info.status == "FINISHED"
-    assert [m.step for m in client.get_metric_history(new.info.run_id, "val_nme")] == [epochs_done + 1]
+    # The resumed run carries every epoch, those its checkpoint trained included (issue 38).
+    steps = [m.step for m in client.get_metric_history(new.info.run_id, "val_nme")]
+    assert steps == list(range(1, epochs_done + 2))
     state = load_checkpoint(project / "data/06_models/rhd/mle" / new.info.run_id / "last.pt")
     assert [row["epoch"] for row in state["history"]] == list(range(1, epochs_done + 2))
 
