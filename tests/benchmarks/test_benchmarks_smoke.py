@@ -54,6 +54,13 @@ def test_bench_loader(tmp_path, rhd_root):
     assert {row["workers"] for row in document["dataloader"]} == {1, 2}
 
 
+def test_bench_crop_checks(tmp_path, tiny_rhd):
+    document = _run("bench_crop_checks.py", tmp_path, "--store", str(tiny_rhd["crops"]))
+    assert [row["pass"] for row in document["rows"]] == ["read", "read_and_check"]
+    assert document["rows"][0]["crops"] == document["split_crops"] > 0
+    assert document["full_check_s"] > 0 and document["crop_bytes"] == 64 * 64 * 3
+
+
 @pytest.mark.slow
 def test_bench_train_step(tmp_path, rhd_root):
     # --gpu-figures runs the GPU-only measurements on the CPU too, so the GPU check's first run works.
