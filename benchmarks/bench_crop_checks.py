@@ -99,7 +99,7 @@ def main() -> None:
         rows_out,
         path,
         load_before,
-        per_crop_check=f"{added * 1e6:.1f} us per crop, {added * len(pixels):.2f} s per epoch ({len(pixels)})",
+        per_crop_check=f"{added * 1e6:.1f} us per crop, {added * len(pixels):.2f} s per epoch",
         store_checks=f"quick {quick_s:.3f} s, full {full_s:.1f} s ({payload['array_bytes'] / 1e9:.2f} GB)",
     )
 
