@@ -37,3 +37,20 @@ def save_checkpoint(path: Path, seed: int = 0) -> Path:
     spec = {k: v for k, v in vars(TINY_SPEC).items() if k != "pretrained"}
     save_atomic({"spec": spec, "model": tiny_model(seed).state_dict(), "epoch": 1, "val": {}}, path)
     return path
+
+
+def _run_payload(marker: Path) -> torch.nn.Module:
+    marker.touch()  # an attacker's model would run anything here
+    return torch.nn.Identity()
+
+
+class PickledPayload(torch.nn.Module):
+    """A model whose unpickling calls :func:`_run_payload` (creates ``marker``), as a malicious pickled
+    registry model would run its code."""
+
+    def __init__(self, marker: Path):
+        super().__init__()
+        self.marker = marker
+
+    def __reduce__(self):
+        return (_run_payload, (self.marker,))

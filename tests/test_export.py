@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from predict_helpers import FREIHAND_IMAGES, RHD_IMAGES, SIZE, tiny_model
 
-from mle_hand_pipeline import pyfunc_model
+from mle_hand_pipeline import cli, pyfunc_model
 from mle_hand_pipeline.export import (
     ONNX_TOLERANCE_PX,
     OnnxMismatchError,
@@ -267,3 +267,29 @@ def test_logging_on_a_gpu_machine_checks_the_model_on_the_cpu(logged, monkeypatc
     monkeypatch.setattr("mle_hand_pipeline.export.log_onnx_and_pyfunc", lambda *args, **kwargs: None)
     log_mlflow_model(logged["model"], SIZE)
     assert seen == {"device": "cpu"} and "MLFLOW_DEFAULT_PREDICTION_DEVICE" not in os.environ
+
+
+def test_a_pickled_mlflow_model_is_refused_before_anything_of_it_runs(tmp_path, monkeypatch):
+    """Issue 37: a version registered with serialization_format='pickle' ran its payload on the machine
+    that predicted with it. Refused now, unless MLflow's own opt-in is set for a trusted registry."""
+    from predict_helpers import PickledPayload
+
+    from mle_hand_pipeline.export import UnsafeModelError, load_logged_model
+
+    marker = tmp_path / "payload_ran"
+    folder = tmp_path / "pickled_model"
+    mlflow.pytorch.save_model(PickledPayload(marker), folder, serialization_format="pickle")
+    marker.unlink(missing_ok=True)  # MLflow loads the model once while saving it (its requirements)
+    monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", raising=False)
+    with pytest.raises(
+        UnsafeModelError, match=r"pickled_model: refused, it is a pickled PyTorch model"
+    ) as error:
+        load_logged_model(str(folder))
+    assert "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true" in str(error.value)
+    assert not marker.exists()
+    code = cli.main(["predict", str(RHD_IMAGES[0]), "--model", str(folder), "--out", str(tmp_path / "out")])
+    assert code == cli.EXIT_USAGE and not marker.exists()
+
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # the explicit opt-in
+    load_logged_model(str(folder))
+    assert marker.exists()  # the payload runs: what the refusal prevented

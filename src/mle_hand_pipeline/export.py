@@ -95,27 +95,61 @@ def log_mlflow_model(model: nn.Module, input_size: int, name: str = "model") -> 
     log_onnx_and_pyfunc(model, input_size, name=f"pyfunc_{name}")
 
 
+PICKLE_OPT_IN = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"  # MLflow's own switch; true only if the user says so
+
+
+class UnsafeModelError(ValueError):
+    """An MLflow model that would run code chosen by whoever logged it (pickle, or code files) when loaded."""
+
+
 def load_logged_model(uri: str, device: str | torch.device = "cpu") -> nn.Module:
     """The MLflow PyTorch model logged by :func:`log_mlflow_model`, ready on ``device``: (B, 3, S, S)
     normalised crops on ``device`` -> (B, K, 4). Works on a GPU machine, where
     ``mlflow.pytorch.load_model(uri, device="cuda")`` refuses the CPU-exported program.
 
-    ``mlflow.pytorch.load_model`` loads it first (it checks that the archive holds no pickle); for
-    another device the same archive's program is moved there whole (weights, buffers and the device
+    Only a ``pt2`` model (``torch.export``) without code files loads, and MLflow checks that its archive
+    holds no pickle payload: a model in the ``pickle`` format (or shipping code) is refused with
+    :class:`UnsafeModelError` before anything of it is imported or unpickled, since whoever can log or
+    register a model could run code on every machine that loads it. Setting MLflow's
+    ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true`` (for a registry you trust) loads such models anyway.
+    For another device the same archive's program is moved there whole (weights, buffers and the device
     arguments inside its graph) with ``torch.export``'s ``move_to_device_pass``.
     """
     device = torch.device(device)
     local = Path(mlflow.artifacts.download_artifacts(uri))
-    module = mlflow.pytorch.load_model(str(local), map_location="cpu")  # (pt2 ignores map_location)
+    trusted = os.environ.get(PICKLE_OPT_IN, "").strip().lower() in ("true", "1")
+    if not trusted:
+        _refuse_code_or_pickle(uri, local)
+    with _environment(**{PICKLE_OPT_IN: "true" if trusted else "false"}):
+        module = mlflow.pytorch.load_model(str(local), map_location="cpu")  # (pt2 ignores map_location)
     archive = local / "data" / "model.pt2"
     if device.type == "cpu":
         return module
-    if not archive.is_file():  # another project's pickled PyTorch model: an ordinary module
+    if not archive.is_file():  # a pickled model the user chose to trust: an ordinary module
         return module.to(device)
     from torch.export.passes import move_to_device_pass
 
     program = torch.export.load(archive)  # checked just above
     return move_to_device_pass(program, device).module()
+
+
+def _refuse_code_or_pickle(uri: str, local: Path) -> None:
+    """Raise :class:`UnsafeModelError` unless the MLflow model folder ``local`` is a ``pt2`` PyTorch model
+    without code files (read from its MLmodel file and folder, nothing imported)."""
+    from mlflow.models import Model
+
+    flavor = Model.load(str(local)).flavors.get("pytorch") or {}
+    data = local / str(flavor.get("model_data", "data"))
+    if flavor.get("code"):
+        what = f"it ships code files ({flavor['code']}) that loading it would import"
+    elif not (data / "model.pt2").is_file():
+        what = "it is a pickled PyTorch model: loading it would unpickle, i.e. run, what its author chose"
+    else:
+        return
+    raise UnsafeModelError(
+        f"model {uri}: refused, {what}. This project logs its models as pt2 archives without code; load "
+        f"another model only from a registry you trust, with {PICKLE_OPT_IN}=true"
+    )
 
 
 @contextlib.contextmanager
