@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import mlflow
@@ -100,7 +106,11 @@ def _expected_source_keypoints(model, image: np.ndarray, box=None, mirrored=Fals
 
 
 def test_image_pyfunc_takes_arrays_paths_and_dataframes(logged):
-    pyfunc = mlflow.pyfunc.load_model(f"runs:/{logged['run_id']}/pyfunc_model")
+    # Paths are read only under an image root given at load (issue 37): here the samples' folder.
+    root = os.path.commonpath([FREIHAND_IMAGE, RHD_IMAGE])
+    pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{logged['run_id']}/pyfunc_model", model_config={"image_root": root}
+    )
     image = np.asarray(Image.open(FREIHAND_IMAGE).convert("RGB"))
 
     out = pyfunc.predict(image[None])
@@ -138,12 +148,60 @@ def test_image_pyfunc_takes_arrays_paths_and_dataframes(logged):
     np.testing.assert_allclose(both["keypoints"][1], out["keypoints"][0], atol=1e-3)
     np.testing.assert_allclose(both["crop_boxes"][0], [90 - 75, 105 - 75, 150])  # 1.5 x the box side
 
+    # The files themselves, as a remote client sends them: bytes, or base64 in an image_b64 column.
+    from_bytes = pyfunc.predict([RHD_IMAGE.read_bytes(), FREIHAND_IMAGE.read_bytes()])
+    np.testing.assert_allclose(from_bytes["keypoints"][1], out["keypoints"][0], atol=1e-3)
+    encoded = frame.drop(columns="image").assign(
+        image_b64=[base64.b64encode(p.read_bytes()).decode() for p in (RHD_IMAGE, FREIHAND_IMAGE)]
+    )
+    np.testing.assert_allclose(pyfunc.predict(encoded)["keypoints"], both["keypoints"], atol=1e-3)
+
+
+def test_the_served_pyfunc_reads_only_what_it_is_sent(logged, tmp_path):
+    """Issue 37: the served model opened any server path it was named (/etc/shadow, a FIFO), told by its
+    errors whether a file existed, and took requests of any size."""
+    uri = f"runs:/{logged['run_id']}/pyfunc_model"
+    default = mlflow.pyfunc.load_model(uri)
+    with pytest.raises(ValueError, match=r"^/etc/hostname: this model reads no image paths: send the image"):
+        default.predict(["/etc/hostname"])
+    with pytest.raises(ValueError, match="reads no image paths"):
+        default.predict(pd.DataFrame({"image": [str(FREIHAND_IMAGE)]}))
+
+    root = tmp_path / "images"
+    root.mkdir()
+    shutil.copy(FREIHAND_IMAGE, root / "hand.jpg")
+    (root / "escape.jpg").symlink_to(FREIHAND_IMAGE)  # a link to a file outside the root
+    os.mkfifo(root / "pipe.jpg")
+    rooted = mlflow.pyfunc.load_model(uri, model_config={"image_root": str(root), "max_images": 2})
+    assert rooted.predict(["hand.jpg"])["keypoints"].shape == (1, 21, 2)
+    assert rooted.predict([str(root / "hand.jpg")])["keypoints"].shape == (1, 21, 2)
+    for outside in ("../outside.jpg", "/etc/shadow", "/nonexistent/x.jpg", "escape.jpg"):
+        with pytest.raises(ValueError, match=rf"^{re.escape(outside)}: outside the image root$"):
+            rooted.predict([outside])  # the same answer whether the file exists or not
+    with pytest.raises(ValueError, match=r"^pipe\.jpg: not a regular file$"):
+        rooted.predict(["pipe.jpg"])  # refused at once, never opened (a FIFO would block)
+    with pytest.raises(ValueError, match=r"^3 images in one request; this model takes at most 2$"):
+        rooted.predict(["hand.jpg"] * 3)
+
+    small = mlflow.pyfunc.load_model(uri, model_config={"max_image_bytes": 1000, "max_pixels": 10_000})
+    with pytest.raises(ValueError, match=r"^images\[0\]: \d+ bytes, more than this model takes \(1000\)$"):
+        small.predict([FREIHAND_IMAGE.read_bytes()])
+    bomb = io.BytesIO()
+    Image.new("L", (10_000, 10_000)).save(bomb, format="PNG")  # 100 M pixels in about 100 kB
+    with pytest.raises(ValueError, match=r"^images\[0\]: 10000x10000 is 100000000 pixels, more than"):
+        default.predict([bomb.getvalue()])  # refused from the header, never decoded
+    with pytest.raises(ValueError, match=r"^image_b64\[0\]: not valid base64"):
+        default.predict(pd.DataFrame({"image_b64": ["not base64!"]}))
+
 
 def test_image_pyfunc_errors_name_the_input(logged):
-    pyfunc = mlflow.pyfunc.load_model(f"runs:/{logged['run_id']}/pyfunc_model")
+    root = os.path.commonpath([FREIHAND_IMAGE, RHD_IMAGE])
+    pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{logged['run_id']}/pyfunc_model", model_config={"image_root": root}
+    )
     # MLflow runs its own copy of pyfunc_model.py, so its ImageError is another class: match the base.
     with pytest.raises(ValueError, match=r"missing\.png: no such image file"):
-        pyfunc.predict(["missing.png"])
+        pyfunc.predict(["missing.png"])  # inside the root: saying so reveals nothing outside it
     frame = pd.DataFrame({"image": [str(FREIHAND_IMAGE)], "x0": [0], "y0": [0], "x1": [500], "y1": [50]})
     with pytest.raises(ValueError, match=r"00000000\.jpg: box .* outside the 224x224 image"):
         pyfunc.predict(frame)
@@ -161,7 +219,7 @@ def test_image_pyfunc_loads_without_torch_or_this_package(logged, tmp_path):
         import mlflow
         mlflow.set_tracking_uri({logged["uri"]!r})
         model = mlflow.pyfunc.load_model("runs:/{logged["run_id"]}/pyfunc_model")
-        out = model.predict([{str(FREIHAND_IMAGE)!r}])
+        out = model.predict([open({str(FREIHAND_IMAGE)!r}, "rb").read()])
         print(out["keypoints"].shape, "torch" in sys.modules and sys.modules["torch"] is not None)
         """
     )
@@ -174,8 +232,9 @@ def test_image_pyfunc_loads_without_torch_or_this_package(logged, tmp_path):
 
 
 def test_mlflow_models_predict_cli_runs_the_image_pyfunc(logged, tmp_path):
+    encoded = base64.b64encode(FREIHAND_IMAGE.read_bytes()).decode()
     (tmp_path / "input.json").write_text(
-        json.dumps({"dataframe_split": {"columns": ["image"], "data": [[str(FREIHAND_IMAGE)]]}})
+        json.dumps({"dataframe_split": {"columns": ["image_b64"], "data": [[encoded]]}})
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": logged["uri"], "MLFLOW_DISABLE_TELEMETRY": "true"}
     done = subprocess.run(
@@ -207,6 +266,80 @@ def test_mlflow_models_predict_cli_runs_the_image_pyfunc(logged, tmp_path):
     np.testing.assert_allclose(
         np.array(predictions["keypoints"][0]), _expected_source_keypoints(logged["model"], image), atol=1e-2
     )
+
+
+def test_mlflow_models_serve_answers_image_bytes_and_refuses_paths_with_one_line(logged, tmp_path):
+    """Issue 37, against a real `mlflow models serve` on 127.0.0.1: a request naming /etc/hostname got a
+    400 whose body carried the server's stack trace and file paths."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    scripts = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": logged["uri"],
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}",  # uvicorn, by name
+    }
+    uri = f"runs:/{logged['run_id']}/pyfunc_model"
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        uri,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    server = subprocess.Popen(
+        [*command, "--env-manager", "local", "-w", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def post(frame: dict) -> tuple[int, str]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"dataframe_split": frame}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).read()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.5)
+        encoded = base64.b64encode(FREIHAND_IMAGE.read_bytes()).decode()
+        status, body = post({"columns": ["image_b64"], "data": [[encoded]]})
+        assert status == 200 and len(json.loads(body)["predictions"]["keypoints"][0]) == 21
+        for path in ("/etc/hostname", str(FREIHAND_IMAGE)):
+            status, body = post({"columns": ["image"], "data": [[path]]})
+            message = json.loads(body)["message"]
+            assert status == 400 and "this model reads no image paths" in message
+            assert "Traceback" not in body and "stack_trace" not in json.loads(body)
+            assert "site-packages" not in body  # no server paths
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
 
 
 @pytest.mark.parametrize("model_suffix", ["", "/model", "/pyfunc_model"])

@@ -272,5 +272,7 @@ def log_onnx_and_pyfunc(model: nn.Module, input_size: int, name: str = "pyfunc_m
             python_model=pyfunc_model.__file__,  # models from code: the file is copied, not pickled
             artifacts={"onnx": str(onnx_path), "config": str(config_path)},
             pip_requirements=pyfunc_requirements(),
+            # The keys a loader may set (MLflow ignores others): no image root (paths refused), limits.
+            model_config={"image_root": None, **pyfunc_model.DEFAULT_LIMITS},
         )
     return check

@@ -11,9 +11,21 @@ Keep the imports here to those packages.
 
 - a numpy array ``(N, H, W, 3)`` (or one ``(H, W, 3)`` image): integer arrays are 0-255; float arrays
   are read as 0-1 when their maximum is at most 1, else as 0-255. The whole image is the crop.
-- a list of image paths (or one path).
-- a pandas DataFrame with a column ``image`` (paths) and, optionally, the hand box columns ``x0``,
-  ``y0``, ``x1``, ``y1`` (source pixels; NaN = whole image) and a bool column ``mirrored``.
+- a list of encoded image files as ``bytes`` (PNG, JPEG, ...).
+- a pandas DataFrame with a column ``image_b64`` (each cell an image file, base64-encoded: what a remote
+  client sends to ``mlflow models serve``) or ``image`` (paths, see below) and, optionally, the hand box
+  columns ``x0``, ``y0``, ``x1``, ``y1`` (source pixels; NaN = whole image) and a bool column ``mirrored``.
+- a list of image paths (or one path), read only under an image root the model was loaded with
+  (``model_config={"image_root": FOLDER}``, or ``MLE_HAND_IMAGE_ROOT`` in the serving process): without
+  one, paths are refused, so a remote caller can never choose which of the server's files is read.
+  Within the root, a path (relative to it, or absolute inside it) must resolve, symlinks followed, to a
+  regular file inside it.
+
+Each request is bounded (``model_config`` keys, defaults in :data:`DEFAULT_LIMITS`): ``max_images`` per
+call, ``max_image_bytes`` per encoded image or file, ``max_pixels`` per image (checked from the
+image's header before it is decoded, so a decompression bomb never reaches memory). Bad input raises
+:class:`ImageError`, a ``ValueError`` that MLflow's scoring server answers with HTTP 400 and its
+one-line message.
 
 It returns a dict of numpy arrays:
 
@@ -30,8 +42,13 @@ training, where the box is the tight box of the visible keypoints); without one,
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
 import math
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,16 +56,28 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, ImageOps
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 DEFAULT_BOX_SCALE = 1.5  # crop.scale of preprocessing: crop side / tight keypoint box side
 DEFAULT_MIN_SIDE = 16.0  # crop.min_side of preprocessing
+DEFAULT_LIMITS = {"max_images": 64, "max_image_bytes": 20 * 2**20, "max_pixels": 40_000_000}
+IMAGE_ROOT_VARIABLE = "MLE_HAND_IMAGE_ROOT"
 
 
-class ImageError(ValueError):
-    """An image that cannot be read, or a box that does not fit it; the message names the image."""
+class ImageError(MlflowException, ValueError):
+    """An image that cannot be read, a box that does not fit it, or a request over a limit; the message
+    names the image. An ``MlflowException`` with ``INVALID_PARAMETER_VALUE``: the scoring server answers
+    it with HTTP 400 and this message, not a stack trace."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -67,24 +96,43 @@ class InputCrop:
 _WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Decode ``path`` fully into an (H, W, 3) uint8 RGB array as it is displayed; :class:`ImageError`
     names the file.
 
     The EXIF orientation is applied (a phone photo taken upright is upright here, and its width and
-    height are the displayed ones); 16-bit images are scaled to 0-255 (value / 257), not clipped.
+    height are the displayed ones); 16-bit images are scaled to 0-255 (value / 257), not clipped. An
+    image of more than ``max_pixels`` is refused from its header, before its pixels are decoded.
     """
     try:
-        with Image.open(path) as opened:
+        return _decode(path, str(path), max_pixels)
+    except FileNotFoundError as error:
+        raise ImageError(f"{path}: no such image file") from error
+
+
+def decode_image(data: bytes, name: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """:func:`read_image` for an encoded image file held in memory (``bytes``)."""
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source, name: str, max_pixels: int | None) -> np.ndarray:
+    try:
+        with Image.open(source) as opened:
+            width, height = opened.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageError(
+                    f"{name}: {width}x{height} is {width * height} pixels, more than this model takes "
+                    f"({max_pixels}); send a smaller image"
+                )
             opened.load()  # decodes all of it: truncation shows here
             image = ImageOps.exif_transpose(opened)
             if image.mode in _WIDE_INTEGER_MODES:
                 return _wide_to_uint8(np.asarray(image), image.mode)
             return np.asarray(image.convert("RGB"))
-    except FileNotFoundError as error:
-        raise ImageError(f"{path}: no such image file") from error
+    except (ImageError, FileNotFoundError):
+        raise
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageError(f"{path}: cannot read image ({type(error).__name__}: {error})") from error
+        raise ImageError(f"{name}: cannot read image ({type(error).__name__}: {error})") from error
 
 
 def _wide_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
@@ -180,24 +228,24 @@ def crop_to_source(
 @dataclass
 class _Item:
     name: str
-    image: np.ndarray | None  # None: read from `name` when needed
+    image: np.ndarray | None  # None: decoded from `data`, else read from the path `name`
     box: Sequence[float] | None
     mirrored: bool
+    data: bytes | None = None
 
 
 def _items(model_input) -> list[_Item]:
     """Normalise every accepted input form into a list of images with their box and mirror flag."""
     if isinstance(model_input, pd.DataFrame):
-        column = "image" if "image" in model_input.columns else model_input.columns[0]
-        has_box = all(c in model_input.columns for c in ("x0", "y0", "x1", "y1"))
-        items = []
-        for _, row in model_input.iterrows():
-            box = None
-            if has_box and not pd.isna(row["x0"]):
-                box = [float(row[c]) for c in ("x0", "y0", "x1", "y1")]
-            mirrored = bool(row["mirrored"]) if "mirrored" in model_input.columns else False
-            items.append(_Item(str(row[column]), None, box, mirrored))
-        return items
+        return _frame_items(model_input)
+    if isinstance(model_input, bytes):
+        model_input = [model_input]
+    if (
+        isinstance(model_input, list | tuple)
+        and model_input
+        and all(isinstance(b, bytes) for b in model_input)
+    ):
+        return [_Item(f"images[{i}]", None, None, False, data) for i, data in enumerate(model_input)]
     if isinstance(model_input, str | Path):
         return [_Item(str(model_input), None, None, False)]
     if (
@@ -211,10 +259,68 @@ def _items(model_input) -> list[_Item]:
         array = array[None]
     if array.ndim != 4 or array.shape[-1] != 3:
         raise ImageError(
-            f"expected images (N, H, W, 3), one image (H, W, 3), image paths or a DataFrame with an "
-            f"'image' column; got an array of shape {array.shape}"
+            f"expected images (N, H, W, 3), one image (H, W, 3), image files as bytes, image paths or a "
+            f"DataFrame with an 'image_b64' or 'image' column; got an array of shape {array.shape}"
         )
     return [_Item(f"images[{i}]", image, None, False) for i, image in enumerate(array)]
+
+
+def _frame_items(frame: pd.DataFrame) -> list[_Item]:
+    encoded = "image_b64" in frame.columns
+    if not encoded and "image" not in frame.columns:
+        raise ImageError(
+            f"a DataFrame needs an 'image_b64' column (base64 image files) or an 'image' column (paths); "
+            f"got columns {[str(c) for c in frame.columns][:10]}"
+        )
+    has_box = all(c in frame.columns for c in ("x0", "y0", "x1", "y1"))
+    items = []
+    for index, row in enumerate(frame.itertuples(index=False)):
+        values = row._asdict()
+        box = None
+        if has_box and not pd.isna(values["x0"]):
+            box = [float(values[c]) for c in ("x0", "y0", "x1", "y1")]
+        mirrored = bool(values["mirrored"]) if "mirrored" in frame.columns else False
+        if encoded:
+            name = f"image_b64[{index}]"
+            items.append(_Item(name, None, box, mirrored, _base64(values["image_b64"], name)))
+        else:
+            items.append(_Item(str(values["image"]), None, box, mirrored))
+    return items
+
+
+def _base64(value, name: str) -> bytes:
+    if not isinstance(value, str | bytes):
+        raise ImageError(f"{name}: expected a base64 string, got {type(value).__name__}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ImageError(f"{name}: not valid base64 ({error})") from None
+
+
+def allowed_image_path(name: str, root: str | Path | None) -> Path:
+    """The regular file ``name`` names under ``root`` (relative to it, or absolute inside it), symlinks
+    followed; :class:`ImageError` for a path outside the root (said before the file system is asked, so
+    an answer never tells whether a file exists elsewhere), a missing or special file, or no root."""
+    if not root:
+        raise ImageError(
+            f"{name}: this model reads no image paths: send the image file itself (base64 in an "
+            f"'image_b64' column, or bytes), or load the model with an image root (model_config "
+            f"{{'image_root': FOLDER}}, or {IMAGE_ROOT_VARIABLE} for mlflow models serve)"
+        )
+    base = Path(os.path.abspath(root))
+    lexical = Path(os.path.normpath(base / name))
+    if not lexical.is_relative_to(base):
+        raise ImageError(f"{name}: outside the image root")
+    real = lexical.resolve()
+    if not real.is_relative_to(base.resolve()):
+        raise ImageError(f"{name}: outside the image root")
+    try:
+        mode = real.stat().st_mode
+    except OSError:
+        raise ImageError(f"{name}: no such image file") from None
+    if not stat.S_ISREG(mode):
+        raise ImageError(f"{name}: not a regular file")
+    return real
 
 
 class HandPoseModel(mlflow.pyfunc.PythonModel):
@@ -229,6 +335,11 @@ class HandPoseModel(mlflow.pyfunc.PythonModel):
         import onnxruntime as ort  # imported here: logging this model must not need onnxruntime
 
         config = json.loads(Path(context.artifacts["config"]).read_text())
+        options = dict(getattr(context, "model_config", None) or {})
+        self.limits = {
+            key: int(options.get(key, config.get(key, value))) for key, value in DEFAULT_LIMITS.items()
+        }
+        self.image_root = options.get("image_root") or os.environ.get(IMAGE_ROOT_VARIABLE) or None
         self.input_size = int(config["input_size"])
         self.box_scale = float(config.get("box_scale", DEFAULT_BOX_SCALE))
         self.min_side = float(config.get("min_side", DEFAULT_MIN_SIDE))
@@ -243,10 +354,14 @@ class HandPoseModel(mlflow.pyfunc.PythonModel):
         items = _items(model_input)
         if not items:
             raise ImageError("no images given")
+        if len(items) > self.limits["max_images"]:
+            raise ImageError(
+                f"{len(items)} images in one request; this model takes at most {self.limits['max_images']}"
+            )
         size = self.input_size
         crops, boxes, mirrors = [], [], []
         for item in items:
-            image = read_image(item.name) if item.image is None else as_uint8_image(item.image, item.name)
+            image = self._image(item)
             height, width = image.shape[:2]
             crop = crop_for((width, height), item.box, self.box_scale, self.min_side, item.name)
             crops.append(crop_image(image, crop, size, item.mirrored))
@@ -271,6 +386,25 @@ class HandPoseModel(mlflow.pyfunc.PythonModel):
             "sigmas": np.stack(scales).astype(np.float32),
             "crop_boxes": np.array([[b.x0, b.y0, b.side] for b in boxes], dtype=np.float32),
         }
+
+    def _image(self, item: _Item) -> np.ndarray:
+        """The (H, W, 3) uint8 image of ``item``, within the request limits."""
+        max_bytes, max_pixels = self.limits["max_image_bytes"], self.limits["max_pixels"]
+        if item.image is not None:
+            image = as_uint8_image(item.image, item.name)
+            if image.shape[0] * image.shape[1] > max_pixels:
+                raise ImageError(f"{item.name}: more than {max_pixels} pixels; send a smaller image")
+            return image
+        if item.data is not None:
+            if len(item.data) > max_bytes:
+                raise ImageError(
+                    f"{item.name}: {len(item.data)} bytes, more than this model takes ({max_bytes})"
+                )
+            return decode_image(item.data, item.name, max_pixels)
+        path = allowed_image_path(item.name, self.image_root)
+        if path.stat().st_size > max_bytes:
+            raise ImageError(f"{item.name}: more than {max_bytes} bytes")
+        return _decode(path, item.name, max_pixels)  # messages name the path as sent, not the server's
 
 
 # MLflow "models from code": loading this file as the model's code registers the model instance.
