@@ -8,6 +8,8 @@ outputs do differ between the inputs compared.
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,7 +138,7 @@ def test_image_pyfunc_matches_pytorch_in_source_pixels(exported):
     boxes = [None, (40.0, 50.0, 150.0, 170.0), (60.0, 40.0, 200.0, 160.0)]
     mirrored = [False, False, True]
     frame = {
-        "image": [str(p) for p in paths],
+        "image_b64": [base64.b64encode(p.read_bytes()).decode() for p in paths],  # as a client sends them
         "x0": [np.nan if b is None else b[0] for b in boxes],
         "y0": [np.nan if b is None else b[1] for b in boxes],
         "x1": [np.nan if b is None else b[2] for b in boxes],
