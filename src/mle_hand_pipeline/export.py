@@ -12,7 +12,7 @@
 - ``onnx/model.onnx``: the same inference graph (stage T only, no flows) as ONNX with a dynamic
   batch axis, input ``images`` (B, 3, S, S), outputs ``coords_px`` and ``sigmas_px`` (B, K, 2) in
   crop pixels; ``onnx/check.json`` holds the max abs difference to PyTorch on a random batch.
-- ``pyfunc_model``: a pyfunc that takes IMAGES (arrays, paths or a DataFrame of paths and boxes) and
+- ``pyfunc_model``: a pyfunc that takes IMAGES (arrays, image files as bytes or base64, with boxes) and
   returns keypoints and sigmas in source-image pixels (:mod:`mle_hand_pipeline.pyfunc_model`). It
   ships the ONNX graph and needs only mlflow, numpy, pandas, pillow and onnxruntime to load, so
   ``mlflow.pyfunc.load_model`` and ``mlflow models predict`` work without torch or this project.
