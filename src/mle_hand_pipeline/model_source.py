@@ -166,9 +166,12 @@ def mlflow_load_errors(name: str) -> Iterator[None]:
     except ModelNotFoundError:
         raise
     except (MlflowException, OSError) as error:
+        hint = "set MLFLOW_TRACKING_URI or --tracking-uri if the run is elsewhere"
+        if re.search(r"\b401\b|unauthori[sz]ed|credentials", str(error), re.IGNORECASE):
+            hint = "the server asks for credentials: set MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD"
         raise ModelNotFoundError(
-            f"model {name}: cannot load it from MLflow (tracking URI {mlflow.get_tracking_uri()}; "
-            f"set MLFLOW_TRACKING_URI or --tracking-uri if the run is elsewhere): {error}"
+            f"model {name}: cannot load it from MLflow (tracking URI {mlflow.get_tracking_uri()}; {hint}): "
+            f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
         ) from error
 
 

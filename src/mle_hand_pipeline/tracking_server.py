@@ -8,11 +8,13 @@ plus up to 1 s of jitter each), a server that stops answering after at most 4 x 
 
 :class:`CheckTrackingServer` (a Kedro hook that runs before kedro-mlflow opens its run) asks an
 ``http(s)`` tracking URI's ``/health`` once, with a 5 s timeout, and stops the run naming the URI if
-it does not answer: before anything is trained or written.
+it does not answer, or if it refuses this process' credentials (naming the variables to set): before
+anything is trained or written.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import urllib.error
 import urllib.request
@@ -30,6 +32,10 @@ HEALTH_TIMEOUT_S = 5.0
 
 class TrackingServerUnreachableError(ConnectionError):
     """The MLflow tracking server does not answer; the message names its URI and what to do."""
+
+
+class TrackingServerAuthError(PermissionError):
+    """The MLflow tracking server wants credentials this process does not have, or refuses them."""
 
 
 def apply_http_defaults(environ: dict[str, str] | None = None) -> None:
@@ -68,6 +74,37 @@ def check_tracking_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
     )
 
 
+def check_credentials(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """Raise :class:`TrackingServerAuthError` if the ``http(s)`` tracking server at ``uri`` refuses an
+    API request with this process' credentials (MLflow's ``MLFLOW_TRACKING_USERNAME`` and
+    ``MLFLOW_TRACKING_PASSWORD``; none set: an anonymous request)."""
+    if not is_http(uri):
+        return
+    request = urllib.request.Request(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(64)
+    except urllib.error.HTTPError as error:
+        if error.code not in (401, 403):
+            return  # another problem: the run's own requests will say what
+        if not user:
+            raise TrackingServerAuthError(
+                f"the MLflow tracking server {uri} asks for credentials (HTTP {error.code}); nothing was "
+                "run. Set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                "(docs/mlflow.md#several-machines)"
+            ) from None
+        raise TrackingServerAuthError(
+            f"the MLflow tracking server {uri} refuses the credentials of user {user!r} "
+            f"(MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD; HTTP {error.code}); nothing was run"
+        ) from None
+    except (urllib.error.URLError, OSError):
+        return  # unreachable: check_tracking_server says so
+
+
 def tracking_uri_of(context: Any) -> str | None:
     """The tracking URI a Kedro context's ``mlflow.yml`` names (``server.mlflow_tracking_uri``)."""
     try:
@@ -84,4 +121,6 @@ class CheckTrackingServer:
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
         apply_http_defaults()
-        check_tracking_server(tracking_uri_of(context))
+        uri = tracking_uri_of(context)
+        check_tracking_server(uri)
+        check_credentials(uri)
