@@ -69,3 +69,31 @@ def test_cpu_grid_0_3_0_environment_keeps_the_paper_s_decoding_its_documented_gr
     unpinned = {k: v for k, v in grid["model"].items() if k not in ("decode_window", "loss")}
     assert unpinned == {k: v for k, v in base["model"].items() if k not in ("decode_window", "loss")}
     assert grid["train"] == base["train"]
+
+
+def test_no_telemetry_leaves_the_machine_unless_the_user_opts_in(tmp_path):
+    """Issue 37: Kedro's telemetry sent usage data on first use; MLflow's was on."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import PROJECT_ROOT
+    from kedro_telemetry.plugin import _check_for_telemetry_consent
+
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KEDRO_DISABLE_TELEMETRY", "DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY")
+    }
+    script = "import os, mle_hand_pipeline.settings; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"
+    for preset, expected in ((None, "true"), ("false", "false")):
+        env = clean if preset is None else {**clean, "MLFLOW_DISABLE_TELEMETRY": preset}
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path
+        )
+        assert done.stdout.strip() == expected, done.stderr[-2000:]
+    old = {k: os.environ.pop(k) for k in ("KEDRO_DISABLE_TELEMETRY", "DO_NOT_TRACK") if k in os.environ}
+    try:
+        assert _check_for_telemetry_consent(PROJECT_ROOT) is False  # the committed .telemetry file
+    finally:
+        os.environ.update(old)

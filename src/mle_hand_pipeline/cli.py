@@ -217,6 +217,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mle-hand``; returns the exit code."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # opt in with MLFLOW_DISABLE_TELEMETRY=false
     args = _parser().parse_args(argv)
     if args.command == "predict":
         return _predict(args)

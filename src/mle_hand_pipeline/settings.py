@@ -1,6 +1,11 @@
 """Kedro project settings."""
 
+import os
 import warnings
+
+# No usage data leaves the machine unless the user opts in: MLflow's telemetry is off for every kedro
+# command of the project unless MLFLOW_DISABLE_TELEMETRY=false is set (Kedro's: the .telemetry file).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 # Three warnings every `kedro run` printed (nine blocks per training) that no user can act on, silenced
 # before the imports below emit them: Kedro and kedro-mlflow still call OmegaConf's deprecated
