@@ -25,6 +25,31 @@ def test_the_error_message_is_printed_last(capsys, monkeypatch):
     assert "KEDRO_LOGGING_CONFIG=conf/logging_debug.yml" in lines[-2]
 
 
+def test_an_error_while_ending_the_run_does_not_replace_the_nodes_error(capsys, monkeypatch):
+    """Issue 38: with the tracking server dead mid-run, the last line named kedro-mlflow's cleanup error;
+    the error with the resume hint was 70 lines above."""
+    monkeypatch.setattr(sys, "excepthook", lambda *args: None)
+    summary = hooks.ErrorSummary()
+    summary.after_context_created(context=None)
+    lost = RuntimeError("epoch 3 is saved but could not be logged: continue with train.resume=true")
+    summary.on_node_error(lost, Node(len, "x", "y", name="rhd.train_model"), None, {}, False)
+    try:
+        try:
+            raise lost
+        except RuntimeError:
+            raise ConnectionError(
+                "MlflowException: API request to endpoint /runs/update failed\nmore"
+            ) from None
+    except ConnectionError as cleanup:
+        sys.excepthook(ConnectionError, cleanup, None)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == "kedro run failed in node rhd.train_model: RuntimeError: " + str(lost)
+    assert (
+        lines[-2] == "(then, while ending the run: ConnectionError: MlflowException: API request to "
+        "endpoint /runs/update failed)"
+    )
+
+
 def test_a_worker_traceback_is_summarised_by_its_last_line():
     message = "\n\n-- Process 1 terminated:\nTraceback (most recent call last):\n  File x\nValueError: bad\n"
     assert hooks.error_summary(RuntimeError(message)).endswith("RuntimeError: ValueError: bad\n")

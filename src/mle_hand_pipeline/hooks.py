@@ -316,6 +316,7 @@ class ErrorSummary:
 
     def __init__(self) -> None:
         self._node: str | None = None
+        self._error: BaseException | None = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -324,21 +325,36 @@ class ErrorSummary:
 
     @hook_impl
     def on_node_error(self, error: Exception, node: Node, catalog: DataCatalog, inputs: dict, is_async: bool):
-        self._node = node.name
+        self._node, self._error = node.name, error
+
+    def primary(self, error: BaseException) -> tuple[BaseException, BaseException | None]:
+        """(the error to summarise, a later one raised while handling it): a node's error stays the
+        message even when cleaning up after it failed too (kedro-mlflow ending its run on a dead
+        tracking server raises while handling the node's error)."""
+        context = error.__context__
+        while context is not None:
+            if context is self._error:
+                return context, error
+            context = context.__context__
+        return error, None
 
 
-def error_summary(error: BaseException, node: str | None = None) -> str:
+def error_summary(error: BaseException, node: str | None = None, then: BaseException | None = None) -> str:
     """The lines that end a failed command: which one (``kedro run``, ``kedro mlflow ui``), where it
     failed and the message (for a worker process's error, which embeds the worker's traceback, the
-    worker's last line)."""
+    worker's last line); ``then``, an error raised while handling it, on the line before."""
     message = str(error).strip()
     if "Traceback (most recent call last)" in message:
         message = message.splitlines()[-1].strip()
     where = f" in node {node}" if node else ""
     command = kedro_command()
+    later = ""
+    if then is not None:
+        first = (str(then).strip().splitlines() or [""])[0][:300]
+        later = f"(then, while ending the run: {type(then).__name__}: {first})\n"
     return (
         f"\nFull traceback with local variables: KEDRO_LOGGING_CONFIG=conf/logging_debug.yml {command} ...\n"
-        f"{command} failed{where}: {type(error).__name__}: {message}\n"
+        f"{later}{command} failed{where}: {type(error).__name__}: {message}\n"
     )
 
 
@@ -361,7 +377,8 @@ def kedro_command(argv: list[str] | None = None) -> str:
 def _summarising_excepthook(previous, summary: ErrorSummary):
     def excepthook(exc_type: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
         previous(exc_type, error, tb)
-        sys.stderr.write(error_summary(error, summary._node))
+        primary, then = summary.primary(error)
+        sys.stderr.write(error_summary(primary, summary._node, then))
         sys.stderr.flush()
 
     excepthook._summarises_errors = True
