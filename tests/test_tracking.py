@@ -49,3 +49,18 @@ def test_a_resumed_run_logs_the_epochs_its_checkpoint_already_trained(tmp_path):
     finally:
         mlflow.set_tracking_uri(None)
     assert logged == {e: 0.5 / e for e in (1, 2, 3, 4)}
+
+
+def test_the_experiment_is_marked_as_model_training_for_the_ui(tmp_path):
+    """Issue 39: the experiment opened on MLflow's GenAI overview, not on its training runs."""
+    from mle_hand_pipeline.tracking import mark_training_experiment
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        experiment = mlflow.create_experiment("made_before_the_tag")
+        with mlflow.start_run(experiment_id=experiment):
+            mark_training_experiment()
+        tags = mlflow.MlflowClient().get_experiment(experiment).tags
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert tags["mlflow.experimentKind"] == "custom_model_development"

@@ -149,6 +149,22 @@ def log_resumed_history(checkpoint: str | Path) -> None:
         epoch_logger(row)
 
 
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def mark_training_experiment() -> None:
+    """Tag the active run's experiment as model training (:data:`EXPERIMENT_KIND`), so MLflow's UI opens
+    it on its runs; an experiment created before the project set the tag at creation gets it here."""
+    run = mlflow.active_run()
+    if run is None:
+        return
+    client = MlflowClient()
+    tags = client.get_experiment(run.info.experiment_id).tags
+    for key, value in EXPERIMENT_KIND.items():
+        if tags.get(key) != value:
+            client.set_experiment_tag(run.info.experiment_id, key, value)
+
+
 def tag_run(params: dict[str, Any]) -> None:
     """Set the ``tracking`` parameter block on the active run: ``tags`` (``{name: value}``) and
     ``run_name`` (when set). A comparison tags each of its training runs this way."""
@@ -184,4 +200,5 @@ def train_tracked(
     log_artifact(report["best_checkpoint"], "checkpoints")
     if mlflow.active_run():
         mlflow.set_tags({f"machine.{key}": str(value) for key, value in report["machine"].items()})
+        mark_training_experiment()
     return history, report

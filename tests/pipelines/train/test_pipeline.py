@@ -29,6 +29,8 @@ def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
     kedro_run(kedro_project, "--pipelines=train_rhd")
 
     client, experiment_id = project_experiment(kedro_project)
+    # Created by kedro-mlflow with conf/base/mlflow.yml's tags: a model-training experiment (issue 39).
+    assert client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([experiment_id], "attributes.run_name = 'train_rhd'")
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]  # the refused run is marked failed
     run = next(r for r in runs if r.info.status == "FINISHED")
