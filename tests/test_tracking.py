@@ -64,3 +64,26 @@ def test_the_experiment_is_marked_as_model_training_for_the_ui(tmp_path):
     finally:
         mlflow.set_tracking_uri(None)
     assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_the_crop_store_splits_a_run_reads_are_its_dataset_inputs(tiny_rhd, tmp_path):
+    """Issue 39: no dataset was logged as a run input, though every run trained on a checksummed store."""
+    import json
+
+    from mle_hand_pipeline.tracking import log_crop_store_inputs
+
+    manifest = json.loads((tiny_rhd["crops"] / "manifest.json").read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:
+            log_crop_store_inputs(tiny_rhd["crops"], ("train", "val"))
+        inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    finally:
+        mlflow.set_tracking_uri(None)
+    logged = {i.dataset.name: i for i in inputs}
+    assert set(logged) == {"crops/train", "crops/val"}
+    train = logged["crops/train"]
+    assert train.dataset.digest == manifest["splits"]["train"]["array"]["sha256"][:32]
+    assert str(tiny_rhd["crops"].resolve()) in train.dataset.source
+    tags = {t.key: t.value for t in train.tags}
+    assert tags["mlflow.data.context"] == "training" and tags["rows"] == str(manifest["splits"]["train"]["n"])

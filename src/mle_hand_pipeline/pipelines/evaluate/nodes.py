@@ -32,6 +32,7 @@ def evaluate_model(
             "or --params=rhd.evaluate.model=runs:/<run_id>/model"
         )
     source = resolve_model_source(params["model"])
+    tracking.log_crop_store_inputs(crops_dir, ("test",))
     test = split(hands, "test")
     coords, sigmas, method, all_stages = predict_source(source, test, crops_dir, params["batch_size"])
     tracking.log_dict(

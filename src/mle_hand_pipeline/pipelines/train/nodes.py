@@ -57,6 +57,7 @@ def evaluate_checkpoint(
     checkpoint they belong to), the per-crop predictions (all stages, crop and source pixels), and the
     per-keypoint, per-stage, PCK-curve and calibration tables.
     """
+    tracking.log_crop_store_inputs(crops_dir, ("test",))
     report = evaluate_on_test(hands, crops_dir, model, params["batch_size"])
     tracking.log_metrics(report.metrics, prefix="test_")
     logger.info("test %s", report.summary())
