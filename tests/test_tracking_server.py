@@ -211,8 +211,8 @@ def test_a_grid_spread_over_two_checkouts_reports_from_the_server(on_server, pre
     lines = (second / "data/08_reporting/rhd/compare/commands.txt").read_text().splitlines()
     assert len(lines) == 3 and lines[0] in output and "rhd.evaluate.register_model=null" in lines[0]
     argv = shlex.split(lines[0])
-    assert argv[:2] == ["kedro", "run"] and "rhd.tracking.tags.cell=mle-clean-scratch-s0," in lines[0]
-    kedro_run(second, *argv[2:])
+    assert argv[1:3] == ["kedro", "run"] and "rhd.tracking.tags.cell=mle-clean-scratch-s0," in lines[0]
+    kedro_run(second, *argv[3:])
 
     kedro_run(first, "--pipelines=compare_rhd")
     cells = pd.read_csv(first / "data/08_reporting/rhd/compare/cells.csv").set_index("cell")

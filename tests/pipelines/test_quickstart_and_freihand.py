@@ -191,7 +191,8 @@ def test_compare_freihand_its_report_and_commands(quickstart):
     client.set_terminated(runs["cpm-clean-scratch-s0"].info.run_id, "KILLED")
     kedro_run(project, "--pipelines=compare_commands_freihand")
     (line,) = (report / "commands.txt").read_text().splitlines()
-    assert line.startswith("kedro run --pipelines=train_freihand ")
+    assert line.startswith("MLE_HAND_RUN_OUTPUTS=data/08_reporting/freihand/compare/")
+    assert " kedro run --pipelines=train_freihand " in line
     assert "freihand.tracking.tags.cell=cpm-clean-scratch-s0" in line
 
 

@@ -265,8 +265,18 @@ def kedro_command(
     ]
 
 
-def shell_line(argv: Sequence[str]) -> str:
-    return shlex.join(argv)
+RUN_OUTPUTS = "MLE_HAND_RUN_OUTPUTS"  # replaces `data` in a training run's report paths (catalog.yml)
+
+
+def cell_outputs(dataset: str, comparison: str, cell: Cell) -> dict[str, str]:
+    """The environment that gives ``cell``'s run its own report folder (relative to the project):
+    cells running at once never write one another's ``test_metrics.json`` or curves."""
+    return {RUN_OUTPUTS: f"data/08_reporting/{dataset}/compare/{comparison}/cells/{cell.key}"}
+
+
+def shell_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """``argv`` as one shell command line, after ``NAME=value`` assignments for ``env``."""
+    return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()), shlex.join(argv)])
 
 
 def validate_comparison_name(name: str) -> str:

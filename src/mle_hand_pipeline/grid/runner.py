@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -22,6 +22,7 @@ class Job:
     key: str
     argv: Sequence[str]
     log: Path
+    env: Mapping[str, str] = field(default_factory=dict)  # over the shared environment, for this job
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,11 @@ def run_jobs(
                 with open(job.log, "w") as log:  # the child keeps its own handle
                     try:
                         process = subprocess.Popen(
-                            list(job.argv), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+                            list(job.argv),
+                            cwd=cwd,
+                            env={**env, **job.env},
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
                         )
                     except OSError as error:  # e.g. the executable is missing
                         outcomes[job.key] = Outcome(job.key, -1, 0.0, job.log, f"could not start: {error}")

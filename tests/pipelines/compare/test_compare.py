@@ -51,8 +51,14 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
     text = nodes.grid_commands("rhd", KEDRO_RUN, tmp_path / "checkpoints", *BLOCKS)
     assert capsys.readouterr().out == text and len(text.splitlines()) == 3
     first = shlex.split(text.splitlines()[0])
-    assert first[:3] == ["kedro", "run", "--pipelines=train_rhd"]
-    assert first[3].startswith("--params=rhd.train.epochs=1,")  # the parent's --params, then the cell's
+    # each cell writes its reports in its own folder (MLE_HAND_RUN_OUTPUTS replaces `data` in catalog.yml)
+    comparison = nodes._name("rhd", BLOCKS[-1])
+    assert (
+        first[0]
+        == f"MLE_HAND_RUN_OUTPUTS=data/08_reporting/rhd/compare/{comparison}/cells/cpm-clean-scratch-s0"
+    )
+    assert first[1:4] == ["kedro", "run", "--pipelines=train_rhd"]
+    assert first[4].startswith("--params=rhd.train.epochs=1,")  # the parent's --params, then the cell's
     assert "rhd.tracking.tags.cell=cpm-clean-scratch-s0" in text.splitlines()[0]
 
     started, failing = [], ["cpm-clean-scratch-s1"]

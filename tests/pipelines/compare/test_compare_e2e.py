@@ -74,7 +74,8 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, preprocessed_rhd_da
     output = kedro_run(kedro_project, "--pipelines=compare_commands_rhd", "--params=rhd.train.lr=0.002")
     (line,) = (report / "commands.txt").read_text().splitlines()
     argv = shlex.split(line)
-    assert argv[:3] == ["kedro", "run", "--pipelines=train_rhd"]
-    assert argv[3].startswith("--params=rhd.train.lr=0.002,")  # the parent's --params, then the cell's
+    assert argv[0].startswith("MLE_HAND_RUN_OUTPUTS=data/08_reporting/rhd/compare/")  # the cell's own folder
+    assert argv[1:4] == ["kedro", "run", "--pipelines=train_rhd"]
+    assert argv[4].startswith("--params=rhd.train.lr=0.002,")  # the parent's --params, then the cell's
     assert "rhd.tracking.tags.cell=cpm-clean-scratch-s1," in line and line in output
     assert len(client.search_runs([experiment], "attributes.run_name = 'compare_commands_rhd'")) == 0

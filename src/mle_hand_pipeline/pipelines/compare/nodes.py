@@ -136,7 +136,10 @@ def run_grid(
     folder = Path(logs_dir) / _name(dataset, compare)
     jobs = [
         Job(
-            c.key, _command(dataset, compare, c, kedro_run, kedro, resume.get(c.key)), folder / f"{c.key}.log"
+            c.key,
+            _command(dataset, compare, c, kedro_run, kedro, resume.get(c.key)),
+            folder / f"{c.key}.log",
+            C.cell_outputs(dataset, _name(dataset, compare), c),
         )
         for c in todo
     ]
@@ -180,7 +183,11 @@ def grid_commands(
     cells = _plan(dataset, model, train, evaluate, compare)
     todo, _, resume = _todo(dataset, compare, cells, kedro_run, checkpoints)
     lines = [
-        C.shell_line(_command(dataset, compare, c, kedro_run, ["kedro"], resume.get(c.key))) for c in todo
+        C.shell_line(
+            _command(dataset, compare, c, kedro_run, ["kedro"], resume.get(c.key)),
+            C.cell_outputs(dataset, _name(dataset, compare), c),
+        )
+        for c in todo
     ]
     text = "".join(f"{line}\n" for line in lines)
     print(text, end="")
