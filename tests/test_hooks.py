@@ -1,5 +1,6 @@
 """Project hooks that need no `kedro run`: the closing error summary and parameter validation."""
 
+import os
 import sys
 
 import pytest
@@ -206,7 +207,7 @@ def test_a_second_preprocessing_run_on_one_output_stops_at_once_naming_the_first
     catalog = DataCatalog({"rhd.crops": CropStoreDataset(str(crops))})
     writes = Pipeline([Node(lambda: None, None, "rhd.crops", name="crop")])
     reads = Pipeline([Node(lambda c: None, "rhd.crops", None, name="train")])
-    first, second = hooks.LockCropStores(), hooks.LockCropStores()
+    first, second = hooks.LockDataFolders(), hooks.LockDataFolders()
     first.before_pipeline_run({}, writes, catalog)
     assert lock_path(crops).read_text().startswith(f"pid {os.getpid()}, since ")
     with pytest.raises(CropStoreBusyError) as busy:
@@ -234,7 +235,7 @@ def test_preprocessing_is_refused_while_a_run_reads_the_store_naming_that_run(tm
     catalog = DataCatalog({"rhd.crops": CropStoreDataset(str(crops))})
     writes = Pipeline([Node(lambda: None, None, "rhd.crops", name="crop")])
     reads = Pipeline([Node(lambda c: None, "rhd.crops", None, name="train")])
-    training, cell, preprocess = hooks.LockCropStores(), hooks.LockCropStores(), hooks.LockCropStores()
+    training, cell, preprocess = hooks.LockDataFolders(), hooks.LockDataFolders(), hooks.LockDataFolders()
     training.before_pipeline_run({"pipeline_names": ["train_rhd"], "run_id": "s1"}, reads, catalog)
     cell.before_pipeline_run({"pipeline_names": ["train_rhd"], "run_id": "s2"}, reads, catalog)  # shared
     with pytest.raises(CropStoreBusyError) as busy:
@@ -318,3 +319,32 @@ def test_a_grid_cell_does_not_publish_the_model_and_keeps_only_best(tmp_path):
     )
     policy.after_pipeline_run({}, {}, train, single)
     assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_a_second_run_writing_the_same_reports_stops_at_once_naming_the_first(tmp_path):
+    """Issue 38: two trainings at once left one set of data/08_reporting/rhd/ files, last writer wins."""
+    from kedro.io import CachedDataset
+    from kedro_datasets.json import JSONDataset
+
+    def catalog_writing_to(folder):
+        report = CachedDataset(dataset=JSONDataset(filepath=str(folder / "training_report.json")))
+        return DataCatalog({"rhd.training_report": report})
+
+    writes = Pipeline([Node(lambda: {}, None, "rhd.training_report", name="train")])
+    shared = tmp_path / "07_model_output/rhd"
+    first, second, cell = hooks.LockDataFolders(), hooks.LockDataFolders(), hooks.LockDataFolders()
+    first.before_pipeline_run(
+        {"pipeline_names": ["train_rhd"], "run_id": "s1"}, writes, catalog_writing_to(shared)
+    )
+    with pytest.raises(hooks.OutputsBusyError) as busy:
+        second.before_pipeline_run(
+            {"pipeline_names": ["train_rhd"], "run_id": "s2"}, writes, catalog_writing_to(shared)
+        )
+    assert f"(pid {os.getpid()}, kedro run --pipelines=train_rhd, session s1, since " in str(busy.value)
+    assert f"writes its reports in {shared}: wait for it to end" in str(busy.value)
+    # a comparison's cell writes in its own folder (MLE_HAND_RUN_OUTPUTS): it runs beside the first
+    cell.before_pipeline_run({}, writes, catalog_writing_to(tmp_path / "cells/mle-clean-scratch-s0"))
+    first.after_pipeline_run({}, {}, writes, catalog_writing_to(shared))
+    second.before_pipeline_run({}, writes, catalog_writing_to(shared))  # free once the first ended
+    second.after_pipeline_run({}, {}, writes, catalog_writing_to(shared))
+    cell.after_pipeline_run({}, {}, writes, None)

@@ -12,6 +12,7 @@ import signal
 import sys
 import sysconfig
 import threading
+import time
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -22,7 +23,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
 from mlflow.tracking import MlflowClient
 
-from mle_hand_pipeline.datasets.crop_store import reader_lock, writer_lock
+from mle_hand_pipeline.datasets.crop_store import fcntl, open_locked, reader_lock, writer_lock
 from mle_hand_pipeline.training.run_dirs import check_resume
 from mle_hand_pipeline.training.validation import (
     ParameterError,
@@ -97,6 +98,42 @@ class ValidateParameters:
             raise ParameterError(problems)
 
 
+def _local_folder(dataset: Any) -> Path | None:
+    """The local folder a file dataset (possibly cached or logged to MLflow) saves into, else None."""
+    inner = getattr(dataset, "_dataset", dataset)  # CachedDataset wraps the real one
+    filepath = getattr(inner, "_filepath", None)
+    if filepath is None or getattr(inner, "_protocol", "file") not in ("file", None):
+        return None
+    return Path(str(filepath)).parent
+
+
+@contextlib.contextmanager
+def _outputs_lock(folder: Path, run: str):
+    """``folder/.lock`` held exclusively by this run (its line written there), else :class:`OutputsBusyError`
+    naming the run that holds it."""
+    if fcntl is None:  # pragma: no cover (Windows: no locks)
+        yield
+        return
+    path = folder / ".lock"
+    handle = open_locked(path, fcntl.LOCK_EX)
+    if handle is None:
+        holder = path.read_text().strip() if path.is_file() else "unknown"
+        raise OutputsBusyError(
+            f"another run ({holder}) writes its reports in {folder}: wait for it to end; runs at the same "
+            "time each need their own report folder (set MLE_HAND_RUN_OUTPUTS for a training, or run the "
+            "comparison pipeline, whose cells have theirs)"
+        )
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, {run}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
 def _unknown_blocks(run_params: dict) -> list[str]:
     """:func:`unknown_parameter_blocks` of the run's ``--params`` against its configuration without them."""
     runtime = run_params.get("runtime_params") or {}
@@ -128,13 +165,24 @@ def _check_resume(catalog: DataCatalog, namespace: str | None, train: dict, pref
         raise ParameterError([f"{prefix}.resume: {error}"]) from None
 
 
-class LockCropStores:
+class OutputsBusyError(RuntimeError):
+    """Another run writes the same report folder (see :class:`LockDataFolders`)."""
+
+
+# The outputs whose folder a run owns while it runs: a training's reports, an evaluation's.
+RUN_REPORTS = ("training_report", "evaluation_metrics")
+
+
+class LockDataFolders:
     """Hold a lock on every crop store (``<dataset>.crops``, a
     :class:`~mle_hand_pipeline.io.CropStoreDataset`) the pipeline touches, from before the run until it
     ends: the writer lock on a store it writes, so a second preprocessing run on the same output stops at
     once instead of replacing the crops the first is still reading; a reader lock on a store it only reads
     (training, evaluation, a grid cell), so preprocessing cannot replace the store under the run and
-    the run's summary is the store it read (:mod:`~mle_hand_pipeline.datasets.crop_store`)."""
+    the run's summary is the store it read (:mod:`~mle_hand_pipeline.datasets.crop_store`). And hold the
+    folder of each run report it writes (:data:`RUN_REPORTS`: ``data/07_model_output/<dataset>/``, its
+    ``evaluate/``) exclusively, so two runs at once never overwrite each other's reports: the second
+    stops at once naming the first (a comparison's cells each have their own folder)."""
 
     def __init__(self) -> None:
         self._held = contextlib.ExitStack()
@@ -145,16 +193,20 @@ class LockCropStores:
 
         written = pipeline.all_outputs()
         names = (run_params or {}).get("pipeline_names") or ["__default__"]
-        reader = f"kedro run --pipelines={','.join(names)}, session {(run_params or {}).get('run_id', '?')}"
-        for name in sorted(written | pipeline.inputs()):
-            dataset = catalog.get(name)
-            if isinstance(dataset, CropStoreDataset):
-                lock = writer_lock(dataset._path) if name in written else reader_lock(dataset._path, reader)
-                try:
+        run = f"kedro run --pipelines={','.join(names)}, session {(run_params or {}).get('run_id', '?')}"
+        try:
+            for name in sorted(written | pipeline.inputs()):
+                dataset = catalog.get(name)
+                if isinstance(dataset, CropStoreDataset):
+                    lock = writer_lock(dataset._path) if name in written else reader_lock(dataset._path, run)
                     self._held.enter_context(lock)
-                except BaseException:
-                    self._held.close()
-                    raise
+                elif name in written and name.rpartition(".")[2] in RUN_REPORTS:
+                    folder = _local_folder(dataset)
+                    if folder is not None:
+                        self._held.enter_context(_outputs_lock(folder, run))
+        except BaseException:
+            self._held.close()
+            raise
 
     @hook_impl
     def after_pipeline_run(

@@ -22,7 +22,7 @@ from mle_hand_pipeline.hooks import (  # noqa: E402
     CheckpointPolicy,
     ErrorSummary,
     KedroRunParams,
-    LockCropStores,
+    LockDataFolders,
     MarkInterruptedRuns,
     RequirePreprocessedData,
     ScriptsOnPath,
@@ -36,7 +36,7 @@ apply_http_defaults()
 
 HOOKS = (
     CheckTrackingServer(),
-    LockCropStores(),  # registered before ValidateParameters: pluggy calls it after (LIFO), once valid
+    LockDataFolders(),  # registered before ValidateParameters: pluggy calls it after (LIFO), once valid
     ValidateParameters(),
     RequirePreprocessedData(),
     MarkInterruptedRuns(),

@@ -94,7 +94,7 @@ def lock_path(final: str | os.PathLike) -> Path:
     return Path(final).parent / f"{Path(final).name}.lock"
 
 
-def _open_locked(path: Path, operation: int) -> Any:
+def open_locked(path: Path, operation: int) -> Any:
     """``path`` opened for appending and locked with ``operation`` (``LOCK_EX`` or ``LOCK_SH``, without
     waiting); the open file, or None when another process holds a conflicting lock. A lock file removed
     by its previous holder after we opened it is opened again (the lock must be on the file at ``path``)."""
@@ -142,7 +142,7 @@ def writer_lock(final: str | os.PathLike) -> Iterator[None]:
         yield
         return
     path = lock_path(final)
-    handle = _open_locked(path, fcntl.LOCK_EX)
+    handle = open_locked(path, fcntl.LOCK_EX)
     if handle is None:
         writer, readers = _holders(path)
         if readers:
@@ -176,7 +176,7 @@ def reader_lock(final: str | os.PathLike, reader: str) -> Iterator[None]:
         yield
         return
     path = lock_path(final)
-    handle = _open_locked(path, fcntl.LOCK_SH)
+    handle = open_locked(path, fcntl.LOCK_SH)
     if handle is None:
         writer, _ = _holders(path)
         raise CropStoreBusyError(
