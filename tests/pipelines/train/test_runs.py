@@ -40,8 +40,10 @@ def project(preprocessed, tmp_path):
     return Path(shutil.copytree(preprocessed, tmp_path / "project"))
 
 
-def _start(project, *params: str) -> subprocess.Popen:
+def _start(project, *params: str, outputs: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    if outputs:
+        env["MLE_HAND_RUN_OUTPUTS"] = outputs  # this run's own report folder (conf/base/catalog.yml)
     command = [sys.executable, "-m", "kedro", "run", "--pipelines=train_rhd", f"--params={','.join(params)}"]
     return subprocess.Popen(
         command,
@@ -79,7 +81,9 @@ def _runs(project):
 
 @pytest.mark.slow
 def test_concurrent_runs_log_their_own_checkpoints_and_metrics(project, tmp_path):
-    first, second = _start(project, "rhd.train.seed=1"), _start(project, "rhd.train.seed=2")
+    # Each with its own report folder: a second run on the same one is refused (test_hooks.py).
+    first = _start(project, "rhd.train.seed=1")
+    second = _start(project, "rhd.train.seed=2", outputs="data/second_run")
     for process in (first, second):
         _, err = process.communicate(timeout=600)
         assert process.returncode == 0, err[-4000:]
@@ -98,6 +102,13 @@ def test_concurrent_runs_log_their_own_checkpoints_and_metrics(project, tmp_path
         assert all(torch.equal(logged["model"][k], best["model"][k]) for k in best["model"])
     a, b = weights.values()
     assert not all(torch.equal(a[k], b[k]) for k in a)  # seeds 1 and 2: different models
+    reports = [
+        project / "data/08_reporting/rhd/test_metrics.json",
+        project / "data/second_run/08_reporting/rhd/test_metrics.json",
+    ]
+    import json
+
+    assert {json.loads(r.read_text())["run"]["mlflow_run_id"] for r in reports} == set(trained)
 
 
 @pytest.mark.slow
