@@ -2,6 +2,7 @@
 checkpoints, Ctrl-C/SIGTERM/SIGKILL leave an honest MLflow status, resume links the runs, and a bad
 parameter ends the output with its message. MLflow on a temporary SQLite store (fixture kedro_project)."""
 
+import json
 import os
 import shutil
 import signal
@@ -106,7 +107,6 @@ def test_concurrent_runs_log_their_own_checkpoints_and_metrics(project, tmp_path
         project / "data/08_reporting/rhd/test_metrics.json",
         project / "data/second_run/08_reporting/rhd/test_metrics.json",
     ]
-    import json
 
     assert {json.loads(r.read_text())["run"]["mlflow_run_id"] for r in reports} == set(trained)
 
