@@ -56,7 +56,7 @@ def test_bench_loader(tmp_path, rhd_root):
 
 def test_bench_crop_checks(tmp_path, tiny_rhd):
     document = _run("bench_crop_checks.py", tmp_path, "--store", str(tiny_rhd["crops"]))
-    assert [row["pass"] for row in document["rows"]] == ["read", "read_and_check"]
+    assert [row["step"] for row in document["rows"]] == ["read", "check"]
     assert document["rows"][0]["crops"] == document["split_crops"] > 0
     assert document["full_check_s"] > 0 and document["crop_bytes"] == 64 * 64 * 3
 

@@ -252,39 +252,57 @@ def crc32_path(array: str | os.PathLike) -> Path:
     return Path(array).with_suffix(".crc32.npy")
 
 
-def write_crop_checksums(path: str | os.PathLike) -> Path:
-    """Write the CRC-32 of every crop of the split array ``path`` to :func:`crc32_path` (uint32 per row)."""
+def hash_array(path: str | os.PathLike, progress: bool | None = None) -> tuple[str, np.ndarray]:
+    """(sha256 of the whole ``.npy`` file, CRC-32 of each row's bytes) in one sequential read, so a
+    store's checksums cost one pass over its arrays (a progress bar for files over 1 GiB)."""
     path = Path(path)
-    pixels = np.load(path, mmap_mode="r", allow_pickle=False)
-    checksums = np.fromiter(
-        (crop_crc32(crop) for crop in tqdm(pixels, desc=f"crc32 {path.name}", disable=len(pixels) < 20000)),
-        dtype=np.uint32,
-        count=len(pixels),
-    )
-    del pixels
-    target = crc32_path(path)
-    np.save(target, checksums, allow_pickle=False)
-    return target
+    shape, dtype, _, offset = _read_header(path)
+    rows, row_bytes = (shape[0], int(np.prod(shape[1:])) * dtype.itemsize) if shape else (0, 0)
+    checksums = np.empty(rows, dtype=np.uint32)
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    per_read = max(1, _CHUNK // max(row_bytes, 1))
+    with (
+        open(path, "rb") as handle,
+        tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc=f"sha256 + crc32 {path.name}",
+            disable=not (size > (1 << 30) if progress is None else progress),
+            mininterval=1.0,
+        ) as bar,
+    ):
+        digest.update(handle.read(offset))
+        for first in range(0, rows, per_read):
+            count = min(per_read, rows - first)
+            chunk = memoryview(handle.read(count * row_bytes))
+            digest.update(chunk)
+            for i in range(count):
+                checksums[first + i] = zlib.crc32(chunk[i * row_bytes : (i + 1) * row_bytes])
+            bar.update(len(chunk))
+        digest.update(handle.read())  # nothing after the rows in a .npy file written here
+    return digest.hexdigest(), checksums
 
 
 def array_record(path: str | os.PathLike) -> dict:
     """What the manifest records of a split array: size, shape, dtype, full and sampled sha256, and the
-    sha256 of its per-crop checksum file (written here)."""
+    sha256 of its per-crop checksum file (written here, :func:`crc32_path`)."""
     path = Path(path)
-    checksums = write_crop_checksums(path)
-    pixels = np.load(path, mmap_mode="r", allow_pickle=False)
-    record = {
+    sha256, checksums = hash_array(path)
+    target = crc32_path(path)
+    np.save(target, checksums, allow_pickle=False)
+    shape, dtype, _, _ = _read_header(path)
+    return {
         "bytes": path.stat().st_size,
-        "shape": list(pixels.shape),
-        "dtype": str(pixels.dtype),
-        "sha256": file_sha256(path),
+        "shape": list(shape),
+        "dtype": str(dtype),
+        "sha256": sha256,
         "sampled_sha256": sampled_sha256(path),
         "sample_blocks": SAMPLE_BLOCKS,
         "sample_block_bytes": SAMPLE_BLOCK_BYTES,
-        "crc32_sha256": file_sha256(checksums),
+        "crc32_sha256": file_sha256(target),
     }
-    del pixels
-    return record
 
 
 def _read_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
