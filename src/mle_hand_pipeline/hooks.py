@@ -92,6 +92,8 @@ class ValidateParameters:
                     _VALIDATORS[match["block"]](block, prefix=prefix)
                     if match["block"] == "train":
                         _check_resume(catalog, match["namespace"], block, prefix)
+                        if f"{match['namespace']}.hands" in pipeline.inputs():
+                            _check_batch(catalog, match["namespace"], block, prefix)
                 except ParameterError as error:
                     problems += error.problems
         if problems:
@@ -147,6 +149,22 @@ def _unknown_blocks(run_params: dict) -> list[str]:
         **settings.CONFIG_LOADER_ARGS,
     )
     return unknown_parameter_blocks(runtime, loader["parameters"])
+
+
+def _check_batch(catalog: DataCatalog, namespace: str | None, train: dict, prefix: str) -> None:
+    """``train.batch_size`` must not exceed the preprocessed training crops (checked before kedro-mlflow
+    opens a run; the training checks again for the crops it is given)."""
+    batch = (train or {}).get("batch_size")
+    if not namespace or not isinstance(batch, int) or not catalog.exists(f"{namespace}.hands"):
+        return
+    hands = catalog.load(f"{namespace}.hands")
+    count = int((hands["split"] == "train").sum()) if "split" in hands else len(hands)
+    if batch > count:
+        raise ParameterError(
+            [
+                f"{prefix}.batch_size={batch} is larger than the {count} training crops: lower it, or preprocess more"
+            ]
+        )
 
 
 def _check_resume(catalog: DataCatalog, namespace: str | None, train: dict, prefix: str) -> None:

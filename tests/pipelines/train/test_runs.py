@@ -166,8 +166,10 @@ def test_a_bad_parameter_fails_before_anything_is_written_and_its_message_comes_
 
 @pytest.mark.slow
 def test_a_batch_larger_than_the_training_crops_is_refused_before_a_run_folder_exists(project):
-    """Issue 38: the refusal came only after a run folder (and its MLflow run) were opened."""
+    """Issue 38: the refusal came only after a run folder and its MLflow run were opened."""
     output = kedro_run(project, "--pipelines=train_rhd", "--params=rhd.train.batch_size=10000", check=False)
     last = output.strip().splitlines()[-1]
-    assert "train.batch_size=10000 is larger than the" in last and "training crops" in last, last
+    assert "rhd.train.batch_size=10000 is larger than the" in last and "training crops" in last, last
     assert not (project / "data/06_models/rhd/mle").exists()
+    _, runs = _runs(project)
+    assert [r.info.run_name for r in runs.values()] == ["rhd_preprocess"]  # no MLflow run was opened
