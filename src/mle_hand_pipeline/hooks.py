@@ -160,11 +160,8 @@ def _check_batch(catalog: DataCatalog, namespace: str | None, train: dict, prefi
     hands = catalog.load(f"{namespace}.hands")
     count = int((hands["split"] == "train").sum()) if "split" in hands else len(hands)
     if batch > count:
-        raise ParameterError(
-            [
-                f"{prefix}.batch_size={batch} is larger than the {count} training crops: lower it, or preprocess more"
-            ]
-        )
+        message = f"{prefix}.batch_size={batch} is larger than the {count} training crops"
+        raise ParameterError([f"{message}: lower it, or preprocess more images"])
 
 
 def _check_resume(catalog: DataCatalog, namespace: str | None, train: dict, prefix: str) -> None:
