@@ -13,10 +13,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import mlflow
 import pytest
-from helpers import PROJECT_ROOT
+from helpers import PROJECT_ROOT, kedro_run, make_project, preprocess_rhd
 from mlflow.tracking import MlflowClient
+from predict_helpers import RHD_IMAGES, SIZE, tiny_model
 
+from mle_hand_pipeline import cli
+from mle_hand_pipeline.export import log_mlflow_model
 from mle_hand_pipeline.tracking_server import TrackingServerAuthError, check_credentials
 
 SCRIPT = PROJECT_ROOT / "scripts/mlflow_server.sh"
@@ -86,7 +90,9 @@ def _answers(url: str, auth: tuple[str, str] | None = None) -> int:
 
 
 @pytest.mark.slow
-def test_basic_auth_refuses_anonymous_clients_and_a_killed_server_leaves_nothing(tmp_path, monkeypatch):
+def test_basic_auth_refuses_anonymous_clients_and_a_killed_server_leaves_nothing(
+    tmp_path, monkeypatch, capsys, tiny_rhd
+):
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "server.log", "w")  # closed below, after the process
@@ -123,6 +129,30 @@ def test_basic_auth_refuses_anonymous_clients_and_a_killed_server_leaves_nothing
         run = client.create_run(client.create_experiment("with_credentials"))
         client.log_metric(run.info.run_id, "x", 1.0)
         assert client.get_run(run.info.run_id).data.metrics == {"x": 1.0}
+
+        # `kedro run` and `mle-hand predict` with the credentials; without them, refused naming them
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        project = make_project(tmp_path)
+        preprocess_rhd(project, tiny_rhd["root"])
+        (logged,) = client.search_runs([client.get_experiment_by_name("mle_hand_pipeline").experiment_id])
+        assert logged.info.status == "FINISHED" and logged.info.run_name == "rhd_preprocess"
+        mlflow.set_tracking_uri(uri)
+        try:
+            with mlflow.start_run(experiment_id=logged.info.experiment_id) as model_run:
+                log_mlflow_model(tiny_model().eval(), SIZE)
+        finally:
+            mlflow.set_tracking_uri(None)
+        model = f"runs:/{model_run.info.run_id}/model"
+        out = tmp_path / "predicted"
+        predict = ["predict", str(RHD_IMAGES[0]), "--model", model, "--tracking-uri", uri]
+        assert cli.main([*predict, "--out", str(out)]) == cli.EXIT_OK, capsys.readouterr().err
+        assert (out / "keypoints.csv").is_file()
+        monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+        monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+        failed = kedro_run(project, "--pipelines=rhd_preprocess", check=False)
+        assert f"the MLflow tracking server {uri} asks for credentials" in " ".join(failed.split())
+        assert cli.main([*predict, "--out", str(tmp_path / "o")]) != 0
+        assert "the server asks for credentials: set MLFLOW_TRACKING_USERNAME" in capsys.readouterr().err
 
         # `kill -9` of the server's main process: the script stops its workers and exits non-zero.
         main = _server_pid(process.pid)
