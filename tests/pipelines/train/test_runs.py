@@ -173,3 +173,21 @@ def test_a_batch_larger_than_the_training_crops_is_refused_before_a_run_folder_e
     assert not (project / "data/06_models/rhd/mle").exists()
     _, runs = _runs(project)
     assert [r.info.run_name for r in runs.values()] == ["rhd_preprocess"]  # no MLflow run was opened
+
+
+@pytest.mark.slow
+def test_preprocessing_during_a_training_is_refused_and_the_training_goes_on(project, tiny_rhd):
+    """Issue 38: rhd_preprocess at a training's epoch 2 succeeded; the run was tested on the new store."""
+    training = _start(project, "rhd.train.epochs=1000")
+    try:
+        _wait_for_first_epoch(project, training)
+        output = kedro_run(
+            project, "--pipelines=rhd_preprocess", f"--params=rhd_root={tiny_rhd['root']}", check=False
+        )
+        last = output.strip().splitlines()[-1]
+        assert "CropStoreBusyError" in last and "is being read by pid" in last, last
+        assert "kedro run --pipelines=train_rhd" in last
+        assert training.poll() is None  # still training, on the store it started with
+    finally:
+        training.kill()
+        training.communicate(timeout=60)
