@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from mle_hand_pipeline.grid.mlflow_runs import GROUP_TAG, comparison_group
 from mle_hand_pipeline.training.checkpoint import load_checkpoint
 from mle_hand_pipeline.training.run_dirs import LAST_CHECKPOINT, RunDir, claim_run_dir, local_run_id
 from mle_hand_pipeline.training.runs import train_method
@@ -174,7 +176,47 @@ def tag_run(params: dict[str, Any]) -> None:
     tags = {str(k): str(v) for k, v in (params.get("tags") or {}).items()}
     if params.get("run_name"):
         tags["mlflow.runName"] = str(params["run_name"])
+    if "comparison" in tags:  # a comparison's cell: nested under the comparison's group run
+        run = mlflow.active_run()
+        tags["mlflow.parentRunId"] = comparison_group(
+            MlflowClient(), run.info.experiment_id, tags["comparison"]
+        )
     mlflow.set_tags(tags)
+
+
+def log_comparison_report(
+    comparison: str, summary: pd.DataFrame, metrics: list[str], files: dict[str, Any]
+) -> None:
+    """Put a comparison's answer on its group run (:func:`~.grid.mlflow_runs.comparison_group`, in the
+    active run's experiment): per method x noise x init ``<method>.<noise>.<init>.<metric>_{mean,ci_low,
+    ci_high}`` metrics and ``files`` (``{name: text, DataFrame or matplotlib Figure}``) under
+    ``comparison/``; the active (report) run is tagged and nested under it too."""
+    run = mlflow.active_run()
+    if run is None:
+        return
+    client = MlflowClient()
+    group = comparison_group(client, run.info.experiment_id, comparison)
+    mlflow.set_tags({"comparison": comparison, GROUP_TAG: "report", "mlflow.parentRunId": group})
+    values = []
+    for row in summary.to_dict("records"):
+        for metric in metrics:
+            for stat in ("mean", "ci_low", "ci_high"):
+                value = row.get(f"{metric}_{stat}")
+                if value is not None and math.isfinite(float(value)):
+                    key = f"{row['method']}.{row['noise']}.{row['init']}.{metric}_{stat}"
+                    values.append(Metric(key, float(value), int(time.time() * 1000), 0))
+    for start in range(0, len(values), 1000):  # MLflow's batch limit
+        client.log_batch(group, metrics=values[start : start + 1000])
+    with tempfile.TemporaryDirectory() as folder:
+        for name, content in files.items():
+            path = Path(folder) / name
+            if isinstance(content, pd.DataFrame):
+                content.to_csv(path, index=False)
+            elif isinstance(content, str):
+                path.write_text(content)
+            else:
+                content.savefig(path, dpi=110)
+            client.log_artifact(group, str(path), "comparison")
 
 
 SPLIT_CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}

@@ -13,6 +13,24 @@ from mle_hand_pipeline.grid.cells import TAG_KEYS, Cell
 RUN_COLUMNS = ["run_id", "status", "start_time", "end_time", "machine", *TAG_KEYS]
 
 
+GROUP_TAG = "comparison_role"  # "group": the run a comparison's runs are nested under in MLflow's UI
+
+
+def comparison_group(client: MlflowClient, experiment_id: str, comparison: str) -> str:
+    """The id of the run that groups ``comparison`` in ``experiment_id``: its cells' runs and reports are
+    nested under it (``mlflow.parentRunId``) and it carries the report's summary. Found by its tags
+    (the oldest if two machines made one at once), else created as ``comparison <name>`` and marked
+    FINISHED: any cell, on any machine or day, finds the same one."""
+    query = f"tags.comparison = '{comparison}' and tags.{GROUP_TAG} = 'group'"
+    found = client.search_runs([experiment_id], query, order_by=["attributes.start_time ASC"], max_results=1)
+    if found:
+        return found[0].info.run_id
+    tags = {"comparison": comparison, GROUP_TAG: "group"}
+    run = client.create_run(experiment_id, run_name=f"comparison {comparison}", tags=tags)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
 class StaleComparisonError(ValueError):
     """Finished runs of the same comparison and cell were made with other settings."""
 
@@ -23,7 +41,7 @@ def comparison_runs(
     status: str | None = "FINISHED",
     experiment_ids: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per run tagged ``comparison`` (in every active experiment unless ``experiment_ids``):
+    """One row per cell run tagged ``comparison`` (in every active experiment unless ``experiment_ids``):
     ``RUN_COLUMNS`` and every metric of the run as its own column (its last value). Newest first.
     ``machine`` is "CPU model (instruction set)" or "GPU name" from the run's ``machine.*`` tags (None
     for runs made before they existed)."""
@@ -37,6 +55,8 @@ def comparison_runs(
         list(experiment_ids), query, order_by=["attributes.start_time DESC"], max_results=50000
     ):
         tags = run.data.tags
+        if "cell" not in tags:  # the comparison's group and report runs: not cells
+            continue
         rows.append(
             {
                 "run_id": run.info.run_id,

@@ -32,10 +32,24 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, preprocessed_rhd_da
     cells = pd.read_csv(report / "cells.csv")
     assert cells["cell"].tolist() == CELLS and (cells["status"] == "finished").all()
     client, experiment = project_experiment(kedro_project)
-    runs = {
-        r.data.tags["cell"]: r for r in client.search_runs([experiment], "tags.comparison = 'compare_rhd'")
-    }
+    tagged = client.search_runs([experiment], "tags.comparison = 'compare_rhd'")
+    runs = {r.data.tags["cell"]: r for r in tagged if "cell" in r.data.tags}
     assert sorted(runs) == sorted(CELLS)
+    # Issue 39: the grid is one group in the UI: every cell and the report nested under one run that
+    # carries the summary metrics and the report's files
+    (group,) = [r for r in tagged if r.data.tags.get("comparison_role") == "group"]
+    assert group.info.run_name == "comparison compare_rhd" and group.info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs.values()} == {group.info.run_id}
+    (reporting,) = [r for r in tagged if r.data.tags.get("comparison_role") == "report"]
+    assert reporting.data.tags["mlflow.parentRunId"] == group.info.run_id
+    assert reporting.info.run_name == "compare_rhd"  # the comparison pipeline's own run
+    assert 0 <= group.data.metrics["mle.clean.scratch.test_pck_0.2_mean"] <= 1
+    assert "cpm.clean.scratch.test_nme_ci_high" in group.data.metrics
+    assert {a.path for a in client.list_artifacts(group.info.run_id, "comparison")} >= {
+        "comparison/verdict.md",
+        "comparison/summary.csv",
+        "comparison/pck_by_method.png",
+    }
     # Issue 18, row 13: no cell publishes rhd.model (predict's default model), each keeps only best.pt
     assert not (kedro_project / "data/06_models/rhd/model.pt").exists()
     folders = [f.parent for f in (kedro_project / "data/06_models/rhd").glob("*/*/run.json")]

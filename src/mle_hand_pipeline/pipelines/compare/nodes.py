@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
+from mle_hand_pipeline import tracking
 from mle_hand_pipeline.grid import cells as C
 from mle_hand_pipeline.grid import report as R
 from mle_hand_pipeline.grid.mlflow_runs import (
@@ -227,4 +228,6 @@ def report_comparison(
     stages = R.summarise_stages(R.stage_table(runs.set_index("cell").loc[table["cell"]].reset_index()))
     figures = R.figures(summary, table) | R.stage_figures(stages)
     text = R.verdict(name, dataset, summary, metrics, cells, table, stages)
+    files = {"verdict.md": text, "summary.csv": summary, **{f"{f}.png": figures[f] for f in FIGURES}}
+    tracking.log_comparison_report(name, summary, list(metrics), files)
     return table, summary, stages, text, *(figures[f] for f in FIGURES)
