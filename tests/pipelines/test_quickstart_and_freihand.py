@@ -171,6 +171,7 @@ def test_compare_freihand_its_report_and_commands(quickstart):
     runs = {
         r.data.tags["cell"]: r
         for r in client.search_runs([experiment], "tags.comparison = 'compare_freihand'")
+        if "cell" in r.data.tags  # not the comparison's group and report runs
     }
     assert sorted(runs) == ["cpm-clean-scratch-s0", "mle-clean-scratch-s0"]
     for key, run in runs.items():  # each cell: an ordinary train_freihand run
