@@ -14,13 +14,14 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
-from helpers import PROJECT_ROOT, kedro_run, make_project, preprocess_rhd
+from helpers import PROJECT_ROOT, kedro_run, make_project
 from mlflow.tracking import MlflowClient
 from predict_helpers import RHD_IMAGES, SIZE, tiny_model
 
 from mle_hand_pipeline import cli
-from mle_hand_pipeline.export import log_mlflow_model
+from mle_hand_pipeline.export import PackedKeypoints, packed_signature
 from mle_hand_pipeline.tracking_server import TrackingServerAuthError, check_credentials
 
 SCRIPT = PROJECT_ROOT / "scripts/mlflow_server.sh"
@@ -91,7 +92,7 @@ def _answers(url: str, auth: tuple[str, str] | None = None) -> int:
 
 @pytest.mark.slow
 def test_basic_auth_refuses_anonymous_clients_and_a_killed_server_leaves_nothing(
-    tmp_path, monkeypatch, capsys, tiny_rhd
+    tmp_path, monkeypatch, capsys
 ):
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
@@ -133,13 +134,18 @@ def test_basic_auth_refuses_anonymous_clients_and_a_killed_server_leaves_nothing
         # `kedro run` and `mle-hand predict` with the credentials; without them, refused naming them
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         project = make_project(tmp_path)
-        preprocess_rhd(project, tiny_rhd["root"])
-        (logged,) = client.search_runs([client.get_experiment_by_name("mle_hand_pipeline").experiment_id])
-        assert logged.info.status == "FINISHED" and logged.info.run_name == "rhd_preprocess"
+        # a kedro run that reads the server (the grid's finished cells) with the credentials
+        printed = kedro_run(project, "--pipelines=compare_commands_rhd")
+        assert "kedro run --pipelines=train_rhd" in printed
         mlflow.set_tracking_uri(uri)
         try:
-            with mlflow.start_run(experiment_id=logged.info.experiment_id) as model_run:
-                log_mlflow_model(tiny_model().eval(), SIZE)
+            with mlflow.start_run(experiment_id=client.create_experiment("models")) as model_run:
+                mlflow.pytorch.log_model(  # as export.log_mlflow_model logs it, without the ONNX extras
+                    PackedKeypoints(tiny_model().eval()),
+                    name="model",
+                    signature=packed_signature(SIZE),
+                    input_example=np.zeros((2, 3, SIZE, SIZE), dtype=np.float32),
+                )
         finally:
             mlflow.set_tracking_uri(None)
         model = f"runs:/{model_run.info.run_id}/model"
@@ -149,7 +155,7 @@ def test_basic_auth_refuses_anonymous_clients_and_a_killed_server_leaves_nothing
         assert (out / "keypoints.csv").is_file()
         monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
         monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
-        failed = kedro_run(project, "--pipelines=rhd_preprocess", check=False)
+        failed = kedro_run(project, "--pipelines=compare_commands_rhd", check=False)  # refused at once
         assert f"the MLflow tracking server {uri} asks for credentials" in " ".join(failed.split())
         assert cli.main([*predict, "--out", str(tmp_path / "o")]) != 0
         assert "the server asks for credentials: set MLFLOW_TRACKING_USERNAME" in capsys.readouterr().err
