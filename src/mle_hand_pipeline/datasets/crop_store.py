@@ -197,6 +197,12 @@ class DamagedCropStoreError(ValueError):
     """A split array is not what preprocessing wrote (truncated, emptied, overwritten, bad header)."""
 
 
+def _byte_bar(size: int, desc: str, progress: bool | None) -> tqdm:
+    """A progress bar over ``size`` bytes, shown for files over 1 GiB unless ``progress`` says."""
+    shown = size > (1 << 30) if progress is None else progress
+    return tqdm(total=size, unit="B", unit_scale=True, desc=desc, disable=not shown, mininterval=1.0)
+
+
 def file_sha256(path: str | os.PathLike, progress: bool | None = None) -> str:
     """sha256 of the whole file, read in chunks (a progress bar for files over 1 GiB unless ``progress``)."""
     path = Path(path)
@@ -204,14 +210,7 @@ def file_sha256(path: str | os.PathLike, progress: bool | None = None) -> str:
     digest = hashlib.sha256()
     with (
         open(path, "rb") as handle,
-        tqdm(
-            total=size,
-            unit="B",
-            unit_scale=True,
-            desc=f"sha256 {path.name}",
-            disable=not (size > (1 << 30) if progress is None else progress),
-            mininterval=1.0,
-        ) as bar,
+        _byte_bar(size, f"sha256 {path.name}", progress) as bar,
     ):
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
@@ -264,14 +263,7 @@ def hash_array(path: str | os.PathLike, progress: bool | None = None) -> tuple[s
     per_read = max(1, _CHUNK // max(row_bytes, 1))
     with (
         open(path, "rb") as handle,
-        tqdm(
-            total=size,
-            unit="B",
-            unit_scale=True,
-            desc=f"sha256 + crc32 {path.name}",
-            disable=not (size > (1 << 30) if progress is None else progress),
-            mininterval=1.0,
-        ) as bar,
+        _byte_bar(size, f"sha256 + crc32 {path.name}", progress) as bar,
     ):
         digest.update(handle.read(offset))
         for first in range(0, rows, per_read):
