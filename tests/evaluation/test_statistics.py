@@ -7,12 +7,17 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from mle_hand_pipeline.evaluation.statistics import (
+    _interval,
+    holm,
     order_claims,
     paired_changes,
     paired_contrasts,
+    paired_p_value,
     summarise_seeds,
+    welch_p_value,
 )
 
 # Student-t quantile t_{0.975, df=2} (tables: 4.303), so the 95 % half-width for std 1, n 3 is
@@ -264,3 +269,31 @@ def test_the_95_percent_interval_covers_the_true_mean_in_95_percent_of_draws(n):
     covered = ((summary["pck_ci_low"] <= 0.4) & (0.4 <= summary["pck_ci_high"])).mean()
     # binomial sd of the coverage over 2000 draws: 0.005; a z-interval (no t) would cover ~70 % at n = 2
     assert covered == pytest.approx(0.95, abs=0.015)
+
+
+def test_holm_adjusts_step_down_and_keeps_nan_out_of_the_family():
+    # m = 4 finite tests: sorted 0.01, 0.02, 0.03, 0.5 -> 4*0.01, max(3*0.02, .04), max(2*0.03, .06), 0.5
+    adjusted = holm([0.03, np.nan, 0.01, 0.5, 0.02])
+    assert np.isnan(adjusted[1])
+    np.testing.assert_allclose(adjusted[[2, 4, 0, 3]], [0.04, 0.06, 0.06, 0.5])
+    assert holm([0.9, 0.8]).tolist() == [1.0, 1.0]  # capped at 1
+
+
+def test_the_paired_p_value_is_below_5_percent_exactly_when_the_paired_interval_excludes_0():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        diffs = rng.normal(rng.uniform(-1, 1), 1.0, size=int(rng.integers(2, 6)))
+        n, mean, std, low, high = _interval(diffs, 0.95)
+        p = paired_p_value(mean, std, n)
+        assert p == pytest.approx(stats.ttest_1samp(diffs, 0.0).pvalue)
+        assert (p < 0.05) == (low > 0 or high < 0)
+    assert np.isnan(paired_p_value(0.1, np.nan, 1))
+    assert paired_p_value(0.2, 0.0, 3) == 0.0  # every seed the same non-zero change
+
+
+def test_the_welch_p_value_is_scipys_on_the_raw_seeds():
+    a, b = np.array([0.70, 0.72, 0.74]), np.array([0.60, 0.66, 0.65, 0.61])
+    expected = stats.ttest_ind(a, b, equal_var=False).pvalue
+    got = welch_p_value((a.mean(), a.std(ddof=1), a.size), (b.mean(), b.std(ddof=1), b.size))
+    assert got == pytest.approx(expected)
+    assert np.isnan(welch_p_value((0.7, np.nan, 1), (0.6, 0.01, 3)))

@@ -273,3 +273,44 @@ def test_a_run_without_per_stage_metrics_has_no_stage_row_and_the_verdict_no_sec
     assert bare.empty and R.stage_refinement(R.summarise_stages(bare)) == []
     (placeholder,) = R.stage_figures(R.summarise_stages(bare))["pck_stages"].axes
     assert "no model with more than one stage" in placeholder.texts[0].get_text()
+
+
+def _pair(family: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
+    """The order comparison of methods ``a`` and ``b`` (either way round) on ``metric``."""
+    names = {f"{a} vs {b}", f"{b} vs {a}"}
+    order = family[(family["kind"] == "order") & (family["metric"] == metric)]
+    return order[order["what"].str.split(",").str[0].isin(names)]
+
+
+def test_the_verdict_counts_its_comparisons_and_says_which_claims_survive_holm():
+    table = R.cell_table(runs(), list(METRICS), order=sorted(runs()["cell"]))
+    summary = R.summarise(table, list(METRICS))
+    family = R.comparisons(summary, table, METRICS)
+    # clean: 3 methods -> 3 pairs x 2 metrics; outliers30: mle alone; one paired change x 2 metrics
+    assert family["kind"].value_counts().to_dict() == {"order": 6, "noise change": 2}
+    cpm_mle = _pair(family, "cpm", "mle", "test_pck_0.2")
+    assert cpm_mle["claimed"].item() and cpm_mle["survives"].item()  # 0.30 apart, seeds 0.02 apart
+    assert not _pair(family, "integral", "mle", "test_pck_0.2")["claimed"].item()
+    assert (family["holm_p"] >= family["p"]).all()
+
+    # A claim that holds on its own 95 % interval but not among many comparisons: mle's loss to
+    # outliers, 0.03 / 0.05 / 0.07 by seed, has a paired interval just above 0 (p 0.049)
+    close = table.copy()
+    noisy = close["noise"] == "outliers30"
+    clean_pck = close[close["noise"] == "clean"].set_index(["method", "seed"])["test_pck_0.2"]
+    for index, row in close[noisy].iterrows():
+        loss = (0.03, 0.05, 0.07)[row["seed"]]
+        close.loc[index, "test_pck_0.2"] = clean_pck[(row["method"], row["seed"])] - loss
+    close_summary = R.summarise(close, list(METRICS))
+    close_family = R.comparisons(close_summary, close, METRICS)
+    change = close_family[
+        (close_family["kind"] == "noise change") & (close_family["metric"] == "test_pck_0.2")
+    ]
+    assert change["claimed"].item() and change["p"].item() == pytest.approx(0.0494, abs=1e-3)
+    assert not change["survives"].item()
+    text = R.verdict("study", "rhd", close_summary, METRICS, pd.DataFrame({"cell": close["cell"]}), close)
+    assert "## Many comparisons: Holm's correction" in text
+    claimed = int(close_family["claimed"].sum())
+    survive = int(close_family["survives"].sum())
+    assert f"makes {len(close_family)} comparisons" in text
+    assert f"{survive} of the {claimed} claims survive" in text

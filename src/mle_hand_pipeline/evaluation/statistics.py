@@ -294,3 +294,43 @@ def order_claims(summary: pd.DataFrame, metric: str, higher_is_better: bool, by:
                     f"{zero_width_note([r[by] for r in (a, b) if zero_width(r[low], r[high])])}."
                 )
     return claims
+
+
+def paired_p_value(mean: float, std: float, n: int) -> float:
+    """Two-sided p-value of a paired t-test: that ``n`` per-seed differences of mean ``mean`` and
+    sample standard deviation ``std`` come from differences of mean 0 (NaN when ``n < 2``). The test
+    :func:`paired_changes`'s interval excludes 0 by, so ``p < 1 - confidence`` exactly when it does."""
+    if not (n >= 2 and np.isfinite(mean) and np.isfinite(std)):
+        return math.nan
+    if std == 0:  # every seed gave the same difference (a discrete metric can)
+        return 0.0 if mean != 0 else 1.0
+    t = mean / (std / math.sqrt(n))
+    return float(2 * stats.t.sf(abs(t), df=n - 1))
+
+
+def welch_p_value(a: tuple[float, float, int], b: tuple[float, float, int]) -> float:
+    """Two-sided p-value of Welch's t-test between two groups given as ``(mean, std, n)`` (NaN when
+    either has fewer than 2 seeds); the unpaired test beside :func:`order_claims`'s interval rule."""
+    (mean_a, std_a, n_a), (mean_b, std_b, n_b) = a, b
+    if not (n_a >= 2 and n_b >= 2 and np.all(np.isfinite([mean_a, std_a, mean_b, std_b]))):
+        return math.nan
+    if std_a == 0 and std_b == 0:
+        return 0.0 if mean_a != mean_b else 1.0
+    return float(stats.ttest_ind_from_stats(mean_a, std_a, n_a, mean_b, std_b, n_b, equal_var=False).pvalue)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values of one family of tests (NaN stays NaN, and is not counted).
+
+    Sorted ascending, the i-th of m p-values (from 0) is multiplied by ``m - i``, the running maximum
+    keeps the adjusted values in the same order, and they are capped at 1: a test is rejected at
+    family-wise level alpha when its adjusted value is below alpha. (SciPy has the Benjamini-Hochberg
+    procedure, ``stats.false_discovery_control``, which controls another error rate.)
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, math.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = order.size
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out

@@ -12,10 +12,13 @@ from matplotlib.figure import Figure
 
 from mle_hand_pipeline.evaluation import plots
 from mle_hand_pipeline.evaluation.statistics import (
+    holm,
     order_claims,
     paired_changes,
     paired_contrasts,
+    paired_p_value,
     summarise_seeds,
+    welch_p_value,
     zero_width,
     zero_width_note,
 )
@@ -23,7 +26,13 @@ from mle_hand_pipeline.methods import RESNET_METHODS
 
 GROUP = ["method", "noise", "init"]
 CELL_COLUMNS = ["cell", "method", "noise", "init", "seed", "run_id", "machine"]
-EXTRA_METRICS = ("best_epoch", "train_wall_time_s", "label_noise_label_nme")
+EXTRA_METRICS = (
+    "best_epoch",
+    "best_val_nme",
+    "best_val_pck_0.2",
+    "train_wall_time_s",
+    "label_noise_label_nme",
+)
 # every run's per-stage test metrics (evaluate_test logs test_stage<t>_<metric>) and which way is better
 STAGE_METRICS = {"nme": False, "pck_0.2": True}
 _STAGE_COLUMN = re.compile(r"test_stage(\d+)_(.+)")
@@ -319,6 +328,118 @@ def _contrast_claims(row: pd.Series, metrics: Mapping[str, bool]) -> list[str]:
     return claims
 
 
+FAMILY_LEVEL = 0.05  # family-wise error rate of Holm's correction over a verdict's comparisons
+
+
+def _stats(row: Mapping, metric: str) -> tuple[float, float, int]:
+    return float(row[f"{metric}_mean"]), float(row[f"{metric}_std"]), int(row[f"{metric}_n"])
+
+
+def comparisons(
+    summary: pd.DataFrame,
+    table: pd.DataFrame,
+    metrics: Mapping[str, bool],
+    stage_summary: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Every comparison the verdict makes, one row each, with its p-value and Holm's adjusted one.
+
+    The family: each pair of methods per noise x init and metric (Welch's t-test beside the rule that
+    the two intervals do not overlap), each paired change from the baseline labels and from a scratch
+    backbone, each pair of methods' changes, each stage gain (paired t-tests, whose p is below 5 %
+    exactly when the paired interval excludes 0). ``claimed`` is the verdict's own rule; ``survives``
+    adds Holm's correction at family-wise level :data:`FAMILY_LEVEL` over all of them.
+
+    Returns:
+        Columns ``kind``, ``what``, ``metric``, ``p``, ``claimed``, ``holm_p``, ``survives``.
+    """
+    rows: list[dict] = []
+    for (noise, init), group in summary.groupby(["noise", "init"], sort=False):
+        records = group.to_dict("records")
+        for metric in metrics:
+            for i, a in enumerate(records):
+                for b in records[i + 1 :]:
+                    low_a, high_a = a[f"{metric}_ci_low"], a[f"{metric}_ci_high"]
+                    low_b, high_b = b[f"{metric}_ci_low"], b[f"{metric}_ci_high"]
+                    rows.append(
+                        {
+                            "kind": "order",
+                            "what": f"{a['method']} vs {b['method']}, `{noise}` labels, init `{init}`",
+                            "metric": metric,
+                            "p": welch_p_value(_stats(a, metric), _stats(b, metric)),
+                            "claimed": bool(low_a > high_b or low_b > high_a),
+                        }
+                    )
+
+    def paired(kind: str, what: str, row: Mapping, column: str, metric: str) -> None:
+        rows.append(
+            {
+                "kind": kind,
+                "what": what,
+                "metric": metric,
+                "p": paired_p_value(*_stats(row, column)),
+                "claimed": _beyond_zero(pd.Series(row), column, True) is not None,
+            }
+        )
+
+    if summary["noise"].nunique() > 1:
+        baseline, changes = _changes_from_baseline(table, list(metrics))
+        contrasts = paired_contrasts(table, ["init"], "noise", baseline, "method", list(metrics))
+        for row in changes.to_dict("records"):
+            for metric in metrics:
+                what = f"{row['method']}: `{row['noise']}` - `{baseline}`, init `{row['init']}`"
+                paired("noise change", what, row, metric, metric)
+        for row in contrasts.to_dict("records"):
+            for metric in metrics:
+                what = (
+                    f"{row['method_a']} - {row['method_b']}: change to `{row['noise']}`, init `{row['init']}`"
+                )
+                paired("robustness", what, row, metric, metric)
+    for row in changes_from_scratch(table, list(metrics)).to_dict("records"):
+        for metric in metrics:
+            paired(
+                "pretraining",
+                f"{row['method']}: pretrained - scratch, `{row['noise']}` labels",
+                row,
+                metric,
+                metric,
+            )
+    if stage_summary is not None:
+        for row in stage_summary.to_dict("records"):
+            for metric in STAGE_METRICS:
+                what = f"{row['method']}: stage {row['stages']} - stage 1, `{row['noise']}`"
+                what += f", init `{row['init']}`"
+                paired("stage gain", what, row, f"gain_{metric}", metric)
+    family = pd.DataFrame(rows, columns=["kind", "what", "metric", "p", "claimed"])
+    family["holm_p"] = holm(family["p"].to_numpy()) if len(family) else []
+    family["survives"] = family["claimed"] & (family["holm_p"] < FAMILY_LEVEL)
+    return family
+
+
+def holm_section(family: pd.DataFrame) -> list[str]:
+    """Markdown lines: how many comparisons the verdict made and which of its claims survive Holm."""
+    tested = family[family["p"].notna()]
+    claimed = tested[tested["claimed"]]
+    kinds = ", ".join(f"{n} {kind}" for kind, n in tested["kind"].value_counts(sort=False).items())
+    lines = [
+        "",
+        "## Many comparisons: Holm's correction",
+        "",
+        f"The verdict makes {len(tested)} comparisons ({kinds})"
+        f" and claims {len(claimed)} of them, each on a 95 % interval of its own. With Holm's correction"
+        f" over all {len(tested)} (family-wise error {FAMILY_LEVEL:.0%}; p from Welch's t-test for two"
+        " methods' seeds, a paired t-test for a paired change), "
+        f"{int(claimed['survives'].sum())} of the {len(claimed)} claims survive.",
+    ]
+    if len(claimed):
+        lines += ["", "| claim | metric | p | Holm p | survives |", "|---|---|---|---|---|"]
+        for row in claimed.sort_values("holm_p", kind="stable").to_dict("records"):
+            lines.append(
+                f"| {row['kind']}: {row['what']} | {row['metric']} | {row['p']:.2g} | {row['holm_p']:.2g} "
+                f"| {'yes' if row['survives'] else 'no'} |"
+            )
+    return lines
+
+
 def verdict(
     comparison: str,
     dataset: str,
@@ -387,6 +508,7 @@ def verdict(
     lines += pretraining(table, metrics)
     if stage_summary is not None:
         lines += stage_refinement(stage_summary)
+    lines += holm_section(comparisons(summary, table, metrics, stage_summary))
     lines += [
         "",
         "An order is claimed only where the two 95 % intervals do not overlap, a difference in "

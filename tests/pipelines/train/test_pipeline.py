@@ -54,6 +54,13 @@ def test_train_rhd_tracks_everything_in_mlflow(kedro_project, tiny_rhd):
         assert [m.step for m in history] == [1, 2], key
     for key in ("test_nme", "test_pck_0.2", "test_auc_0.2", "test_epe_px", "test_stage2_pck_0.2"):
         assert np.isfinite(run.data.metrics[key]), key
+    # The validation figures of the evaluated (best) checkpoint: what a choice between runs reads.
+    val_nme = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_nme")}
+    val_pck = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_pck_0.2")}
+    best_epoch = min(val_nme, key=val_nme.get)
+    assert run.data.metrics["best_epoch"] == best_epoch
+    assert run.data.metrics["best_val_nme"] == pytest.approx(val_nme[best_epoch])
+    assert run.data.metrics["best_val_pck_0.2"] == pytest.approx(val_pck[best_epoch])
     artifacts = artifact_paths(client, run.info.run_id)
     for expected in (
         "preprocess/summary.json",
