@@ -11,8 +11,9 @@ Two marks, in README.md, DEVELOPERS.md, CHANGELOG.md, benchmarks/README.md and d
     writes now, so a new result file changes the documentation only by re-running this script.
 
 A table holding decimal figures with neither mark, a figure not found in its files, a named file
-that does not exist and a stale generated block are errors. Version numbers (``0.4.0``) and metric
-names (``PCK@0.2``) are not figures; integers (epochs, crop counts) are not checked.
+that does not exist and a stale generated block are errors. Version numbers (``0.4.0``), metric
+names (``PCK@0.2``) and inline code (a setting's value) are not figures; integers (epochs, crop
+counts) are not checked.
 
 Usage::
 
@@ -41,6 +42,7 @@ GENERATED_START = re.compile(r"^\s*<!--\s*generated:\s*([\w.-]+)\s*-->\s*$")
 GENERATED_END = re.compile(r"^\s*<!--\s*end generated\s*-->\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
 LINK_TARGET = re.compile(r"\]\([^)]*\)")
+INLINE_CODE = re.compile(r"`[^`]*`")
 VERSION = re.compile(r"\bv?\d+\.\d+\.\d+\b")
 # A decimal figure: not part of a word, a metric name (PCK@0.2) or a longer dotted number.
 TABLE_FIGURE = re.compile(r"(?<![\w@.])[-+\u2212]?\d+\.\d+(?![\d.]*\d)")
@@ -62,8 +64,9 @@ class Figure:
 
 
 def table_figures(line: str) -> list[Figure]:
-    """The decimal figures of one table row (link targets, versions and metric names left out)."""
-    line = VERSION.sub(" ", LINK_TARGET.sub("]", line))
+    """The decimal figures of one table row (link targets, inline code such as a parameter's value,
+    versions and metric names left out)."""
+    line = VERSION.sub(" ", LINK_TARGET.sub("]", INLINE_CODE.sub(" ", line)))
     figures = []
     for match in TABLE_FIGURE.finditer(line):
         text = match.group().replace("\u2212", "-").lstrip("+")

@@ -22,10 +22,15 @@ def doc_figures():
     del sys.modules["doc_figures"]
 
 
-def test_table_figures_leave_out_versions_metric_names_and_link_targets(doc_figures):
+def test_every_documented_figure_table_agrees_with_its_result_files(doc_figures):
+    problems = doc_figures.check(ROOT)
+    assert not problems, "\n".join(problems)
+
+
+def test_table_figures_leave_out_versions_metric_names_link_targets_and_code(doc_figures):
     row = (
         "| 0.4.0 ([files](docs/figures/compare_rhd_cpu_0.4.0/x.json)) | PCK@0.2 "
-        "| **0.740** [0.724, 0.756] | +0.015 | \u22120.009 | 12 |"
+        "| **0.740** [0.724, 0.756] | +0.015 | \u22120.009 | 12 | `lr: 0.001` |"
     )
     assert [(f.value, f.decimals) for f in doc_figures.table_figures(row)] == [
         (0.740, 3),
