@@ -149,6 +149,24 @@ def test_tables_and_predictions():
     np.testing.assert_allclose(final[:, 1], 7 + coords[1, -1, :, 1] * 0.8)
 
 
+def test_each_crops_part_of_the_pooled_metrics_and_their_intervals_over_crops():
+    table = _table()
+    coords, sigmas = _predictions()
+    report = R.evaluate_predictions(table, coords, sigmas)
+    per_crop = report.per_crop
+    assert per_crop["crop_path"].tolist() == table["crop_path"].tolist()
+    assert per_crop["n_normalised"].tolist() == [15, 21]
+    assert per_crop["nme_sum"].tolist() == pytest.approx([15 * 0.1, 21 * 0.15])
+    assert per_crop["pck_0.1_hits"].tolist() == [15, 0]
+    for name in M.POOLED_PARTS:  # the parts sum back to every pooled metric
+        assert M.pooled(per_crop, name) == pytest.approx(report.metrics[name]), name
+    # two crops: a resample is crop 0 twice, crop 1 twice or both, so PCK@0.1 lies in [0, 1] and NME
+    # between the two crops' own values
+    m = report.metrics
+    assert 0.1 - 1e-12 <= m["nme_ci_low"] <= m["nme"] <= m["nme_ci_high"] <= 0.15 + 1e-12
+    assert m["pck_0.2_ci_low"] == m["pck_0.2_ci_high"] == 1.0  # every crop all within 0.2
+
+
 def test_final_stage_only_and_no_sigmas():
     table = _table()
     coords, _ = _predictions()
@@ -172,7 +190,7 @@ def test_figures_from_parquet_round_trip(tmp_path):
     loaded = pd.read_parquet(tmp_path / "p.parquet")
     np.testing.assert_allclose(stack_column(loaded["pred_crop"]), coords)
     report.predictions = loaded
-    figures = P.evaluation_figures(*report.outputs()[1:], tmp_path, "mle")
+    figures = P.evaluation_figures(*report.outputs()[1:6], tmp_path, "mle")
     assert set(figures) == {"pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qualitative"}
     assert len(figures["per_keypoint_nme"].axes[0].patches) == len(PAPER_KEYPOINTS)
     assert len(figures["per_stage_pck"].axes[0].lines) == 1

@@ -11,6 +11,7 @@ from scipy import stats
 
 from mle_hand_pipeline.evaluation.statistics import (
     _interval,
+    crop_interval,
     holm,
     order_claims,
     paired_changes,
@@ -297,3 +298,17 @@ def test_the_welch_p_value_is_scipys_on_the_raw_seeds():
     got = welch_p_value((a.mean(), a.std(ddof=1), a.size), (b.mean(), b.std(ddof=1), b.size))
     assert got == pytest.approx(expected)
     assert np.isnan(welch_p_value((0.7, np.nan, 1), (0.6, 0.01, 3)))
+
+
+def test_a_crop_interval_narrows_with_more_crops_and_pairs_models_on_the_same_crops():
+    rng = np.random.default_rng(0)
+    hits = rng.binomial(21, 0.7, size=4000).astype(float)
+    count = np.full(4000, 21.0)
+    small = crop_interval(hits[:100], count[:100])
+    large = crop_interval(hits, count)
+    assert large[0] <= hits.sum() / count.sum() <= large[1]
+    assert large[1] - large[0] < (small[1] - small[0]) / 4  # 40 times the crops: about 1/sqrt(40) as wide
+    assert crop_interval(hits, count) == large  # seeded
+    # three models on the same crops, equal but for a constant: the mean's interval is theirs shifted
+    three = np.stack([hits, hits, hits])
+    assert crop_interval(three, np.stack([count] * 3)) == pytest.approx(large)

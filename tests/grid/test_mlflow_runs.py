@@ -13,6 +13,7 @@ from mle_hand_pipeline.grid.mlflow_runs import (
     comparison_runs,
     finished_cells,
     latest_per_cell,
+    per_crop_tables,
     unfinished_runs,
 )
 
@@ -102,3 +103,15 @@ def test_unfinished_runs_of_each_cell_newest_first(store):
         "mle-clean-scratch-s0": [killed, failed],
         "cpm-clean-scratch-s0": [never_ended],
     }  # not the finished cell, nor a run made with other settings
+
+
+def test_per_crop_tables_are_read_from_the_runs_that_logged_them(store, tmp_path):
+    client, experiment = store
+    with_table = log_fake_cell_run(client, experiment, "crops_study", cell("mle", 0), {"test_nme": 0.3})
+    without = log_fake_cell_run(client, experiment, "crops_study", cell("mle", 1), {"test_nme": 0.3})
+    table = pd.DataFrame({"crop_path": ["a.jpg", "b.jpg"], "n_normalised": [21, 20], "nme_sum": [2.1, 3.0]})
+    (tmp_path / "test_per_crop.csv").write_text(table.to_csv(index=False))
+    client.log_artifact(with_table, str(tmp_path / "test_per_crop.csv"), "evaluation")
+    tables = per_crop_tables(client, [with_table, without])
+    assert list(tables) == [with_table]  # a run evaluated before the artifact existed is left out
+    pd.testing.assert_frame_equal(tables[with_table], table)

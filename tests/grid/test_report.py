@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mle_hand_pipeline.evaluation.statistics import paired_changes
+from mle_hand_pipeline.evaluation.statistics import order_claims, paired_changes
 from mle_hand_pipeline.grid import report as R
 
 METRICS = {"test_nme": False, "test_pck_0.2": True}
@@ -314,3 +314,55 @@ def test_the_verdict_counts_its_comparisons_and_says_which_claims_survive_holm()
     survive = int(close_family["survives"].sum())
     assert f"makes {len(close_family)} comparisons" in text
     assert f"{survive} of the {claimed} claims survive" in text
+
+
+def _per_crop(
+    table: pd.DataFrame, n_crops: int, seed: int = 0
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Per-crop parts for every run of ``table`` (21 keypoints per crop, hits drawn at the run's
+    PCK@0.2), and the table with its test_pck_0.2 recomputed from them."""
+    rng = np.random.default_rng(seed)
+    parts, table = {}, table.copy()
+    for index, row in table.iterrows():
+        hits = rng.binomial(21, row["test_pck_0.2"], size=n_crops)
+        parts[row["run_id"]] = pd.DataFrame(
+            {"crop_path": [f"c{i}.jpg" for i in range(n_crops)], "n_normalised": 21, "pck_0.2_hits": hits}
+        )
+        table.loc[index, "test_pck_0.2"] = hits.sum() / (21 * n_crops)
+    return table, parts
+
+
+def test_intervals_over_seeds_and_test_crops_are_wider_and_drop_claims_the_crops_do_not_support():
+    metrics = {"test_pck_0.2": True}
+    table, parts = _per_crop(R.cell_table(runs(), list(metrics)), n_crops=2000)
+    summary = R.with_crop_intervals(R.summarise(table, list(metrics)), table, parts, list(metrics))
+    for _, row in summary.iterrows():
+        assert row["test_pck_0.2_crops_ci_low"] <= row["test_pck_0.2_ci_low"]
+        assert row["test_pck_0.2_ci_high"] <= row["test_pck_0.2_crops_ci_high"]
+    text = "\n".join(R.crop_section(summary, metrics))
+    assert "## Intervals over seeds and test crops" in text
+    assert "- cpm beats mle on test_pck_0.2" in text  # 0.30 apart: survives any test set
+
+    # Few test crops: seeds alone separate mle from a method 0.12 above it, the crops do not
+    close = runs()
+    close.loc[close["method"] == "cpm", "test_pck_0.2"] -= 0.18
+    close.loc[:, "test_pck_0.2"] = close["test_pck_0.2"].round(3)
+    few, few_parts = _per_crop(R.cell_table(close, list(metrics)), n_crops=8, seed=1)
+    seeds_only = R.summarise(few, list(metrics))
+    assert any("cpm beats mle" in c for c in order_claims(seeds_only, "test_pck_0.2", True))
+    with_crops = R.with_crop_intervals(seeds_only, few, few_parts, list(metrics))
+    assert "cpm beats mle" not in "\n".join(R.crop_section(with_crops, metrics))
+
+
+def test_crop_intervals_are_left_out_for_runs_without_per_crop_tables_and_refused_across_test_splits():
+    metrics = ["test_pck_0.2"]
+    table, parts = _per_crop(R.cell_table(runs(), metrics), n_crops=50)
+    first_mle = table.loc[table["method"] == "mle", "run_id"].iloc[0]
+    without = {k: v for k, v in parts.items() if k != first_mle}
+    summary = R.with_crop_intervals(R.summarise(table, metrics), table, without, metrics)
+    assert summary.loc[summary["method"] == "mle", "test_pck_0.2_crops_ci_low"].isna().any()
+    assert summary.loc[summary["method"] == "cpm", "test_pck_0.2_crops_ci_low"].notna().all()
+
+    other_split = {**parts, first_mle: parts[first_mle].assign(crop_path=lambda f: "x" + f["crop_path"])}
+    with pytest.raises(ValueError, match="were tested on different crops"):
+        R.with_crop_intervals(R.summarise(table, metrics), table, other_split, metrics)

@@ -237,6 +237,58 @@ def epe(pred_px: np.ndarray, gt_px: np.ndarray, visible: np.ndarray) -> float:
     return float(np.linalg.norm(diff, axis=-1)[vis].mean())
 
 
+# The pooled metrics that are one sum over crops divided by another: ``metric = sum(numerator) /
+# sum(count)`` over the columns of :func:`per_crop_sums`, so resampling crops resamples the metric.
+POOLED_PARTS: dict[str, tuple[str, str]] = {
+    "nme": ("nme_sum", "n_normalised"),
+    **{metric_key("pck", s): (f"{metric_key('pck', s)}_hits", "n_normalised") for s in DEFAULT_THRESHOLDS},
+    "auc_0.2": ("auc_0.2_hits", "n_normalised"),
+    "epe_px": ("epe_px_sum", "n_labelled"),
+}
+
+
+def per_crop_sums(
+    errors: np.ndarray,
+    visible: np.ndarray,
+    norm_size: np.ndarray,
+    pixel_errors: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Each crop's part of the pooled metrics (:data:`POOLED_PARTS`), one row per crop.
+
+    Args:
+        errors: ``(N, K)`` normalised errors of the final stage.
+        visible: ``(N, K)``.
+        norm_size: ``(N,)`` the normalisers (crops :func:`normalisable` leaves out count 0).
+        pixel_errors: ``(N, K)`` Euclidean errors in source pixels, for ``epe_px``; None leaves it out.
+
+    Returns:
+        ``n_normalised`` (keypoints in NME/PCK/AUC), ``nme_sum``, ``pck_<s>_hits`` (keypoints within
+        ``s``), ``auc_0.2_hits`` (the crop's hits integrated over the PCK curve, :func:`auc`'s
+        trapezoid, so summing them and dividing by ``n_normalised``'s sum gives ``auc_0.2``), and with
+        ``pixel_errors`` ``n_labelled`` and ``epe_px_sum``.
+    """
+    vis = normalisable(visible, norm_size)
+    e = np.where(vis, np.asarray(errors, dtype=np.float64), np.inf)  # never within any threshold
+    table = {"n_normalised": vis.sum(axis=1), "nme_sum": np.where(vis, e, 0.0).sum(axis=1)}
+    for s in DEFAULT_THRESHOLDS:
+        table[f"{metric_key('pck', s)}_hits"] = (e <= s).sum(axis=1)
+    hits = (e[:, :, None] <= PCK_CURVE_THRESHOLDS).sum(axis=1)  # (N, S)
+    span = PCK_CURVE_THRESHOLDS[-1] - PCK_CURVE_THRESHOLDS[0]
+    table["auc_0.2_hits"] = np.trapezoid(hits, PCK_CURVE_THRESHOLDS, axis=1) / span
+    if pixel_errors is not None:
+        labelled = _mask(visible)
+        table["n_labelled"] = labelled.sum(axis=1)
+        table["epe_px_sum"] = np.where(labelled, np.asarray(pixel_errors, dtype=np.float64), 0.0).sum(axis=1)
+    return pd.DataFrame(table)
+
+
+def pooled(per_crop: pd.DataFrame, metric: str) -> float:
+    """A pooled metric from :func:`per_crop_sums`'s table (NaN when no keypoint counts)."""
+    numerator, count = POOLED_PARTS[metric]
+    total = per_crop[count].sum()
+    return float(per_crop[numerator].sum() / total) if total > 0 else float("nan")
+
+
 def mmpose_auc(
     pred_px: np.ndarray,
     gt_px: np.ndarray,

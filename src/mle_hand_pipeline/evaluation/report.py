@@ -21,6 +21,7 @@ import pandas as pd
 from mle_hand_pipeline.datasets.crops import CropBox, crop_to_source
 from mle_hand_pipeline.datasets.records import stack_column
 from mle_hand_pipeline.evaluation import metrics as M
+from mle_hand_pipeline.evaluation.statistics import crop_interval
 from mle_hand_pipeline.keypoints import PAPER_KEYPOINTS
 
 PREDICTION_ID_COLUMNS = ["split", "sample_id", "image_id", "side", "crop_path", "crop_size", "mirrored"]
@@ -29,7 +30,17 @@ FINAL_STAGE_ONLY = "final"  # the per-stage table's `stage` when only the last s
 # The parts of a report in the order :meth:`EvaluationReport.outputs` returns them (the train and
 # evaluate pipelines name their datasets after them: `test_<part>`, `evaluation_<part>`), and the keys
 # of :func:`.plots.evaluation_figures`.
-EVALUATION_OUTPUTS = ("metrics", "predictions", "per_keypoint", "per_stage", "pck_curve", "calibration")
+EVALUATION_OUTPUTS = (
+    "metrics",
+    "predictions",
+    "per_keypoint",
+    "per_stage",
+    "pck_curve",
+    "calibration",
+    "per_crop",
+)
+# the metrics given with a 95 % bootstrap interval over the test crops (<metric>_ci_low, <metric>_ci_high)
+CROP_INTERVAL_METRICS = ("nme", "pck_0.2", "pck_0.05", "auc_0.2")
 EVALUATION_FIGURES = ("pck_curve", "per_keypoint_nme", "per_stage_pck", "calibration", "qualitative")
 # MMPose's hand annotation boxes: its RHD files carry a box 1.2x the keypoints' extent; its
 # FreiHandDataset uses the whole 224 x 224 image as the box.
@@ -51,6 +62,8 @@ class EvaluationReport:
     calibration: quantile bins of sigma (``CALIBRATION_COLUMNS``); empty without sigmas.
     predictions: one row per test crop: identity columns, ``gt_crop`` (K, 2), ``visible`` (K,),
         ``pred_crop`` and ``pred_source`` (T, K, 2), ``sigma_crop`` (T, K, 2) or None, ``nme``.
+    per_crop: one row per test crop: identity columns and the crop's part of each pooled metric
+        (:func:`.metrics.per_crop_sums`), from which a comparison resamples the test crops.
     """
 
     metrics: dict[str, float]
@@ -59,6 +72,7 @@ class EvaluationReport:
     pck_curve: pd.DataFrame
     calibration: pd.DataFrame
     predictions: pd.DataFrame
+    per_crop: pd.DataFrame
 
     def outputs(self) -> tuple:
         """The parts in :data:`EVALUATION_OUTPUTS` order (metrics first)."""
@@ -190,4 +204,11 @@ def evaluate_predictions(
     predictions["pred_source"] = pred_src.tolist()
     predictions["sigma_crop"] = None if sigmas is None else np.asarray(sigmas, dtype=np.float64).tolist()
     predictions["nme"] = M.sample_nme(errors, normalised_visible)
-    return EvaluationReport(metrics, per_keypoint, per_stage, pck_curve, calibration, predictions)
+    pixel_errors = np.linalg.norm(pred_src[:, -1] - gt_src, axis=-1)
+    sums = M.per_crop_sums(errors, visible, hand_size, pixel_errors)
+    per_crop = pd.concat([table[PREDICTION_ID_COLUMNS].reset_index(drop=True), sums], axis=1)
+    for name in CROP_INTERVAL_METRICS:  # how much another draw of test crops could move the figure
+        numerator, count = M.POOLED_PARTS[name]
+        low, high = crop_interval(sums[numerator].to_numpy(), sums[count].to_numpy())
+        metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = low, high
+    return EvaluationReport(metrics, per_keypoint, per_stage, pck_curve, calibration, predictions, per_crop)

@@ -334,3 +334,66 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     m = order.size
     out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     return out
+
+
+def _crop_bootstrap(numerator, count, confidence: float, n_resamples: int, seed: int):
+    numerator = np.atleast_2d(np.asarray(numerator, dtype=np.float64))
+    count = np.atleast_2d(np.asarray(count, dtype=np.float64))
+
+    def statistic(num: np.ndarray, cnt: np.ndarray, axis: int = -1) -> np.ndarray:
+        return (num.sum(axis=axis) / cnt.sum(axis=axis)).mean(axis=0)
+
+    return stats.bootstrap(
+        (numerator, count),
+        statistic,
+        paired=True,
+        vectorized=True,
+        axis=-1,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+
+
+def crop_interval(
+    numerator: np.ndarray,
+    count: np.ndarray,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval over test crops of a pooled metric ``sum(numerator) / sum(count)``.
+
+    ``numerator`` and ``count`` are ``(N,)`` per-crop parts (:func:`.metrics.per_crop_sums`), or
+    ``(R, N)`` for ``R`` models scored on the same crops, in which case the statistic is the mean of
+    the ``R`` models' metrics and each resample draws the same crops for all of them (the test set's
+    sampling error of a mean over seeds). Seeded: the same inputs give the same interval.
+    """
+    interval = _crop_bootstrap(numerator, count, confidence, n_resamples, seed).confidence_interval
+    return float(interval.low), float(interval.high)
+
+
+def seed_and_crop_interval(
+    numerator: np.ndarray, count: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of a metric over ``R`` seeds' models that sampling both the seeds and the
+    test crops could move.
+
+    ``numerator`` and ``count`` are ``(R, N)``: each seed's per-crop parts on the same ``N`` crops.
+    The two errors add: the seeds' spread gives ``std / sqrt(R)`` (as :func:`summarise_seeds`), the
+    crops' a bootstrap standard error of the seeds' mean (the same crops drawn for every seed, since
+    every seed is scored on one test set); the interval is ``mean -/+ t_{R-1} * sqrt(se_seeds^2 +
+    se_crops^2)``, Student-t on the seeds' degrees of freedom. NaN bounds with fewer than 2 seeds.
+    """
+    numerator = np.asarray(numerator, dtype=np.float64)
+    count = np.asarray(count, dtype=np.float64)
+    per_seed = numerator.sum(axis=1) / count.sum(axis=1)
+    n = per_seed.size
+    mean = float(per_seed.mean())
+    if n < 2:
+        return mean, math.nan, math.nan
+    crops = _crop_bootstrap(numerator, count, confidence, n_resamples, seed).standard_error
+    spread = per_seed.std(ddof=1) / math.sqrt(n)
+    half = float(stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1)) * math.hypot(spread, crops)
+    return mean, mean - half, mean + half

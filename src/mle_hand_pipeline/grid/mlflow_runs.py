@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 from mlflow.entities import ViewType
@@ -13,6 +15,7 @@ from mle_hand_pipeline.grid.cells import TAG_KEYS, Cell
 RUN_COLUMNS = ["run_id", "status", "start_time", "end_time", "machine", *TAG_KEYS]
 
 
+PER_CROP_ARTIFACT = "evaluation/test_per_crop.csv"  # each crop's part of the pooled test metrics
 GROUP_TAG = "comparison_role"  # "group": the run a comparison's runs are nested under in MLflow's UI
 
 
@@ -133,3 +136,16 @@ def unfinished_runs(runs: pd.DataFrame, cells: Sequence[Cell]) -> dict[str, list
         if len(same):
             found[cell.key] = same["run_id"].astype(str).tolist()
     return found
+
+
+def per_crop_tables(client: MlflowClient, run_ids: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """``{run id: its test crops' parts of the pooled metrics}`` (the evaluation's
+    ``test_per_crop.csv`` artifact); runs evaluated before the artifact existed are left out."""
+    tables = {}
+    folder = str(Path(PER_CROP_ARTIFACT).parent)
+    with tempfile.TemporaryDirectory() as tmp:
+        for run_id in run_ids:
+            if PER_CROP_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, folder)}:
+                continue
+            tables[run_id] = pd.read_csv(client.download_artifacts(run_id, PER_CROP_ARTIFACT, tmp))
+    return tables

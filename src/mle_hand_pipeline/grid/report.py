@@ -11,12 +11,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mle_hand_pipeline.evaluation import plots
+from mle_hand_pipeline.evaluation.metrics import POOLED_PARTS
 from mle_hand_pipeline.evaluation.statistics import (
     holm,
     order_claims,
     paired_changes,
     paired_contrasts,
     paired_p_value,
+    seed_and_crop_interval,
     summarise_seeds,
     welch_p_value,
     zero_width,
@@ -51,6 +53,83 @@ def cell_table(runs: pd.DataFrame, metrics: Sequence[str], order: Sequence[str] 
 def summarise(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     """Mean, std and 95 % interval over seeds per method x noise x init (``summarise_seeds``)."""
     return summarise_seeds(table, GROUP, list(metrics))
+
+
+def with_crop_intervals(
+    summary: pd.DataFrame, table: pd.DataFrame, per_crop: Mapping[str, pd.DataFrame], metrics: Sequence[str]
+) -> pd.DataFrame:
+    """``summary`` plus ``<metric>_crops_ci_low`` / ``_crops_ci_high``: the 95 % interval of each
+    group's mean that sampling both the seeds and the test crops could move
+    (:func:`~..evaluation.statistics.seed_and_crop_interval`), for the pooled metrics
+    (:data:`~..evaluation.metrics.POOLED_PARTS`, ``test_`` prefixed). NaN for a group with a run
+    without its per-crop table (``per_crop``: run id -> table), or with fewer than 2 seeds.
+
+    Raises:
+        ValueError: naming two runs of one group that were tested on different crops.
+    """
+    out = summary.copy()
+    pooled = [m for m in metrics if m.removeprefix("test_") in POOLED_PARTS]
+    for metric in pooled:
+        out[f"{metric}_crops_ci_low"] = out[f"{metric}_crops_ci_high"] = np.nan
+    for index, row in out.iterrows():
+        runs = table.loc[(table[GROUP] == row[GROUP]).all(axis=1), "run_id"].tolist()
+        if len(runs) < 2 or any(run not in per_crop for run in runs):
+            continue
+        crops = per_crop[runs[0]]["crop_path"]
+        for run in runs[1:]:
+            if not per_crop[run]["crop_path"].equals(crops):
+                raise ValueError(
+                    f"runs {runs[0]} and {run} ({', '.join(str(row[c]) for c in GROUP)}) were tested on "
+                    "different crops: a comparison's runs must share one test split"
+                )
+        for metric in pooled:
+            numerator, count = POOLED_PARTS[metric.removeprefix("test_")]
+            _, low, high = seed_and_crop_interval(
+                np.stack([per_crop[r][numerator].to_numpy() for r in runs]),
+                np.stack([per_crop[r][count].to_numpy() for r in runs]),
+            )
+            out.loc[index, [f"{metric}_crops_ci_low", f"{metric}_crops_ci_high"]] = low, high
+    return out
+
+
+def crop_section(summary: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str]:
+    """Markdown lines: each group's mean with its interval over seeds and over seeds and test crops, and
+    the order claims that hold with the wider one; none when no group has per-crop tables."""
+    pooled = [m for m in metrics if f"{m}_crops_ci_low" in summary]
+    if not pooled or summary[[f"{m}_crops_ci_low" for m in pooled]].isna().all().all():
+        return []
+    lines = [
+        "",
+        "## Intervals over seeds and test crops",
+        "",
+        "The intervals above cover the seeds only: every run is scored on the same test crops, so "
+        "another draw of test images would move every method's figure. Here each mean carries both: "
+        "[seeds] then [seeds and test crops] (a crop bootstrap of the seeds' mean added to the seeds' "
+        "spread, Student-t on the seeds).",
+    ]
+    header = "| method | seeds | " + " | ".join(pooled) + " |"
+    rule = "|---|---|" + "---|" * len(pooled)
+    for (noise, init), group in summary.groupby(["noise", "init"], sort=False):
+        lines += ["", f"### Training labels `{noise}`, init `{init}`", "", header, rule]
+        for _, row in group.iterrows():
+            values = " | ".join(
+                f"{row[f'{m}_mean']:.4f} [{row[f'{m}_ci_low']:.4f}, {row[f'{m}_ci_high']:.4f}] "
+                f"[{row[f'{m}_crops_ci_low']:.4f}, {row[f'{m}_crops_ci_high']:.4f}]"
+                for m in pooled
+            )
+            lines.append(f"| {row['method']} | {row['n_seeds']} | {values} |")
+        wider = group[[*GROUP, "n_seeds"]].copy()
+        for m in pooled:
+            wider[f"{m}_mean"] = group[f"{m}_mean"]
+            wider[f"{m}_ci_low"], wider[f"{m}_ci_high"] = (
+                group[f"{m}_crops_ci_low"],
+                group[f"{m}_crops_ci_high"],
+            )
+        claims = [c for m in pooled for c in order_claims(wider, m, metrics[m], by="method")]
+        lines += [""] + (
+            [f"- {c}" for c in claims] or ["- No order holds once the test crops are sampled too."]
+        )
+    return lines
 
 
 def figures(
@@ -503,6 +582,7 @@ def verdict(
         lines += [f"- {c}" for c in claims] or [
             "- No order between methods is claimed: every interval overlaps."
         ]
+    lines += crop_section(summary, metrics)
     if summary["noise"].nunique() > 1:
         lines += robustness(table, metrics)
     lines += pretraining(table, metrics)

@@ -73,7 +73,12 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, preprocessed_rhd_da
     summary = pd.read_csv(report / "summary.csv")
     assert summary["method"].tolist() == ["mle", "cpm"] and (summary["n_seeds"] == 2).all()
     assert summary["test_nme_ci_low"].notna().all()
-    assert "4 of 4 planned cells" in (report / "verdict.md").read_text()
+    # every cell logged its test crops' parts: each mean has an interval over seeds and test crops too
+    assert summary["test_pck_0.2_crops_ci_low"].notna().all()
+    assert (summary["test_pck_0.2_crops_ci_low"] <= summary["test_pck_0.2_ci_low"]).all()
+    verdict = (report / "verdict.md").read_text()
+    assert "4 of 4 planned cells" in verdict
+    assert "## Intervals over seeds and test crops" in verdict and "Holm's correction" in verdict
     (parent,) = client.search_runs([experiment], "attributes.run_name = 'compare_rhd'")
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")} >= {
         "comparison/cells.csv",

@@ -75,7 +75,7 @@ def test_an_mlflow_model_gives_the_final_stage_of_its_checkpoint(tiny_rhd, check
             log_mlflow_model(model, spec.input_size)
         uri = f"runs:/{run.info.run_id}/model"
         params = {"checkpoint": "best", "batch_size": batch_size, "model": uri}
-        metrics, predictions, _, per_stage, _, calibration = evaluate_model(hands, crops, params)
+        metrics, predictions, _, per_stage, _, calibration, _ = evaluate_model(hands, crops, params)
     finally:
         mlflow.set_tracking_uri(None)
     reference = evaluate_on_test(hands, crops, checkpoint, batch_size).predictions

@@ -25,6 +25,7 @@ from mle_hand_pipeline.grid.mlflow_runs import (
     comparison_runs,
     finished_cells,
     latest_per_cell,
+    per_crop_tables,
     unfinished_runs,
 )
 from mle_hand_pipeline.grid.runner import Job, run_jobs
@@ -224,7 +225,8 @@ def report_comparison(
             f"no finished run is tagged comparison={name!r} in MLflow ({mlflow.get_tracking_uri()}){first}"
         )
     table = R.cell_table(runs, list(metrics), order=list(cells["cell"]))
-    summary = R.summarise(table, list(metrics))
+    per_crop = per_crop_tables(MlflowClient(), table["run_id"].tolist())
+    summary = R.with_crop_intervals(R.summarise(table, list(metrics)), table, per_crop, list(metrics))
     stages = R.summarise_stages(R.stage_table(runs.set_index("cell").loc[table["cell"]].reset_index()))
     figures = R.figures(summary, table) | R.stage_figures(stages)
     text = R.verdict(name, dataset, summary, metrics, cells, table, stages)

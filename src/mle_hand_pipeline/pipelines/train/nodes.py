@@ -55,7 +55,7 @@ def evaluate_checkpoint(
 
     Metrics are also logged as ``test_*``. Returns the metrics (with ``run``: the MLflow run and the
     checkpoint they belong to), the per-crop predictions (all stages, crop and source pixels), and the
-    per-keypoint, per-stage, PCK-curve and calibration tables.
+    per-keypoint, per-stage, PCK-curve, calibration and per-crop metric tables.
     """
     tracking.log_crop_store_inputs(crops_dir, ("test",))
     report = evaluate_on_test(hands, crops_dir, model, params["batch_size"])

@@ -20,7 +20,11 @@ def evaluation_plot_node(prefix: str) -> Node:
     """The node drawing the five evaluation figures from ``<prefix>_*`` tables (train and evaluate)."""
     return Node(
         evaluation_figures,
-        [f"{prefix}_{name}" for name in EVALUATION_OUTPUTS if name != "metrics"] + ["crops"],
+        [
+            f"{prefix}_{name}"
+            for name in ("predictions", "per_keypoint", "per_stage", "pck_curve", "calibration")
+        ]
+        + ["crops"],
         {name: f"{prefix}_{name}_plot" for name in EVALUATION_FIGURES},
         name=f"plot_{prefix}_evaluation",
     )
