@@ -94,7 +94,11 @@ def test_the_quickstart_pipeline_then_evaluate_rhd(quickstart):
 
     # evaluate_rhd through the catalog, on the checkpoint the quickstart evaluated: the same metrics
     report = json.loads((project / "data/07_model_output/rhd/training_report.json").read_text())
-    kedro_run(project, "--pipelines=evaluate_rhd", f"--params=rhd.evaluate.model={report['best_checkpoint']}")
+    kedro_run(
+        project,
+        "--pipelines=evaluate_rhd",
+        f"--params=rhd.evaluate.model={report['best_checkpoint']},rhd.tracking.tags.test_split=another",
+    )
     evaluated = json.loads((project / "data/08_reporting/rhd/evaluate/test_metrics.json").read_text())
     assert evaluated["run"] == {
         "mlflow_run_id": evaluated["run"]["mlflow_run_id"],
@@ -113,6 +117,7 @@ def test_the_quickstart_pipeline_then_evaluate_rhd(quickstart):
     )
     assert _test_metrics(evaluation) == pytest.approx(_test_metrics(run))
     assert "evaluation/qualitative.png" in artifact_paths(client, evaluation.info.run_id)
+    assert evaluation.data.tags["test_split"] == "another"  # the tracking block tags evaluations too
 
 
 @pytest.mark.slow

@@ -106,7 +106,7 @@ class RHDConfig:
 
     root: str = "data/01_raw/synthetic/RHD_published_v2"
     n_training: int = 3200
-    n_evaluation: int = 100
+    n_evaluation: int = 1000
     image_size: int = 320
     focal_px: tuple[float, float] = (240.0, 320.0)
     hand_size_px: tuple[float, float] = (30.0, 120.0)

@@ -2,6 +2,7 @@
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
@@ -43,8 +44,9 @@ def test_evaluate_pipeline_on_a_checkpoint_matches_the_train_evaluation(tiny_rhd
     catalog["rhd.hands"] = tiny_rhd["hands"]
     catalog["rhd.crops"] = tiny_rhd["crops"]
     catalog["params:rhd.evaluate"] = params
+    catalog["params:rhd.tracking"] = {"tags": {"purpose": "test"}}  # no MLflow run here: nothing to tag
     catalog["rhd.evaluation_predictions"] = ParquetDataset(filepath=str(tmp_path / "p.parquet"))
-    for name in ("per_keypoint", "per_stage", "pck_curve", "calibration"):
+    for name in ("per_keypoint", "per_stage", "pck_curve", "calibration", "per_crop"):
         catalog[f"rhd.evaluation_{name}"] = CSVDataset(filepath=str(tmp_path / f"{name}.csv"))
     for name in ("metrics", "pck_curve_plot", "per_keypoint_nme_plot", "per_stage_pck_plot"):
         catalog[f"rhd.evaluation_{name}"] = MemoryDataset()
@@ -58,6 +60,11 @@ def test_evaluate_pipeline_on_a_checkpoint_matches_the_train_evaluation(tiny_rhd
     assert metrics == pytest.approx(reference)
     assert "stage1_pck_0.2" in metrics and "within_1sigma" in metrics
     assert (tmp_path / "p.parquet").is_file() and (tmp_path / "per_stage.csv").read_text().count("\n") == 3
+    per_crop = pd.read_csv(tmp_path / "per_crop.csv")
+    assert len(per_crop) == len(split(tiny_rhd["hands"], "test"))
+    assert per_crop["pck_0.2_hits"].sum() / per_crop["n_normalised"].sum() == pytest.approx(
+        metrics["pck_0.2"]
+    )
 
 
 @pytest.mark.slow

@@ -88,7 +88,7 @@ def test_parameters_file_is_accepted_by_the_generators():
     rhd = RHDConfig.from_params(params["rhd"])
     # The documented defaults: small, and in the layouts' native sizes.
     assert (freihand.n_unique, freihand.image_size) == (150, 224)
-    assert (rhd.n_training, rhd.n_evaluation, rhd.image_size) == (3200, 100, 320)
+    assert (rhd.n_training, rhd.n_evaluation, rhd.image_size) == (3200, 1000, 320)
     assert freihand.root.endswith("synthetic/FreiHAND_pub_v2")
     assert rhd.root.endswith("synthetic/RHD_published_v2")
     assert params["workers"] == 2
