@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).parents[1]
@@ -142,3 +147,68 @@ def log_fake_cell_run(
         client.log_metric(run.info.run_id, key, value)
     client.set_terminated(run.info.run_id, status)
     return run.info.run_id
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def running_mlflow_server(folder: Path, **env: str) -> Iterator[str]:
+    """``scripts/mlflow_server.sh`` on a free loopback port, its store in ``folder``; yields its URI.
+
+    Started in its own process group and stopped as a group (MLflow 3's server starts helper
+    processes that outlive a kill of its main PID); ``env`` adds to the script's settings."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "MLFLOW_SERVER_DIR": str(folder),
+        "MLFLOW_SERVER_PORT": str(port),
+        "MLFLOW_SERVER_WORKERS": "1",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job consumers: starts in half the time
+        **env,
+    }
+    with open(folder / "server.log", "w") as log:
+        process = subprocess.Popen(
+            ["bash", str(PROJECT_ROOT / "scripts/mlflow_server.sh")],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert process.poll() is None, (folder / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "mlflow server not ready in 120 s"
+            time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            process.poll()
+            time.sleep(0.2)
+        if _group_alive(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        assert not _group_alive(process.pid), "server processes left behind"

@@ -5,16 +5,11 @@ outlive a kill of its main PID). MLFLOW_TRACKING_URI names the server, as a user
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -25,9 +20,11 @@ from helpers import (
     TINY_MODEL_PARAMS,
     TINY_TRAIN_PARAMS,
     artifact_paths,
+    free_port,
     kedro_run,
     make_project,
     preprocess_rhd,
+    running_mlflow_server,
 )
 from mlflow.tracking import MlflowClient
 
@@ -48,65 +45,11 @@ rhd:
 IMAGE = PROJECT_ROOT / "tests/fixtures/real_samples/FreiHAND_pub_v2/training/rgb/00000000.jpg"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> str:
     """The tracking URI of an `mlflow server` started by scripts/mlflow_server.sh for this module."""
-    folder = tmp_path_factory.mktemp("mlflow_server")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        "MLFLOW_SERVER_DIR": str(folder),
-        "MLFLOW_SERVER_PORT": str(port),
-        "MLFLOW_SERVER_WORKERS": "1",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job consumers: starts in half the time
-    }
-    with open(folder / "server.log", "w") as log:
-        process = subprocess.Popen(
-            ["bash", str(PROJECT_ROOT / "scripts/mlflow_server.sh")],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped whole below
-        )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert process.poll() is None, (folder / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server not ready in 120 s"
-            time.sleep(0.5)
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow_server")) as uri:
         yield uri
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while _group_alive(process.pid) and time.monotonic() < deadline:
-            process.poll()
-            time.sleep(0.2)
-        if _group_alive(process.pid):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        assert not _group_alive(process.pid), "server processes left behind"
 
 
 @pytest.fixture
@@ -128,7 +71,7 @@ def _experiment(client: MlflowClient) -> str:
 
 
 def test_an_unreachable_server_stops_a_run_before_anything_is_written(kedro_project, monkeypatch):
-    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     started = time.monotonic()
     output = kedro_run(kedro_project, "--pipelines=train_rhd", check=False)
@@ -253,7 +196,7 @@ def test_a_server_lost_while_training_stops_the_run_with_its_checkpoints(
     for key, value in HTTP_DEFAULTS.items():  # as settings.py sets them for `kedro run`
         monkeypatch.setenv(key, value)
     client = on_server
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     params = {**TINY_MODEL_PARAMS, "method": "mle"}, {**TINY_TRAIN_PARAMS, "epochs": 2, "lr_milestones": [2]}
     run = client.create_run(_experiment(client))
     with pytest.raises(TrackingLostError, match=f"epoch 1 is saved .* {dead}.*train.resume=true"):
@@ -281,7 +224,7 @@ def test_a_server_lost_while_training_stops_the_run_with_its_checkpoints(
 
 
 def test_a_dead_server_fails_check_with_its_uri():
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(TrackingServerUnreachableError, match=uri):
         check_tracking_server(uri, timeout=2)
     check_tracking_server("sqlite:///mlflow.db")  # nothing to check
