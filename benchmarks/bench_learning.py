@@ -139,6 +139,8 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 # The evaluation's metrics a variant's row keeps (the final stage's, and the shrinkage per stage).
 ROW_METRICS = ("nme", "pck_0.05", "pck_0.1", "pck_0.2", "auc_0.2", "centre_slope", "hand_spread")
+# the validation figures variants are ranked by (first) and shown beside the scored split's
+RANKED_BY = ("pck_0.2", "nme")
 
 
 def scores(model, table: pd.DataFrame, crops_dir: Path, input_size: int) -> dict[str, float]:
@@ -214,6 +216,10 @@ def run_variant(
         wall = time.perf_counter() - start
         model = load_model(report["best_checkpoint"])[0]
         trained = scores(model, scored, crops_dir, spec.input_size)
+        # the figures a choice between variants reads, beside the test figures when test is read
+        validation = (
+            trained if split_name == "val" else scores(model, split(hands, "val"), crops_dir, spec.input_size)
+        )
         # the training crops (unaugmented): far above the scored split = overfitting, not slow learning
         train = HandCrops(split(hands, "train"), crops_dir)
         trained["train_pck_0.2"] = score_crops(model, train, spec.input_size, torch.device("cpu"))["pck_0.2"]
@@ -226,6 +232,7 @@ def run_variant(
         "best_epoch": report["best_epoch"],
         "split": split_name,
         "rows": [{"model": "untrained", **untrained}, {"model": "trained (best val)", **trained}],
+        "validation": validation,
         "history": history.to_dict(orient="records"),
     }
 
@@ -317,8 +324,17 @@ def main() -> None:
     if len(results) > 1:
         figure = plot(results, f"learning speed: {name} ({_common.machine()['cpu']})")
         figure.savefig(path.with_suffix(".png"), dpi=110)
-    rows = [{"variant": r["name"], "train_wall_s": r["train_wall_s"], **r["rows"][-1]} for r in results]
-    _common.report(f"learning ({name}, {split_name} split)", rows, path, load_before)
+    rows = [
+        {
+            "variant": r["name"],
+            "train_wall_s": r["train_wall_s"],
+            **{f"val_{k}": r["validation"][k] for k in RANKED_BY},
+            **r["rows"][-1],
+        }
+        for r in results
+    ]
+    rows.sort(key=lambda row: -row[f"val_{RANKED_BY[0]}"])  # ranked on validation, whatever split is shown
+    _common.report(f"learning ({name}, {split_name} split; ranked by validation)", rows, path, load_before)
 
 
 if __name__ == "__main__":

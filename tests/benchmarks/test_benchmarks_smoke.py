@@ -125,7 +125,10 @@ def test_bench_learning(tmp_path, tiny_rhd):
 @pytest.mark.slow
 def test_bench_learning_reads_test_only_when_asked(tmp_path, tiny_rhd):
     document = _bench_learning(tmp_path, tiny_rhd, "--read-test")
-    assert document["split"] == document["variants"][0]["split"] == "test" and document["test_crops"] > 0
+    (variant,) = document["variants"]
+    assert document["split"] == variant["split"] == "test" and document["test_crops"] > 0
+    # the validation figures the choice was made on are in the result beside the test figures
+    assert set(variant["validation"]) >= {"pck_0.2", "nme", "pck_0.2_pinky_tip"}
 
 
 @pytest.mark.slow
@@ -141,6 +144,8 @@ def test_bench_learning_compares_variants_in_one_run_and_plots_them(tmp_path, ti
         "two",
     )
     variants = {v["name"]: v for v in document["variants"]}
+    for v in variants.values():  # scored on validation: the row is the validation figures
+        assert v["validation"] == {k: v["rows"][-1][k] for k in v["validation"]}
     assert variants["a"]["parameters"]["model"]["method"] == "integral"
     assert variants["b"]["parameters"]["model"]["method"] == "heatmap_l2"
     assert variants["b"]["parameters"]["train"]["lr_milestones"] == [1]
