@@ -17,6 +17,8 @@ from mle_hand_pipeline.evaluation.statistics import (
     paired_changes,
     paired_contrasts,
     paired_p_value,
+    seed_and_crop_difference,
+    seed_and_crop_interval,
     summarise_seeds,
     welch_p_value,
 )
@@ -312,3 +314,43 @@ def test_a_crop_interval_narrows_with_more_crops_and_pairs_models_on_the_same_cr
     # three models on the same crops, equal but for a constant: the mean's interval is theirs shifted
     three = np.stack([hits, hits, hits])
     assert crop_interval(three, np.stack([count] * 3)) == pytest.approx(large)
+
+
+def _seeds_on_shared_crops(shift: float, seeds: range, n_crops: int = 1500):
+    """Per-crop hits of 18 keypoints for models of several seeds on the same crops: each crop has its
+    own difficulty, shared by every model, plus a little per-model noise."""
+    difficulty = np.random.default_rng(0).uniform(0.3, 1.0, n_crops)
+    hits = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        p = np.clip(difficulty + shift + rng.normal(0, 0.05, n_crops), 0, 1)
+        hits.append(rng.binomial(18, p))
+    return np.array(hits, dtype=float), np.full((len(seeds), n_crops), 18.0)
+
+
+def test_a_difference_on_shared_crops_is_measured_more_precisely_than_either_figure():
+    a = _seeds_on_shared_crops(0.015, range(10, 13))
+    b = _seeds_on_shared_crops(0.0, range(3))
+    (_, a_low, a_high), (_, _, b_high) = seed_and_crop_interval(*a), seed_and_crop_interval(*b)
+    assert a_low < b_high  # the two figures' intervals overlap ...
+    difference, low, high = seed_and_crop_difference(a, b)
+    assert 0 < low < difference < high  # ... but the difference, crops shared, excludes 0
+    assert high - low < (a_high - a_low)
+    seeds_a, seeds_b = a[0].sum(1) / a[1].sum(1), b[0].sum(1) / b[1].sum(1)
+    assert difference == pytest.approx(seeds_a.mean() - seeds_b.mean())
+    # groups of different sizes, and fewer than 2 seeds: no interval
+    assert np.isfinite(seed_and_crop_difference((a[0][:2], a[1][:2]), b)[1])
+    assert np.isnan(seed_and_crop_difference((a[0][:1], a[1][:1]), b)[1])
+
+
+def test_the_interval_over_seeds_and_crops_contains_the_seeds_interval():
+    hits, count = _seeds_on_shared_crops(0.0, range(3))
+    mean, low, high = seed_and_crop_interval(hits, count)
+    n, seeds_mean, *_ = _interval(hits.sum(1) / count.sum(1), 0.95)
+    assert mean == pytest.approx(seeds_mean)
+    crops_low, crops_high = crop_interval(hits, count)
+    # both errors in it: wider than the crops' alone and than a normal interval on the seeds' spread
+    assert high - low > 0.98 * (crops_high - crops_low)
+    assert high - low > 2 * 1.96 * (hits.sum(1) / count.sum(1)).std(ddof=1) / np.sqrt(n)
+    assert low < mean < high
+    assert np.isnan(seed_and_crop_interval(hits[:1], count[:1])[1])

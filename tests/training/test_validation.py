@@ -96,7 +96,8 @@ def test_all_problems_of_a_block_are_reported_together():
 
 
 @pytest.mark.parametrize(
-    "env", ["local", "paper", "cpu_grid", "cpu_grid_0.4.0", "cpu_grid_0.3.0", "cpu_grid_0.2.0", "cpu_grid_quick"]
+    "env",
+    ["local", "paper", "cpu_grid", "cpu_grid_0.4.0", "cpu_grid_0.3.0", "cpu_grid_0.2.0", "cpu_grid_quick"],
 )
 def test_every_shipped_block_passes_the_parameter_hook(env, monkeypatch):
     """Every block the hook checks (hooks._BLOCK), in every shipped environment, is accepted."""

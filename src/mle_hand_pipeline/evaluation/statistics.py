@@ -336,15 +336,34 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def _crop_bootstrap(numerator, count, confidence: float, n_resamples: int, seed: int):
-    numerator = np.atleast_2d(np.asarray(numerator, dtype=np.float64))
-    count = np.atleast_2d(np.asarray(count, dtype=np.float64))
+def _crop_bootstrap(
+    groups: Sequence[tuple[np.ndarray, np.ndarray]], confidence: float, n_resamples: int, seed: int
+):
+    """scipy's percentile bootstrap over crops of ``mean over seeds of group 0's metric`` minus that of
+    group 1 (when given): each group is ``(numerator, count)`` of shape ``(R, N)``, on the same N crops,
+    and every resample draws the same crops for every seed of every group."""
+    sizes, samples = [], []
+    for numerator, count in groups:
+        numerator = np.atleast_2d(np.asarray(numerator, dtype=np.float64))
+        count = np.atleast_2d(np.asarray(count, dtype=np.float64))
+        sizes.append(len(numerator))
+        samples += [*numerator, *count]  # one 1-D sample per seed and part: groups may differ in R
 
-    def statistic(num: np.ndarray, cnt: np.ndarray, axis: int = -1) -> np.ndarray:
-        return (num.sum(axis=axis) / cnt.sum(axis=axis)).mean(axis=0)
+    def statistic(*parts: np.ndarray, axis: int = -1) -> np.ndarray:
+        means, start = [], 0
+        for r in sizes:
+            numerators, counts = parts[start : start + r], parts[start + r : start + 2 * r]
+            means.append(
+                np.mean(
+                    [n.sum(axis=axis) / c.sum(axis=axis) for n, c in zip(numerators, counts, strict=True)],
+                    axis=0,
+                )
+            )
+            start += 2 * r
+        return means[0] if len(means) == 1 else means[0] - means[1]
 
     return stats.bootstrap(
-        (numerator, count),
+        samples,
         statistic,
         paired=True,
         vectorized=True,
@@ -370,8 +389,28 @@ def crop_interval(
     the ``R`` models' metrics and each resample draws the same crops for all of them (the test set's
     sampling error of a mean over seeds). Seeded: the same inputs give the same interval.
     """
-    interval = _crop_bootstrap(numerator, count, confidence, n_resamples, seed).confidence_interval
+    interval = _crop_bootstrap([(numerator, count)], confidence, n_resamples, seed).confidence_interval
     return float(interval.low), float(interval.high)
+
+
+def _per_seed(numerator: np.ndarray, count: np.ndarray) -> np.ndarray:
+    numerator, count = np.atleast_2d(numerator), np.atleast_2d(count)
+    return numerator.sum(axis=1) / count.sum(axis=1)
+
+
+def _seed_and_crop_half_width(
+    seed_variances: Sequence[tuple[float, int]], crop_se: float, n_crops: int, confidence: float
+) -> float:
+    """Half-width of ``estimate -/+ t * sqrt(sum of seed variances of the means + crop_se^2)``, with
+    Welch-Satterthwaite's degrees of freedom: each seed variance ``s^2 / R`` has ``R - 1``, the crop
+    bootstrap's ``n_crops - 1``, so a figure whose error is mostly the test set's gets a normal
+    quantile and one whose error is mostly the seeds' gets Student-t on the seeds."""
+    parts = [(variance / n, n - 1) for variance, n in seed_variances] + [(crop_se**2, n_crops - 1)]
+    total = sum(v for v, _ in parts)
+    if total == 0:
+        return 0.0
+    df = total**2 / sum(v**2 / d for v, d in parts if d > 0 and v > 0)
+    return float(stats.t.ppf((1.0 + confidence) / 2.0, df=df)) * math.sqrt(total)
 
 
 def seed_and_crop_interval(
@@ -381,19 +420,40 @@ def seed_and_crop_interval(
     test crops could move.
 
     ``numerator`` and ``count`` are ``(R, N)``: each seed's per-crop parts on the same ``N`` crops.
-    The two errors add: the seeds' spread gives ``std / sqrt(R)`` (as :func:`summarise_seeds`), the
-    crops' a bootstrap standard error of the seeds' mean (the same crops drawn for every seed, since
-    every seed is scored on one test set); the interval is ``mean -/+ t_{R-1} * sqrt(se_seeds^2 +
-    se_crops^2)``, Student-t on the seeds' degrees of freedom. NaN bounds with fewer than 2 seeds.
+    The two errors add: the seeds' spread gives ``std^2 / R`` (as :func:`summarise_seeds`), the crops' a
+    bootstrap variance of the seeds' mean (the same crops drawn for every seed, since every seed is
+    scored on one test set); the quantile takes Welch-Satterthwaite's degrees of freedom. NaN bounds
+    with fewer than 2 seeds.
     """
-    numerator = np.asarray(numerator, dtype=np.float64)
-    count = np.asarray(count, dtype=np.float64)
-    per_seed = numerator.sum(axis=1) / count.sum(axis=1)
-    n = per_seed.size
-    mean = float(per_seed.mean())
+    per_seed = _per_seed(numerator, count)
+    n, mean = per_seed.size, float(per_seed.mean())
     if n < 2:
         return mean, math.nan, math.nan
-    crops = _crop_bootstrap(numerator, count, confidence, n_resamples, seed).standard_error
-    spread = per_seed.std(ddof=1) / math.sqrt(n)
-    half = float(stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1)) * math.hypot(spread, crops)
+    crops = _crop_bootstrap([(numerator, count)], confidence, n_resamples, seed).standard_error
+    half = _seed_and_crop_half_width([(per_seed.var(ddof=1), n)], crops, np.shape(numerator)[-1], confidence)
     return mean, mean - half, mean + half
+
+
+def seed_and_crop_difference(
+    a: tuple[np.ndarray, np.ndarray],
+    b: tuple[np.ndarray, np.ndarray],
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``(difference, low, high)`` of two methods' mean metrics (``a`` minus ``b``, each ``(numerator,
+    count)`` of shape ``(R, N)``, scored on the same N crops), sampling the seeds and the test crops.
+
+    The seeds are independent between methods (Welch: ``s_a^2 / R_a + s_b^2 / R_b``); the crops are
+    shared, so the bootstrap draws the same crops for both and the test set's part of the difference
+    is what remains after the crops both methods find easy or hard cancel out. NaN bounds when either
+    method has fewer than 2 seeds.
+    """
+    seeds_a, seeds_b = _per_seed(*a), _per_seed(*b)
+    difference = float(seeds_a.mean() - seeds_b.mean())
+    if seeds_a.size < 2 or seeds_b.size < 2:
+        return difference, math.nan, math.nan
+    crops = _crop_bootstrap([a, b], confidence, n_resamples, seed).standard_error
+    variances = [(seeds_a.var(ddof=1), seeds_a.size), (seeds_b.var(ddof=1), seeds_b.size)]
+    half = _seed_and_crop_half_width(variances, crops, np.shape(a[0])[-1], confidence)
+    return difference, difference - half, difference + half

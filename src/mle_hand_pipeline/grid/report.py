@@ -18,6 +18,7 @@ from mle_hand_pipeline.evaluation.statistics import (
     paired_changes,
     paired_contrasts,
     paired_p_value,
+    seed_and_crop_difference,
     seed_and_crop_interval,
     summarise_seeds,
     welch_p_value,
@@ -55,6 +56,39 @@ def summarise(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     return summarise_seeds(table, GROUP, list(metrics))
 
 
+def _group_parts(
+    table: pd.DataFrame, per_crop: Mapping[str, pd.DataFrame], key: Sequence
+) -> list[pd.DataFrame] | None:
+    """The per-crop tables of the runs of one method x noise x init (None when a run lacks one).
+
+    Raises:
+        ValueError: naming two runs of the comparison that were tested on different crops.
+    """
+    runs = table.loc[(table[GROUP] == list(key)).all(axis=1), "run_id"].tolist()
+    if not runs or any(run not in per_crop for run in runs):
+        return None
+    reference_run = next(iter(per_crop))
+    crops = per_crop[reference_run]["crop_path"]
+    for run in runs:
+        if not per_crop[run]["crop_path"].equals(crops):
+            raise ValueError(
+                f"runs {reference_run} and {run} ({', '.join(map(str, key))}) were tested on different "
+                "crops: a comparison's runs must share one test split"
+            )
+    return [per_crop[run] for run in runs]
+
+
+def _pooled(metrics: Sequence[str]) -> list[str]:
+    return [m for m in metrics if m.removeprefix("test_") in POOLED_PARTS]
+
+
+def _parts(frames: list[pd.DataFrame], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    numerator, count = POOLED_PARTS[metric.removeprefix("test_")]
+    return np.stack([f[numerator].to_numpy() for f in frames]), np.stack(
+        [f[count].to_numpy() for f in frames]
+    )
+
+
 def with_crop_intervals(
     summary: pd.DataFrame, table: pd.DataFrame, per_crop: Mapping[str, pd.DataFrame], metrics: Sequence[str]
 ) -> pd.DataFrame:
@@ -65,36 +99,58 @@ def with_crop_intervals(
     without its per-crop table (``per_crop``: run id -> table), or with fewer than 2 seeds.
 
     Raises:
-        ValueError: naming two runs of one group that were tested on different crops.
+        ValueError: naming two runs of the comparison that were tested on different crops.
     """
     out = summary.copy()
-    pooled = [m for m in metrics if m.removeprefix("test_") in POOLED_PARTS]
+    pooled = _pooled(metrics)
     for metric in pooled:
         out[f"{metric}_crops_ci_low"] = out[f"{metric}_crops_ci_high"] = np.nan
     for index, row in out.iterrows():
-        runs = table.loc[(table[GROUP] == row[GROUP]).all(axis=1), "run_id"].tolist()
-        if len(runs) < 2 or any(run not in per_crop for run in runs):
+        frames = _group_parts(table, per_crop, list(row[GROUP]))
+        if frames is None or len(frames) < 2:
             continue
-        crops = per_crop[runs[0]]["crop_path"]
-        for run in runs[1:]:
-            if not per_crop[run]["crop_path"].equals(crops):
-                raise ValueError(
-                    f"runs {runs[0]} and {run} ({', '.join(str(row[c]) for c in GROUP)}) were tested on "
-                    "different crops: a comparison's runs must share one test split"
-                )
         for metric in pooled:
-            numerator, count = POOLED_PARTS[metric.removeprefix("test_")]
-            _, low, high = seed_and_crop_interval(
-                np.stack([per_crop[r][numerator].to_numpy() for r in runs]),
-                np.stack([per_crop[r][count].to_numpy() for r in runs]),
-            )
+            _, low, high = seed_and_crop_interval(*_parts(frames, metric))
             out.loc[index, [f"{metric}_crops_ci_low", f"{metric}_crops_ci_high"]] = low, high
     return out
 
 
-def crop_section(summary: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str]:
+def crop_differences(
+    table: pd.DataFrame, per_crop: Mapping[str, pd.DataFrame], metrics: Sequence[str]
+) -> pd.DataFrame:
+    """Each pair of methods per noise x init and pooled metric: the difference of their means (first
+    minus second, in the table's order) and its 95 % interval over seeds and test crops, the crops
+    shared (:func:`~..evaluation.statistics.seed_and_crop_difference`). Pairs with a run lacking its
+    per-crop table are left out.
+
+    Returns:
+        Columns ``noise``, ``init``, ``method_a``, ``method_b``, ``metric``, ``difference``, ``low``,
+        ``high``.
+    """
+    rows = []
+    for (noise, init), group in table.groupby(["noise", "init"], sort=False):
+        methods = list(dict.fromkeys(group["method"]))
+        frames = {m: _group_parts(table, per_crop, [m, noise, init]) for m in methods}
+        for i, a in enumerate(methods):
+            for b in methods[i + 1 :]:
+                if frames[a] is None or frames[b] is None:
+                    continue
+                for metric in _pooled(metrics):
+                    difference, low, high = seed_and_crop_difference(
+                        _parts(frames[a], metric), _parts(frames[b], metric)
+                    )
+                    rows.append(
+                        {"noise": noise, "init": init, "method_a": a, "method_b": b, "metric": metric,
+                         "difference": difference, "low": low, "high": high}
+                    )  # fmt: skip
+    columns = ["noise", "init", "method_a", "method_b", "metric", "difference", "low", "high"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def crop_section(summary: pd.DataFrame, differences: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str]:
     """Markdown lines: each group's mean with its interval over seeds and over seeds and test crops, and
-    the order claims that hold with the wider one; none when no group has per-crop tables."""
+    the order of two methods wherever their difference's interval over seeds and the shared test crops
+    excludes 0; none when no group has per-crop tables."""
     pooled = [m for m in metrics if f"{m}_crops_ci_low" in summary]
     if not pooled or summary[[f"{m}_crops_ci_low" for m in pooled]].isna().all().all():
         return []
@@ -102,10 +158,13 @@ def crop_section(summary: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str
         "",
         "## Intervals over seeds and test crops",
         "",
-        "The intervals above cover the seeds only: every run is scored on the same test crops, so "
-        "another draw of test images would move every method's figure. Here each mean carries both: "
-        "[seeds] then [seeds and test crops] (a crop bootstrap of the seeds' mean added to the seeds' "
-        "spread, Student-t on the seeds).",
+        "The intervals above cover the seeds only: every run is scored on the same test crops, and "
+        "another draw of test images would move every figure. Here each mean carries [seeds] then "
+        "[seeds and test crops] (a crop bootstrap of the seeds' mean added to the seeds' spread, "
+        "Welch-Satterthwaite degrees of freedom). Two methods are ordered where the difference of their "
+        "means, with the same crops drawn for both, has an interval over seeds and crops that excludes 0: "
+        "a crop that is hard for one method is mostly hard for the other, so a difference is measured "
+        "more precisely than either figure.",
     ]
     header = "| method | seeds | " + " | ".join(pooled) + " |"
     rule = "|---|---|" + "---|" * len(pooled)
@@ -118,17 +177,21 @@ def crop_section(summary: pd.DataFrame, metrics: Mapping[str, bool]) -> list[str
                 for m in pooled
             )
             lines.append(f"| {row['method']} | {row['n_seeds']} | {values} |")
-        wider = group[[*GROUP, "n_seeds"]].copy()
-        for m in pooled:
-            wider[f"{m}_mean"] = group[f"{m}_mean"]
-            wider[f"{m}_ci_low"], wider[f"{m}_ci_high"] = (
-                group[f"{m}_crops_ci_low"],
-                group[f"{m}_crops_ci_high"],
+        pairs = differences[(differences["noise"] == noise) & (differences["init"] == init)]
+        claims = []
+        for row in pairs.itertuples():
+            if not (row.low > 0 or row.high < 0) or row.metric not in metrics:
+                continue
+            a_better = (row.low > 0) == metrics[row.metric]
+            winner, loser = (row.method_a, row.method_b) if a_better else (row.method_b, row.method_a)
+            sign = 1 if winner == row.method_a else -1
+            low, high = sorted((sign * row.low, sign * row.high))
+            claims.append(
+                f"- {winner} beats {loser} on {row.metric}: {winner} minus {loser} "
+                f"{sign * row.difference:+.4f} [{low:+.4f}, {high:+.4f}] over seeds and test crops."
             )
-        claims = [c for m in pooled for c in order_claims(wider, m, metrics[m], by="method")]
-        lines += [""] + (
-            [f"- {c}" for c in claims] or ["- No order holds once the test crops are sampled too."]
-        )
+        if len(group) > 1:
+            lines += [""] + (claims or ["- No order holds once the test crops are sampled too."])
     return lines
 
 
@@ -527,6 +590,7 @@ def verdict(
     planned: pd.DataFrame,
     table: pd.DataFrame,
     stage_summary: pd.DataFrame | None = None,
+    differences: pd.DataFrame | None = None,
 ) -> str:
     """The markdown verdict: completeness, one table per noise x init, and the order claims.
 
@@ -536,6 +600,8 @@ def verdict(
         planned: the planned cells (``cell`` column; ``status``/``error`` when the grid ran them).
         table: :func:`cell_table` (the finished cells).
         stage_summary: :func:`summarise_stages` output, for the stage-refinement section.
+        differences: :func:`crop_differences` output, for the section over seeds and test crops
+            (with :func:`with_crop_intervals`'s columns in ``summary``).
     """
     lines = [f"# Comparison `{comparison}` ({dataset})", ""]
     done = set(table["cell"])
@@ -582,7 +648,8 @@ def verdict(
         lines += [f"- {c}" for c in claims] or [
             "- No order between methods is claimed: every interval overlaps."
         ]
-    lines += crop_section(summary, metrics)
+    if differences is not None:
+        lines += crop_section(summary, differences, metrics)
     if summary["noise"].nunique() > 1:
         lines += robustness(table, metrics)
     lines += pretraining(table, metrics)

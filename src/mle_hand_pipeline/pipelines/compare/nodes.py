@@ -229,7 +229,8 @@ def report_comparison(
     summary = R.with_crop_intervals(R.summarise(table, list(metrics)), table, per_crop, list(metrics))
     stages = R.summarise_stages(R.stage_table(runs.set_index("cell").loc[table["cell"]].reset_index()))
     figures = R.figures(summary, table) | R.stage_figures(stages)
-    text = R.verdict(name, dataset, summary, metrics, cells, table, stages)
+    differences = R.crop_differences(table, per_crop, list(metrics))
+    text = R.verdict(name, dataset, summary, metrics, cells, table, stages, differences)
     files = {"verdict.md": text, "summary.csv": summary, **{f"{f}.png": figures[f] for f in FIGURES}}
     tracking.log_comparison_report(name, summary, list(metrics), files)
     return table, summary, stages, text, *(figures[f] for f in FIGURES)
