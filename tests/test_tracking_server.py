@@ -5,14 +5,11 @@ outlive a kill of its main PID). MLFLOW_TRACKING_URI names the server, as a user
 
 from __future__ import annotations
 
-import shlex
-import shutil
 import subprocess
 import sys
 import time
 
 import mlflow
-import pandas as pd
 import pytest
 import torch
 from helpers import (
@@ -22,7 +19,6 @@ from helpers import (
     artifact_paths,
     free_port,
     kedro_run,
-    make_project,
     preprocess_rhd,
     running_mlflow_server,
 )
@@ -136,52 +132,6 @@ def test_train_on_the_server_logs_everything_registers_and_predicts(
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert (out / "keypoints.csv").is_file()
-
-
-@pytest.mark.slow
-def test_a_grid_spread_over_two_checkouts_reports_from_the_server(on_server, preprocessed_rhd_data, tmp_path):
-    """Cell s0 runs on a second machine (its own folder and data/, no mlflow.db, the same preprocessed
-    data), from the line compare_commands_rhd prints; compare_rhd on the first runs s1 and s2 at once;
-    the second machine's compare_report_rhd rebuilds the report from the server alone."""
-    client = on_server
-    (tmp_path / "first").mkdir(), (tmp_path / "second").mkdir()
-    first, second = make_project(tmp_path / "first"), make_project(tmp_path / "second")
-    for project in (first, second):
-        (project / "conf/local/parameters_tiny.yml").write_text(TINY)
-        shutil.copytree(preprocessed_rhd_data, project / "data")
-
-    output = kedro_run(second, "--pipelines=compare_commands_rhd")
-    lines = (second / "data/08_reporting/rhd/compare/commands.txt").read_text().splitlines()
-    assert len(lines) == 3 and lines[0] in output and "rhd.evaluate.register_model=null" in lines[0]
-    argv = shlex.split(lines[0])
-    assert argv[1:3] == ["kedro", "run"] and "rhd.tracking.tags.cell=mle-clean-scratch-s0," in lines[0]
-    kedro_run(second, *argv[3:])
-
-    kedro_run(first, "--pipelines=compare_rhd")
-    cells = pd.read_csv(first / "data/08_reporting/rhd/compare/cells.csv").set_index("cell")
-    assert cells["status"].to_dict() == {
-        "mle-clean-scratch-s0": "skipped",  # finished on the second machine
-        "mle-clean-scratch-s1": "finished",
-        "mle-clean-scratch-s2": "finished",
-    }
-    runs = {
-        r.data.tags["cell"]: r.info
-        for r in client.search_runs([_experiment(client)], "tags.comparison = 'compare_rhd'")
-        if "cell" in r.data.tags  # not the comparison's group and report runs
-    }
-    assert sorted(runs) == sorted(cells.index) and {r.status for r in runs.values()} == {"FINISHED"}
-    s1, s2 = runs["mle-clean-scratch-s1"], runs["mle-clean-scratch-s2"]
-    assert s1.start_time < s2.end_time and s2.start_time < s1.end_time  # both at once (jobs: 2)
-    # cells never register (the module's server may hold other tests' models: none from these runs)
-    cell_runs = {run.run_id for run in runs.values()}
-    versions = client.search_model_versions()
-    assert not [v for v in versions if v.run_id in cell_runs]
-    assert not [r for r in cell_runs if "registered_model" in client.get_run(r).data.tags]
-
-    kedro_run(second, "--pipelines=compare_report_rhd")
-    verdict = (second / "data/08_reporting/rhd/compare/verdict.md").read_text()
-    assert "3 of 3 planned cells" in verdict
-    assert not (first / "mlflow.db").exists() and not (second / "mlflow.db").exists()
 
 
 @pytest.mark.slow

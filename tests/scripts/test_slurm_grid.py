@@ -1,7 +1,8 @@
 """scripts/slurm_grid.sh on a real single-node Slurm cluster: Debian's slurm-wlm and munge, started by
 the module in a temporary folder (skipped, saying why, where they are not installed or cannot start).
 A tiny grid's cells run as one array job against a tracking server, a cancelled cell continues its run
-when submitted again, and the report is built from the server (docs/mlflow.md#several-machines)."""
+when submitted again, and the report is built from the server in another project folder that ran
+nothing: the several-machines recipe of docs/mlflow.md#several-machines."""
 
 from __future__ import annotations
 
@@ -207,10 +208,12 @@ def test_a_grid_as_a_slurm_array_job_resumes_a_cancelled_cell_and_reports_from_t
     (resumed, status), (first, _) = _cells(client)["mle-clean-scratch-s2"]  # newest first
     assert first == killed and status == "FINISHED"
     assert client.get_run(resumed).data.tags["resumed_from"] == killed
-    assert _commands(project, "--params=rhd.compare.seeds=0+1+2") == []  # nothing left to run
 
-    # The report, from the server alone
-    kedro_run(project, "--pipelines=compare_report_rhd", "--params=rhd.compare.seeds=0+1+2")
-    verdict = (project / "data/08_reporting/rhd/compare/verdict.md").read_text()
+    # The report, from the server alone: in another project folder that ran nothing
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = make_project(tmp_path / "elsewhere")
+    (elsewhere / "conf/local/parameters_tiny.yml").write_text(TINY)
+    kedro_run(elsewhere, "--pipelines=compare_report_rhd", "--params=rhd.compare.seeds=0+1+2")
+    verdict = (elsewhere / "data/08_reporting/rhd/compare/verdict.md").read_text()
     assert "3 of 3 planned cells" in verdict
-    assert not (project / "mlflow.db").exists()
+    assert not (project / "mlflow.db").exists() and not (elsewhere / "mlflow.db").exists()
