@@ -23,10 +23,12 @@ from mle_hand_pipeline.datasets.rhd import read_rhd
 from mle_hand_pipeline.models import InferenceWrapper
 from mle_hand_pipeline.predict import (
     ImageError,
+    ImagePrediction,
     ModelNotFoundError,
     Predictor,
     load_predictor,
     overlay,
+    overlay_names,
     parse_box,
     predict_images,
     resolve_images,
@@ -212,6 +214,16 @@ def test_overlay_keeps_the_image_size_for_non_square_images(tmp_path):
     (prediction,), _ = predict_images(predictor, [path])
     assert (prediction.crop.x0, prediction.crop.y0, prediction.crop.side) == (0, -55, 200)
     assert overlay(prediction).shape == (90, 200, 3)
+
+
+def test_overlay_names_are_distinct_even_when_a_numbered_name_is_an_images_stem():
+    def named(*paths):
+        return overlay_names([ImagePrediction(p, 1, 1, None, None, False, None, None) for p in paths])
+
+    # x, x, x_1 numbered blindly gives x, x_1, x_1: one overlay written over another
+    assert named("a/x.jpg", "b/x.jpg", "c/x_1.jpg") == ["x", "x_1", "x_1_1"]
+    assert named("c/x_1.jpg", "a/x.jpg", "b/x.jpg") == ["x_1", "x", "x_2"]
+    assert named("a/y.png", "b/y.jpg") == ["y", "y_1"]
 
 
 def test_resolve_images_expands_globs_and_keeps_plain_paths(tmp_path):

@@ -430,12 +430,15 @@ def keypoints_rows(predictions: Sequence[ImagePrediction]) -> list[dict[str, Any
 def overlay_names(predictions: Sequence[ImagePrediction]) -> list[str]:
     """A distinct file stem per prediction (the image's stem, numbered when two images share one)."""
     names: list[str] = []
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     for p in predictions:
-        stem = Path(p.image).stem
-        count = seen.get(stem, 0)
-        seen[stem] = count + 1
-        names.append(stem if count == 0 else f"{stem}_{count}")
+        stem = name = Path(p.image).stem
+        number = 0
+        while name in taken:  # a numbered name may itself be an image's stem (x, x, x_1)
+            number += 1
+            name = f"{stem}_{number}"
+        taken.add(name)
+        names.append(name)
     return names
 
 
