@@ -141,52 +141,29 @@ def _crop_interval(metrics: dict, name: str) -> str:
 GRID_ROWS = (("pck_0.2", "PCK@0.2", True), ("nme", "NME", False), ("pck_0.05", "PCK@0.05", True))
 
 
-def grid_table(summary: Path, noise: str, init: str, caption: str) -> list[str]:
-    """A grid report's ``summary.csv`` for one noise x init: mean [95 % interval] per method and
-    metric, in bold the best and every method whose interval overlaps the best's."""
-    rows = [r for r in _read_csv(summary) if r["noise"] == noise and r["init"] == init]
-    if not rows:
-        raise ValueError(f"{summary}: no row with noise={noise!r} and init={init!r}")
-    seeds = {r["n_seeds"] for r in rows}
+def grid_040_test1000(root: Path) -> list[str]:
+    """0.4.0's clean cells on the 1000-image test split: each mean with its interval over seeds and over
+    seeds and test crops."""
+    summary = root / "docs/figures/compare_rhd_cpu_0.4.0_test1000/summary.csv"
+    rows = [r for r in _read_csv(summary) if r["noise"] == "clean" and r["init"] == "scratch"]
+    crops = int(float(json.loads((summary.parent / "record.json").read_text())["split"].split()[1]))
     lines = [
-        f"| {caption}, {'/'.join(sorted(seeds))} seeds | {' | '.join(r['method'] for r in rows)} |",
+        f"| test ({crops} crops), clean labels, 3 seeds | {' | '.join(r['method'] for r in rows)} |",
         "|---|" + "---|" * len(rows),
     ]
-    for metric, label, higher in GRID_ROWS:
-        mean = [float(r[f"test_{metric}_mean"]) for r in rows]
-        low = [float(r[f"test_{metric}_ci_low"]) for r in rows]
-        high = [float(r[f"test_{metric}_ci_high"]) for r in rows]
-        best = max(range(len(rows)), key=lambda i: mean[i] if higher else -mean[i])
-        cells = []
-        for i in range(len(rows)):
-            text = f"{mean[i]:.3f}"
-            if low[i] <= high[best] and low[best] <= high[i]:
-                text = f"**{text}**"
-            cells.append(f"{text} [{low[i]:.3f}, {high[i]:.3f}]")
-        lines.append(f"| {label} [95 %] | {' | '.join(cells)} |")
+    for metric, label, _ in GRID_ROWS:
+        cells = [
+            f"{float(r[f'test_{metric}_mean']):.3f} [{float(r[f'test_{metric}_crops_ci_low']):.3f}, "
+            f"{float(r[f'test_{metric}_crops_ci_high']):.3f}]"
+            for r in rows
+        ]
+        lines.append(f"| {label} [95 % over seeds and test crops] | {' | '.join(cells)} |")
     return lines
-
-
-def grid_spread_row(cells_json: Path, methods: list[str]) -> list[str]:
-    """Mean predicted / true hand spread per method over the cells of ``cells.json``."""
-    cells = json.loads(cells_json.read_text())["cells"]
-    means = []
-    for method in methods:
-        values = [c["test_hand_spread"] for c in cells if c["cell"].split("-")[0] == method]
-        means.append(f"{sum(values) / len(values):.3f}")
-    return [f"| hand spread (predicted / true) | {' | '.join(means)} |"]
-
-
-def grid_040_clean(root: Path) -> list[str]:
-    folder = root / "docs/figures/compare_rhd_cpu_0.4.0"
-    table = grid_table(folder / "summary.csv", "clean", "scratch", "test, clean labels")
-    methods = [m.strip() for m in table[0].split("|")[2:-1]]
-    return table + grid_spread_row(folder / "cells.json", methods)
 
 
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "cpu_demo": cpu_demo_table,
-    "grid_0.4.0_clean": grid_040_clean,
+    "grid_0.4.0_test1000": grid_040_test1000,
 }
 
 
