@@ -29,4 +29,4 @@ def _other_tasks_running() -> bool:
 if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys() and _other_tasks_running():
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
