@@ -3,6 +3,11 @@
 import os
 import warnings
 
+from mle_hand_pipeline.openmp import choose_wait_policy
+
+# Before anything imports torch: every `kedro` command may train (src/mle_hand_pipeline/openmp.py).
+choose_wait_policy()
+
 # No usage data leaves the machine unless the user opts in: MLflow's telemetry is off for every kedro
 # command of the project unless MLFLOW_DISABLE_TELEMETRY=false is set (Kedro's: the .telemetry file).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
