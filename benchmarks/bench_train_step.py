@@ -1,7 +1,8 @@
 """Training throughput of the CPU demo configuration and where a step's time goes.
 
-The configuration of conf/base/parameters_train.yml (ResNet-18 at 64 px, 5 stages, head width 64,
-MLE loss with one RealNVP flow per stage, batch 32, Adam, 2 loader workers) on 256 px synthetic RHD
+The configuration of conf/base/parameters_train.yml (ResNet-18 stopped at stride 8, 64 px, 3 stages,
+head width 64, MLE loss with one RealNVP flow per stage and the heatmap prior, soft-argmax over a
+5x5 window, batch 16, Adam, no loader workers) on 256 px synthetic RHD
 crops. Each step is timed in phases, exactly in the order ``training.engine.Trainer`` runs them:
 
     data       waiting for the DataLoader's next batch (decode in the workers)
@@ -57,10 +58,10 @@ from mle_hand_pipeline.training.inference import autocast_context
 
 PHASES = ("data", "augment", "forward", "loss", "backward", "optimizer")
 PRESETS = {
-    "cpu_demo": {"backbone": "resnet18", "input_size": 64, "stages": 5, "head_channels": 64, "batch": 32,
-                 "workers": 2},
-    "paper": {"backbone": "resnet50", "input_size": 256, "stages": 5, "head_channels": 256, "batch": 128,
-              "workers": 8},
+    "cpu_demo": {"backbone": "resnet18", "backbone_stride": 8, "input_size": 64, "stages": 3,
+                 "head_channels": 64, "batch": 16, "workers": 0, "heatmap_prior": 1.0, "decode_window": 2},
+    "paper": {"backbone": "resnet50", "backbone_stride": 32, "input_size": 256, "stages": 5,
+              "head_channels": 256, "batch": 128, "workers": 8, "heatmap_prior": 0.0, "decode_window": 0},
 }  # fmt: skip
 
 
@@ -78,6 +79,9 @@ def main() -> None:
     p.add_argument("--input-size", type=int)
     p.add_argument("--stages", type=int)
     p.add_argument("--head-channels", type=int)
+    p.add_argument("--backbone-stride", type=int, help="32 (whole ResNet) | 16 | 8 (the CPU demo)")
+    p.add_argument("--heatmap-prior", type=float, help="model.loss.heatmap_prior (the CPU demo: 1.0)")
+    p.add_argument("--decode-window", type=int, help="model.decode_window (the CPU demo: 2)")
     p.add_argument("--batch", type=int)
     p.add_argument("--workers", type=int, help="DataLoader workers (config: 2, paper env: 8)")
     p.add_argument("--compile", choices=("off", "loss", "all"), default="off", help="train.compile")
@@ -112,8 +116,18 @@ def main() -> None:
     )  # the CPU figures have no peak (as before)
 
     torch.manual_seed(0)
-    model = build_model("mle", args.backbone, args.stages, args.input_size, head_channels=args.head_channels)
-    loss_fn = build_loss("mle", args.stages, residual="none", flow_init="identity")
+    model = build_model(
+        "mle",
+        args.backbone,
+        args.stages,
+        args.input_size,
+        head_channels=args.head_channels,
+        backbone_stride=args.backbone_stride,
+        decode_window=args.decode_window,
+    )
+    loss_fn = build_loss(
+        "mle", args.stages, residual="none", flow_init="identity", heatmap_prior=args.heatmap_prior
+    )
     model.to(device), loss_fn.to(device)
     if cuda:
         model.to(memory_format=torch.channels_last)
