@@ -126,9 +126,13 @@ def cpu_demo_table(root: Path) -> list[str]:
             f"| {test['pck_0.2']:.3f}{_crop_interval(test, 'pck_0.2')} | {test['nme']:.3f} "
             f"| {test['pck_0.05']:.3f} "
             f"| {' / '.join(f'{tips[t]:.2f}' for t in TIPS)} "
-            f"| {run['best_val_nme']:.3f} (epoch {run['best_epoch']}) | {run['kedro_run_s']:.0f} s |"
+            f"| {run['best_val_nme']:.3f} (epoch {run['best_epoch']}) | {_seconds(run.get('kedro_run_s'))} |"
         )
     return lines
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} s"
 
 
 def _crop_interval(metrics: dict, name: str) -> str:
