@@ -62,21 +62,24 @@ def test_the_environment_has_no_venv_on_path():
 
 @pytest.mark.slow
 def test_registry_list_mlflow_ui_and_viz_build_without_an_activated_venv(kedro_project):
-    listed = _kedro(kedro_project, "registry", "list")
-    for name in register_pipelines():
-        assert f"- {name}" in listed, name
-
+    # The UI's server starts in the background while the other two commands run (half a minute each)
     port = _free_port()
-    ui = subprocess.Popen(
-        [str(SCRIPTS / "kedro"), "mlflow", "ui", "--port", str(port)],
-        cwd=kedro_project,
-        env=_without_venv(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: the mlflow server it starts ends with it
-    )
+    log = kedro_project / "mlflow_ui.log"  # a file, not a pipe nobody reads while the others run
+    with open(log, "w") as output:
+        ui = subprocess.Popen(
+            [str(SCRIPTS / "kedro"), "mlflow", "ui", "--port", str(port)],
+            cwd=kedro_project,
+            env=_without_venv(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the mlflow server it starts ends with it
+        )
     try:
+        listed = _kedro(kedro_project, "registry", "list")
+        for name in register_pipelines():
+            assert f"- {name}" in listed, name
+        _kedro(kedro_project, "viz", "build")
+
         deadline, served = time.monotonic() + 180, None
         while time.monotonic() < deadline and ui.poll() is None and served is None:
             try:
@@ -87,7 +90,8 @@ def test_registry_list_mlflow_ui_and_viz_build_without_an_activated_venv(kedro_p
         if served is None:
             if ui.poll() is None:
                 os.killpg(ui.pid, signal.SIGTERM)
-            pytest.fail(f"kedro mlflow ui served nothing:\n{ui.communicate(timeout=30)[0][-4000:]}")
+            ui.wait(timeout=30)
+            pytest.fail(f"kedro mlflow ui served nothing:\n{log.read_text()[-4000:]}")
         assert served == 200
         with urllib.request.urlopen(
             f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10", timeout=10
@@ -103,7 +107,6 @@ def test_registry_list_mlflow_ui_and_viz_build_without_an_activated_venv(kedro_p
                 os.killpg(ui.pid, signal.SIGKILL)
                 ui.wait()
 
-    _kedro(kedro_project, "viz", "build")
     main = json.loads((kedro_project / "build/api/main").read_text())
     assert [p["id"] for p in main["pipelines"]] == list(register_pipelines())
     assert {"train_model", "evaluate_test", "rhd.test_metrics"} <= {node["name"] for node in main["nodes"]}
