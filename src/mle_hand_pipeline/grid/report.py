@@ -29,13 +29,9 @@ from mle_hand_pipeline.methods import RESNET_METHODS
 
 GROUP = ["method", "noise", "init"]
 CELL_COLUMNS = ["cell", "method", "noise", "init", "seed", "run_id", "machine"]
-EXTRA_METRICS = (
-    "best_epoch",
-    "best_val_nme",
-    "best_val_pck_0.2",
-    "train_wall_time_s",
-    "label_noise_label_nme",
-)
+# the validation figures of each run's evaluated (best) checkpoint, summarised beside the test metrics
+VALIDATION_METRICS = ("best_val_nme", "best_val_pck_0.2")
+EXTRA_METRICS = ("best_epoch", *VALIDATION_METRICS, "train_wall_time_s", "label_noise_label_nme")
 # every run's per-stage test metrics (evaluate_test logs test_stage<t>_<metric>) and which way is better
 STAGE_METRICS = {"nme": False, "pck_0.2": True}
 _STAGE_COLUMN = re.compile(r"test_stage(\d+)_(.+)")

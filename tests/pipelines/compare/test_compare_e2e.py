@@ -73,6 +73,8 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, preprocessed_rhd_da
     summary = pd.read_csv(report / "summary.csv")
     assert summary["method"].tolist() == ["mle", "cpm"] and (summary["n_seeds"] == 2).all()
     assert summary["test_nme_ci_low"].notna().all()
+    # the validation figures the cells were chosen on are summarised beside the test figures
+    assert summary["best_val_nme_mean"].notna().all() and summary["best_val_pck_0.2_ci_low"].notna().all()
     # every cell logged its test crops' parts: each mean has an interval over seeds and test crops too
     assert summary["test_pck_0.2_crops_ci_low"].notna().all()
     inside = summary["test_pck_0.2_crops_ci_low"] <= summary["test_pck_0.2_mean"]

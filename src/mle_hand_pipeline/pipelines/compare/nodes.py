@@ -226,7 +226,10 @@ def report_comparison(
         )
     table = R.cell_table(runs, list(metrics), order=list(cells["cell"]))
     per_crop = per_crop_tables(MlflowClient(), table["run_id"].tolist())
-    summary = R.with_crop_intervals(R.summarise(table, list(metrics)), table, per_crop, list(metrics))
+    # the validation figures the runs were chosen on, beside the test figures (runs that logged them)
+    validation = [m for m in R.VALIDATION_METRICS if table[m].notna().any()]
+    summarised = R.summarise(table, [*metrics, *validation])
+    summary = R.with_crop_intervals(summarised, table, per_crop, list(metrics))
     stages = R.summarise_stages(R.stage_table(runs.set_index("cell").loc[table["cell"]].reset_index()))
     figures = R.figures(summary, table) | R.stage_figures(stages)
     differences = R.crop_differences(table, per_crop, list(metrics))
