@@ -156,6 +156,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_serving(
+    url: str, process: subprocess.Popen, timeout: float = 120, log: Path | None = None
+) -> None:
+    """Poll ``url`` until it answers 200; fail naming the server's log when ``process`` ends first or
+    ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        output = log.read_text()[-3000:] if log is not None and log.exists() else ""
+        assert process.poll() is None, f"the server at {url} stopped: {output}"
+        assert time.monotonic() < deadline, f"{url} did not answer in {timeout:.0f} s: {output}"
+        time.sleep(0.5)
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -190,17 +209,7 @@ def running_mlflow_server(folder: Path, **env: str) -> Iterator[str]:
         )
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert process.poll() is None, (folder / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server not ready in 120 s"
-            time.sleep(0.5)
+        wait_until_serving(f"{uri}/health", process, log=folder / "server.log")
         yield uri
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import mlflow
@@ -21,6 +20,7 @@ import onnx
 import pandas as pd
 import pytest
 import torch
+from helpers import wait_until_serving
 from PIL import Image
 from predict_helpers import FREIHAND_IMAGES, RHD_IMAGES, SIZE, tiny_model
 
@@ -320,14 +320,7 @@ def test_mlflow_models_serve_answers_image_bytes_and_refuses_paths_with_one_line
             return error.code, error.read().decode()
 
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).read()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.5)
+        wait_until_serving(f"http://127.0.0.1:{port}/ping", server)
         encoded = base64.b64encode(FREIHAND_IMAGE.read_bytes()).decode()
         status, body = post({"columns": ["image_b64"], "data": [[encoded]]})
         assert status == 200 and len(json.loads(body)["predictions"]["keypoints"][0]) == 21

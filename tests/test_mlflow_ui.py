@@ -12,27 +12,20 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+from helpers import free_port, wait_until_serving
 
 from mle_hand_pipeline import tracking
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 COMPARISON = "compare_rhd_ui"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _store(uri: str, crops: Path) -> str:
@@ -74,7 +67,7 @@ def test_the_runs_page_shows_the_comparison_as_one_group_with_its_cells_and_thei
     from selenium.webdriver.common.by import By
 
     experiment = _store(f"sqlite:///{tmp_path / 'mlflow.db'}", tiny_rhd["crops"])
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     server = subprocess.Popen(
@@ -88,16 +81,7 @@ def test_the_runs_page_shows_the_comparison_as_one_group_with_its_cells_and_thei
         options.add_argument(argument)
     browser = None
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, (
-                    "the MLflow server did not start"
-                )
-                time.sleep(0.5)
+        wait_until_serving(f"http://127.0.0.1:{port}/health", server)
         try:
             browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         except Exception as error:  # a browser that cannot start here (no display libraries, sandbox)
