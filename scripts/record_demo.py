@@ -14,6 +14,7 @@ folder (one per version and machine kind).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -45,13 +46,8 @@ def record(project: Path, out: Path, kedro_run_s: float | None) -> dict:
     if missing:
         raise FileNotFoundError(f"no finished demo run in {project}: missing {', '.join(missing)}")
     report = json.loads((project / MODEL_OUTPUT / "training_report.json").read_text())
-    history = (project / MODEL_OUTPUT / "train_history.csv").read_text().splitlines()
-    header = history[0].split(",")
-    best = next(
-        dict(zip(header, line.split(","), strict=True))
-        for line in history[1:]
-        if int(line.split(",")[header.index("epoch")]) == report["best_epoch"]
-    )
+    with (project / MODEL_OUTPUT / "train_history.csv").open(newline="") as history:
+        best = next(row for row in csv.DictReader(history) if int(row["epoch"]) == report["best_epoch"])
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=project, capture_output=True, text=True
     ).stdout.strip()
