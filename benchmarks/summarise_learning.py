@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _common
 
 from mle_hand_pipeline.evaluation.statistics import paired_changes, summarise_seeds
-from mle_hand_pipeline.grid.cells import dotted_keys
+from mle_hand_pipeline.training.validation import dotted_keys
 
 METRICS = (
     "pck_0.2",

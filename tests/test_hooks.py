@@ -65,7 +65,7 @@ def test_every_invalid_block_of_the_pipeline_is_reported_before_the_run():
     catalog["params:rhd.train"] = {"lr": 0}
     catalog["params:rhd.evaluate"] = {"anything": "goes"}
     with pytest.raises(ParameterError) as error:
-        hooks.ValidateParameters().before_pipeline_run({}, pipeline, catalog)
+        hooks.ValidateRun().before_pipeline_run({}, pipeline, catalog)
     assert [p.split(" ")[0] for p in error.value.problems] == [
         "rhd.evaluate.anything",
         "rhd.model.method",
@@ -79,7 +79,7 @@ def _validate(blocks, catalog=None):
         catalog[f"params:{name}"] = block
     pipeline = Pipeline([Node(lambda *a: None, [f"params:{n}" for n in blocks], None)])
     with pytest.raises(ParameterError) as error:
-        hooks.ValidateParameters().before_pipeline_run({}, pipeline, catalog)
+        hooks.ValidateRun().before_pipeline_run({}, pipeline, catalog)
     return error.value.problems
 
 
@@ -90,7 +90,7 @@ def test_a_key_nothing_reads_is_refused_with_the_known_ones():
     assert problem.startswith(
         "rhd.evaluate.save_model_as is not a parameter; known: batch_size, checkpoint, "
     )
-    assert "keep_checkpoints, log_model, model, publish_model" in problem
+    assert "keep_checkpoints, log_model, model, register_alias" in problem
 
 
 @pytest.mark.parametrize(
@@ -183,18 +183,6 @@ def test_an_error_is_labelled_by_the_command_that_failed(monkeypatch, argv, comm
     assert lines[-2].endswith(f"KEDRO_LOGGING_CONFIG=conf/logging_debug.yml {command} ...")
 
 
-def test_the_environment_scripts_come_first_on_path(monkeypatch):
-    import os
-    import sysconfig
-
-    scripts = sysconfig.get_path("scripts")
-    monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", "/bin"]))
-    hooks.ScriptsOnPath().after_context_created(context=None)
-    assert os.environ["PATH"].split(os.pathsep) == [scripts, "/usr/bin", "/bin"]
-    hooks.ScriptsOnPath().after_context_created(context=None)  # once
-    assert os.environ["PATH"].split(os.pathsep) == [scripts, "/usr/bin", "/bin"]
-
-
 def test_a_second_preprocessing_run_on_one_output_stops_at_once_naming_the_first(tmp_path):
     """Issue 18, row 12: two rhd_preprocess 1 s apart: the first failed in plot_crop_grid on a crop
     the second replaced. The first now holds the store's writer lock until its pipeline ends."""
@@ -250,75 +238,6 @@ def test_preprocessing_is_refused_while_a_run_reads_the_store_naming_that_run(tm
     cell.on_pipeline_error(RuntimeError(), {}, reads, catalog)
     preprocess.before_pipeline_run({}, writes, catalog)  # free once nobody reads
     preprocess.after_pipeline_run({}, {}, writes, catalog)
-
-
-def test_a_grid_cell_does_not_publish_the_model_and_keeps_only_best(tmp_path):
-    """Issue 18, row 13: each cell published <dataset>.model (predict's default became the last
-    cell's) and kept every checkpoint (3.9 GB after a small grid)."""
-    import json
-
-    from kedro.io import MemoryDataset
-    from kedro_datasets.json import JSONDataset
-
-    from mle_hand_pipeline.io import CheckpointDataset
-
-    run = tmp_path / "mle" / "run1"
-    run.mkdir(parents=True)
-    (run / "best.pt").write_bytes(b"b" * 10)
-    (run / "last.pt").write_bytes(b"l" * 30)
-    report = tmp_path / "training_report.json"
-    report.write_text(
-        json.dumps({"best_checkpoint": str(run / "best.pt"), "last_checkpoint": str(run / "last.pt")})
-    )
-
-    def catalog(evaluate):
-        built = DataCatalog(
-            {
-                "rhd.model": CheckpointDataset(str(tmp_path / "model.pt"), version=None),
-                "rhd.training_report": JSONDataset(filepath=str(report)),
-            }
-        )
-        built["params:rhd.evaluate"] = evaluate
-        return built
-
-    train = Pipeline(
-        [
-            Node(lambda e: None, "params:rhd.evaluate", ["rhd.training_report"], name="train"),
-            Node(lambda r: None, "rhd.training_report", "rhd.model", name="select"),
-        ]
-    )
-    policy = hooks.CheckpointPolicy()
-    cell = catalog({"publish_model": False, "keep_checkpoints": "best"})
-    policy.before_pipeline_run({}, train, cell)
-    assert isinstance(cell.get("rhd.model"), MemoryDataset)
-    cell.save("rhd.model", run / "best.pt")
-    # This run's report, from its node's outputs: the shared file may be another cell's by now.
-    report.write_text(json.dumps({"last_checkpoint": str(tmp_path / "other" / "last.pt")}))
-    policy.after_node_run(
-        Node(lambda e: None, "params:rhd.evaluate", "rhd.training_report"),
-        cell,
-        {},
-        {
-            "rhd.training_report": {
-                "best_checkpoint": str(run / "best.pt"),
-                "last_checkpoint": str(run / "last.pt"),
-            }
-        },
-        False,
-    )
-    assert cell.load("rhd.model") == run / "best.pt" and not (tmp_path / "model.pt").exists()  # not published
-    policy.after_pipeline_run({}, {}, train, cell)
-    assert sorted(p.name for p in run.iterdir()) == ["best.pt"]
-    # A single run (the defaults) publishes its model and keeps both checkpoints.
-    (run / "last.pt").write_bytes(b"l" * 30)
-    single = catalog({"checkpoint": "best"})
-    policy.before_pipeline_run({}, train, single)
-    assert isinstance(single.get("rhd.model"), CheckpointDataset)
-    policy.after_node_run(
-        Node(len, "x", "rhd.training_report"), single, {}, {"rhd.training_report": {}}, False
-    )
-    policy.after_pipeline_run({}, {}, train, single)
-    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt"]
 
 
 def test_a_second_run_writing_the_same_reports_stops_at_once_naming_the_first(tmp_path):

@@ -1,5 +1,8 @@
-"""Project hooks: refuse bad parameters and missing inputs before a run starts, record interrupted
-runs as KILLED in MLflow, and end a failed ``kedro run`` with its error message."""
+"""The project's five Kedro hooks, each doing what only a hook can: refuse a run before it starts
+(:class:`ValidateRun`), lock the folders a run reads and writes (:class:`LockDataFolders`), record an
+interrupted run as KILLED in MLflow (:class:`MarkInterruptedRuns`), end a failed command with its
+error message (:class:`ErrorSummary`), and give the comparison grid the parent run's environment and
+``--params`` (:class:`KedroRunParams`). Policy lives in the catalog and in named nodes, not here."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ import os
 import re
 import signal
 import sys
-import sysconfig
 import threading
 import time
 from pathlib import Path
@@ -19,16 +21,22 @@ from typing import Any
 
 import mlflow
 from kedro.framework.hooks import hook_impl
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import DataCatalog
 from kedro.pipeline import Node, Pipeline
 from mlflow.tracking import MlflowClient
 
 from mle_hand_pipeline.datasets.crop_store import fcntl, open_locked, reader_lock, writer_lock
+from mle_hand_pipeline.grid.cells import validate_compare_params
+from mle_hand_pipeline.tracking_server import (
+    apply_http_defaults,
+    check_credentials,
+    check_tracking_server,
+    tracking_uri_of,
+)
 from mle_hand_pipeline.training.run_dirs import check_resume
 from mle_hand_pipeline.training.validation import (
     ParameterError,
     unknown_parameter_blocks,
-    validate_compare_params,
     validate_evaluate_params,
     validate_model_params,
     validate_predict_params,
@@ -38,27 +46,9 @@ from mle_hand_pipeline.training.validation import (
 
 logger = logging.getLogger(__name__)
 
-PREPROCESS_OUTPUTS = {"freihand.hands": "freihand", "rhd.hands": "rhd"}
-
 
 class MissingPreprocessOutputError(FileNotFoundError):
     pass
-
-
-class RequirePreprocessedData:
-    """Stop a training or evaluation run at once, with the command to run, when crops are missing."""
-
-    @hook_impl
-    def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog: DataCatalog) -> None:
-        produced = pipeline.all_outputs()
-        for name, dataset in PREPROCESS_OUTPUTS.items():
-            if name in pipeline.inputs() and name not in produced and not catalog.exists(name):
-                if mlflow.active_run():  # kedro-mlflow opened it already; don't leave it as "finished"
-                    mlflow.end_run("FAILED")
-                raise MissingPreprocessOutputError(
-                    f"'{name}' does not exist yet: run `kedro run --pipelines={dataset}_preprocess` first "
-                    f"(add --params={dataset}_root=PATH for the real {dataset.upper()} download)"
-                )
 
 
 _VALIDATORS = {
@@ -72,11 +62,25 @@ _VALIDATORS = {
 _BLOCK = re.compile(rf"^params:(?:(?P<namespace>.+)\.)?(?P<block>{'|'.join(_VALIDATORS)})$")
 
 
-class ValidateParameters:
-    """Check every parameter block the pipeline reads (``model``, ``train``, ``evaluate``, ``predict``,
-    ``compare``, ``preprocess``) before anything runs: before kedro-mlflow opens a run (``tryfirst``)
-    and before any node writes a file. Unknown keys are refused with the known ones, values checked,
-    a ``train.resume`` run id resolved. Errors name the full parameter path (``rhd.train.lr``)."""
+class ValidateRun:
+    """Refuse a ``kedro run`` before anything is trained or written, naming what to fix.
+
+    - After the context is created (``tryfirst``: before kedro-mlflow sets up its tracking), an
+      ``http(s)`` tracking server must answer and accept this process' credentials
+      (:mod:`~mle_hand_pipeline.tracking_server`).
+    - Before the pipeline runs (``tryfirst``: before kedro-mlflow opens a run), every parameter block
+      the pipeline reads (``model``, ``train``, ``evaluate``, ``predict``, ``compare``, ``preprocess``)
+      is checked: unknown keys refused with the known ones, values checked, a ``train.resume`` run id
+      resolved; errors name the full parameter path (``rhd.train.lr``). Then the preprocessed crops
+      the pipeline reads and does not make must exist, else the command to run is named.
+    """
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        apply_http_defaults()
+        uri = tracking_uri_of(context)
+        check_tracking_server(uri)
+        check_credentials(uri)
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog: DataCatalog) -> None:
@@ -98,6 +102,20 @@ class ValidateParameters:
                     problems += error.problems
         if problems:
             raise ParameterError(problems)
+        _require_preprocessed_data(pipeline, catalog)
+
+
+PREPROCESS_OUTPUTS = {"freihand.hands": "freihand", "rhd.hands": "rhd"}
+
+
+def _require_preprocessed_data(pipeline: Pipeline, catalog: DataCatalog) -> None:
+    produced = pipeline.all_outputs()
+    for name, dataset in PREPROCESS_OUTPUTS.items():
+        if name in pipeline.inputs() and name not in produced and not catalog.exists(name):
+            raise MissingPreprocessOutputError(
+                f"'{name}' does not exist yet: run `kedro run --pipelines={dataset}_preprocess` first "
+                f"(add --params={dataset}_root=PATH for the real {dataset.upper()} download)"
+            )
 
 
 def _local_folder(dataset: Any) -> Path | None:
@@ -232,79 +250,6 @@ class LockDataFolders:
     @hook_impl
     def on_pipeline_error(self, error: Exception, run_params: dict, pipeline: Pipeline, catalog: DataCatalog):
         self._held.close()
-
-
-_MODEL_OUTPUT = re.compile(r"^(?P<namespace>[^.]+)\.model$")
-
-
-class CheckpointPolicy:
-    """Apply a train pipeline's ``evaluate.publish_model`` and ``evaluate.keep_checkpoints``.
-
-    ``publish_model: false`` (a comparison's cells) swaps ``<dataset>.model`` for an in-memory dataset
-    before the run, so the run evaluates and logs its own checkpoint without publishing it as the
-    dataset's model (``predict``'s default stays the user's single run). ``keep_checkpoints`` ``best``
-    or ``none`` removes ``last.pt`` (and ``best.pt``) from the run's folder after a run that ended well
-    (a failed run keeps both: it is resumable).
-    """
-
-    def __init__(self) -> None:
-        self._prune: list[tuple[str, str]] = []
-        self._reports: dict[str, dict] = {}
-
-    @hook_impl
-    def before_pipeline_run(self, run_params: dict, pipeline: Pipeline, catalog: DataCatalog) -> None:
-        from mle_hand_pipeline.io import CheckpointDataset
-
-        self._prune, self._reports = [], {}
-        for name in sorted(pipeline.all_outputs()):
-            match = _MODEL_OUTPUT.match(name)
-            if not match or not isinstance(catalog.get(name), CheckpointDataset):
-                continue
-            namespace = match["namespace"]
-            try:
-                evaluate = catalog.load(f"params:{namespace}.evaluate") or {}
-            except Exception:  # no evaluate block: the defaults
-                evaluate = {}
-            if evaluate.get("publish_model", True) is False:
-                catalog[name] = MemoryDataset(copy_mode="assign")
-            keep = evaluate.get("keep_checkpoints", "all")
-            if keep != "all" and f"{namespace}.training_report" in pipeline.all_outputs():
-                self._prune.append((namespace, keep))
-
-    @hook_impl
-    def after_node_run(self, node: Node, catalog: DataCatalog, inputs: dict, outputs: dict, is_async: bool):
-        # This run's own report: the catalog's file may already be another run's (grid cells in parallel).
-        for namespace, _ in self._prune:
-            if f"{namespace}.training_report" in outputs:
-                self._reports[namespace] = outputs[f"{namespace}.training_report"]
-
-    @hook_impl
-    def after_pipeline_run(
-        self, run_params: dict, run_result: dict, pipeline: Pipeline, catalog: DataCatalog
-    ) -> None:
-        from mle_hand_pipeline.training.run_dirs import BEST_CHECKPOINT, LAST_CHECKPOINT
-
-        for namespace, keep in self._prune:
-            report = self._reports.get(namespace)
-            if not report:
-                continue
-            folder = Path(report["last_checkpoint"]).parent
-            names = (LAST_CHECKPOINT,) if keep == "best" else (LAST_CHECKPOINT, BEST_CHECKPOINT)
-            freed = 0
-            for checkpoint in names:
-                path = folder / checkpoint
-                if path.is_file():
-                    freed += path.stat().st_size
-                    path.unlink()
-            logger.info(
-                "%s.evaluate.keep_checkpoints=%s: removed %s from %s (%.1f MB)",
-                namespace,
-                keep,
-                " and ".join(names),
-                folder,
-                freed / 1e6,
-            )
-        self._prune, self._reports = [], {}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -450,19 +395,6 @@ def _summarising_excepthook(previous, summary: ErrorSummary):
 
     excepthook._summarises_errors = True
     return excepthook
-
-
-class ScriptsOnPath:
-    """Put this environment's scripts folder (``.venv/bin``) first on ``PATH``, as activating the venv
-    would. Plugins start their own scripts by name: ``.venv/bin/kedro mlflow ui`` runs ``mlflow ui``,
-    which a shell without the venv activated would not find (``FileNotFoundError: 'mlflow'``)."""
-
-    @hook_impl
-    def after_context_created(self, context: Any) -> None:
-        scripts = sysconfig.get_path("scripts")
-        path = os.environ.get("PATH", "")
-        if scripts and path.split(os.pathsep)[0] != scripts:
-            os.environ["PATH"] = os.pathsep.join(filter(None, (scripts, path)))
 
 
 class KedroRunParams:

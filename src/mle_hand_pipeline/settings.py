@@ -1,6 +1,7 @@
 """Kedro project settings."""
 
 import os
+import sysconfig
 import warnings
 
 from mle_hand_pipeline.openmp import choose_wait_policy
@@ -24,31 +25,36 @@ from kedro.config import OmegaConfigLoader  # noqa: E402
 from omegaconf.resolvers import oc  # noqa: E402
 
 from mle_hand_pipeline.hooks import (  # noqa: E402
-    CheckpointPolicy,
     ErrorSummary,
     KedroRunParams,
     LockDataFolders,
     MarkInterruptedRuns,
-    RequirePreprocessedData,
-    ScriptsOnPath,
-    ValidateParameters,
+    ValidateRun,
 )
-from mle_hand_pipeline.tracking_server import CheckTrackingServer, apply_http_defaults  # noqa: E402
+from mle_hand_pipeline.tracking_server import apply_http_defaults  # noqa: E402
 
 # Bounded MLflow client retries (tracking_server.HTTP_DEFAULTS): a dead tracking server fails a call
 # in seconds, not minutes. Set before any hook or node talks to MLflow; a value already set wins.
 apply_http_defaults()
 
+
+def scripts_first_on_path(environ: os._Environ | dict = os.environ) -> None:
+    """Put this environment's scripts folder (``.venv/bin``) first on ``PATH``, as activating the venv
+    would: plugins start their own scripts by name (``.venv/bin/kedro mlflow ui`` runs ``mlflow ui``,
+    which a shell without the venv activated would not find)."""
+    scripts, path = sysconfig.get_path("scripts"), environ.get("PATH", "")
+    if scripts and path.split(os.pathsep)[0] != scripts:
+        environ["PATH"] = os.pathsep.join(filter(None, (scripts, path)))
+
+
+scripts_first_on_path()
+
 HOOKS = (
-    CheckTrackingServer(),
-    LockDataFolders(),  # registered before ValidateParameters: pluggy calls it after (LIFO), once valid
-    ValidateParameters(),
-    RequirePreprocessedData(),
+    LockDataFolders(),  # registered before ValidateRun: pluggy calls it after (LIFO), once the run is valid
+    ValidateRun(),
     MarkInterruptedRuns(),
     ErrorSummary(),
     KedroRunParams(),
-    CheckpointPolicy(),
-    ScriptsOnPath(),
 )
 
 # kedro-viz's run hooks write dataset statistics and pipeline events into .viz/ after every `kedro run`

@@ -6,10 +6,10 @@ epoch logs would hang the run for minutes. :data:`HTTP_DEFAULTS` bound that (eac
 set it, if set): a refused connection fails a call after ~7-10 s (3 retries, sleeping 0, 2 and 4 s
 plus up to 1 s of jitter each), a server that stops answering after at most 4 x 30 s.
 
-:class:`CheckTrackingServer` (a Kedro hook that runs before kedro-mlflow opens its run) asks an
-``http(s)`` tracking URI's ``/health`` once, with a 5 s timeout, and stops the run naming the URI if
-it does not answer, or if it refuses this process' credentials (naming the variables to set): before
-anything is trained or written.
+:func:`check_tracking_server` and :func:`check_credentials` (called by the project's
+``hooks.ValidateRun`` before kedro-mlflow opens its run) ask an ``http(s)`` tracking URI's ``/health``
+once, with a 5 s timeout, and stop the run naming the URI if it does not answer, or if it refuses this
+process' credentials (naming the variables to set): before anything is trained or written.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import os
 import urllib.error
 import urllib.request
 from typing import Any
-
-from kedro.framework.hooks import hook_impl
 
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
@@ -112,15 +110,3 @@ def tracking_uri_of(context: Any) -> str | None:
     except Exception:  # no mlflow.yml: kedro-mlflow's defaults (a local store)
         return None
     return ((config or {}).get("server") or {}).get("mlflow_tracking_uri")
-
-
-class CheckTrackingServer:
-    """Stop a ``kedro run`` whose tracking server does not answer before kedro-mlflow opens a run
-    (``tryfirst``: kedro-mlflow would otherwise retry for a while and fail with a request error)."""
-
-    @hook_impl(tryfirst=True)
-    def after_context_created(self, context: Any) -> None:
-        apply_http_defaults()
-        uri = tracking_uri_of(context)
-        check_tracking_server(uri)
-        check_credentials(uri)

@@ -70,7 +70,7 @@ def test_the_fingerprint_follows_what_the_run_computes_not_how_it_executes():
     checked = plan(
         model={**MODEL, "init_partial": False},
         train={**TRAIN, "verify_crops": "full"},
-        evaluate={**EVALUATE, "publish_model": True, "keep_checkpoints": "all"},
+        evaluate={**EVALUATE, "keep_checkpoints": "all"},
     )
     assert {c.key: c.config for c in checked}[key] == first
 
@@ -122,7 +122,6 @@ def test_the_command_is_a_train_run_whose_params_kedro_reads_back_unchanged():
     assert rhd["model"] == {"method": "rle", "loss": {"residual": "laplace"}, "init_checkpoint": BACKBONE}
     assert rhd["evaluate"] == {
         "log_model": False,
-        "publish_model": False,
         "keep_checkpoints": "best",
         "register_model": None,  # a cell never registers
     }

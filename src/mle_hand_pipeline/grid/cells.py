@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from mle_hand_pipeline.methods import METHODS, RESNET_METHODS
 from mle_hand_pipeline.training.label_noise import LabelNoise
+from mle_hand_pipeline.training.validation import KEEP_CHECKPOINTS, BlockChecker, dotted_keys
 
 INITS = ("scratch", "pretrained")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
@@ -33,7 +34,6 @@ EXECUTION_ONLY = {
         "batch_size",
         "model",
         "log_model",
-        "publish_model",
         "keep_checkpoints",
         "register_model",
         "register_alias",
@@ -183,17 +183,6 @@ def plan_cells(
     return cells
 
 
-def dotted_keys(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"rhd": {"train": {"lr": 1}}}`` -> ``{"rhd.train.lr": 1}``: the keys of ``kedro run --params``."""
-    flat = {}
-    for key, value in params.items():
-        if isinstance(value, Mapping):
-            flat.update(dotted_keys(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _read_back(text: str) -> Any:
     """What ``kedro run --params key=<text>`` makes of ``text`` (it parses an OmegaConf dot-list)."""
     return OmegaConf.to_container(OmegaConf.from_dotlist([f"key={text}"]))["key"]
@@ -231,8 +220,8 @@ def cell_params(
     resume: str | None = None,
 ) -> dict[str, Any]:
     """The ``--params`` of a cell's run: the parent's runtime parameters (except its ``compare``
-    block), then the cell's overrides, ``evaluate.log_model``, ``evaluate.publish_model`` false (a
-    cell never becomes ``<dataset>.model``), ``evaluate.keep_checkpoints``, ``evaluate.register_model``
+    block), then the cell's overrides, ``evaluate.log_model``, ``evaluate.keep_checkpoints``,
+    ``evaluate.register_model``
     null (a cell never registers a model version), ``tracking``, and ``train.resume`` = ``resume``
     when the run continues that interrupted run of the cell (an execution-only key: same fingerprint)."""
     inherited = {
@@ -241,7 +230,6 @@ def cell_params(
     own = {
         **cell.overrides,
         "evaluate.log_model": log_model,
-        "evaluate.publish_model": False,
         "evaluate.keep_checkpoints": keep_checkpoints,
         "evaluate.register_model": None,  # a cell never registers a model version
         "tracking.run_name": f"{dataset}-{cell.key}",
@@ -269,8 +257,9 @@ RUN_OUTPUTS = "MLE_HAND_RUN_OUTPUTS"  # replaces `data` in a training run's repo
 
 
 def cell_outputs(dataset: str, comparison: str, cell: Cell) -> dict[str, str]:
-    """The environment that gives ``cell``'s run its own report folder (relative to the project):
-    cells running at once never write one another's ``test_metrics.json`` or curves."""
+    """The environment that gives ``cell``'s run its own folder (relative to the project) for its reports
+    and its published model (``conf/base/catalog.yml``): cells running at once never write one another's
+    ``test_metrics.json`` or curves, and no cell becomes ``<dataset>.model``, predict's default."""
     return {RUN_OUTPUTS: f"data/08_reporting/{dataset}/compare/{comparison}/cells/{cell.key}"}
 
 
@@ -283,3 +272,42 @@ def validate_comparison_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
         raise ValueError(f"compare.name {name!r} must be letters, digits, '_' or '.'")
     return name
+
+
+COMPARE_KEYS = {
+    "name", "methods", "seeds", "inits", "pretrained_backbone", "loss_overrides", "noise_levels", "jobs",
+    "log_model", "report_metrics", "keep_checkpoints", "resume_interrupted",
+}  # fmt: skip
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def validate_compare_params(block: dict[str, Any], prefix: str = "compare") -> None:
+    """Raise ``ParameterError`` naming every unknown or invalid key of a ``compare`` block (the plan
+    itself, e.g. unknown methods, is checked by :func:`plan_cells` with the same names)."""
+    check = BlockChecker(dict(block or {}), prefix)
+    check.unknown_keys(COMPARE_KEYS)
+    check.require("jobs", _positive_int, "must be an integer >= 1")
+    check.require("log_model", _bool, "must be true or false")
+    check.require("resume_interrupted", _bool, "must be true or false")
+    check.require(
+        "keep_checkpoints", lambda v: v in KEEP_CHECKPOINTS, f"must be one of {', '.join(KEEP_CHECKPOINTS)}"
+    )
+    check.require(
+        "report_metrics",
+        lambda v: isinstance(v, dict) and all(d in ("lower", "higher") for d in v.values()),
+        "must map metric names to lower or higher",
+    )
+    for key, valid in (("methods", METHODS), ("inits", INITS)):
+        if check.block.get(key):
+            try:
+                _names(check.block[key], key, valid)
+            except ValueError as error:
+                check.problems.append(f"{prefix}.{str(error).removeprefix('compare.')}")
+    check.raise_if_any()

@@ -13,14 +13,13 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mle_hand_pipeline.grid.cells import dotted_keys
 from mle_hand_pipeline.methods import METHODS, build_loss, input_multiple
 from mle_hand_pipeline.models import BACKBONES, OUTPUT_STRIDES
 from mle_hand_pipeline.training.augment import AugmentSettings
@@ -61,7 +60,7 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
-class _Checker:
+class BlockChecker:
     """Collects problems of one block as ``<prefix>.<key> <requirement>, got <value>``."""
 
     def __init__(self, block: dict[str, Any], prefix: str):
@@ -97,7 +96,7 @@ def _positive_number(value: Any) -> bool:
 
 def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
     """Raise :class:`ParameterError` naming every invalid key of a ``model`` block."""
-    check = _Checker(dict(block or {}), prefix)
+    check = BlockChecker(dict(block or {}), prefix)
     check.unknown_keys({f.name for f in fields(ModelSpec)})
     check.require("method", lambda v: v in METHODS, f"must be one of {', '.join(METHODS)}")
     check.require("backbone", lambda v: v in BACKBONES, f"must be one of {', '.join(BACKBONES)}")
@@ -144,7 +143,7 @@ def validate_train_params(block: dict[str, Any], prefix: str = "train") -> None:
     ``devices`` as an integer N means N CUDA GPUs: on a machine without CUDA that is an error (it used
     to start N CPU processes silently); ``cpu:N`` asks for N CPU processes explicitly.
     """
-    check = _Checker(dict(block or {}), prefix)
+    check = BlockChecker(dict(block or {}), prefix)
     check.unknown_keys({f.name for f in fields(TrainConfig)} | {"label_noise"})
     check.require("epochs", _positive_int, "must be an integer >= 1 (0 would train nothing)")
     check.require("batch_size", lambda v: _is_int(v) and v >= 2, "must be an integer >= 2")
@@ -200,7 +199,7 @@ def validate_train_params(block: dict[str, Any], prefix: str = "train") -> None:
     check.raise_if_any()
 
 
-def _check_devices(check: _Checker) -> None:
+def _check_devices(check: BlockChecker) -> None:
     devices = check.block.get("devices", "auto")
     if devices in ("auto", "cpu"):
         return
@@ -230,16 +229,12 @@ def _check_devices(check: _Checker) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 EVALUATE_KEYS = {
-    "checkpoint", "batch_size", "model", "log_model", "publish_model", "keep_checkpoints", "register_model",
+    "checkpoint", "batch_size", "model", "log_model", "keep_checkpoints", "register_model",
     "register_alias",
 }  # fmt: skip
 PREDICT_KEYS = {
     "images", "model", "box", "box_scale", "mirrored", "backend", "device", "precision", "batch_size",
     "fail_on_error",
-}  # fmt: skip
-COMPARE_KEYS = {
-    "name", "methods", "seeds", "inits", "pretrained_backbone", "loss_overrides", "noise_levels", "jobs",
-    "log_model", "report_metrics", "keep_checkpoints", "resume_interrupted",
 }  # fmt: skip
 KEEP_CHECKPOINTS = ("best", "all", "none")  # compare.keep_checkpoints: grid.cells
 _PREPROCESS_COMMON = {"seed", "min_visible", "on_bad_sample", "workers", "crop", "grid"}
@@ -267,13 +262,12 @@ def _optional_alias(value: Any) -> bool:
 
 def validate_evaluate_params(block: dict[str, Any], prefix: str = "evaluate") -> None:
     """Raise :class:`ParameterError` naming every unknown or invalid key of an ``evaluate`` block."""
-    check = _Checker(dict(block or {}), prefix)
+    check = BlockChecker(dict(block or {}), prefix)
     check.unknown_keys(EVALUATE_KEYS)
     check.require("checkpoint", lambda v: v in ("best", "last"), "must be one of best, last")
     check.require("batch_size", _positive_int, "must be an integer >= 1")
     check.require("model", _optional_path, "must be null or a checkpoint path, run id or model URI")
     check.require("log_model", _bool, "must be true or false")
-    check.require("publish_model", _bool, "must be true or false")
     check.require(
         "keep_checkpoints", lambda v: v in KEEP_CHECKPOINTS, f"must be one of {', '.join(KEEP_CHECKPOINTS)}"
     )
@@ -289,7 +283,7 @@ def validate_evaluate_params(block: dict[str, Any], prefix: str = "evaluate") ->
 
 def validate_predict_params(block: dict[str, Any], prefix: str = "predict") -> None:
     """Raise :class:`ParameterError` naming every unknown or invalid key of the ``predict`` block."""
-    check = _Checker(dict(block or {}), prefix)
+    check = BlockChecker(dict(block or {}), prefix)
     check.unknown_keys(PREDICT_KEYS)
     check.require("backend", lambda v: v in ("torch", "onnx"), "must be one of torch, onnx")
     check.require("precision", lambda v: v in ("fp32", "bf16"), "must be one of fp32, bf16")
@@ -306,39 +300,12 @@ def validate_predict_params(block: dict[str, Any], prefix: str = "predict") -> N
     check.raise_if_any()
 
 
-def validate_compare_params(block: dict[str, Any], prefix: str = "compare") -> None:
-    """Raise :class:`ParameterError` naming every unknown or invalid key of a ``compare`` block (the
-    plan itself, e.g. unknown methods, is checked by ``grid.cells.plan_cells`` with the same names)."""
-    from mle_hand_pipeline.grid import cells
-
-    check = _Checker(dict(block or {}), prefix)
-    check.unknown_keys(COMPARE_KEYS)
-    check.require("jobs", _positive_int, "must be an integer >= 1")
-    check.require("log_model", _bool, "must be true or false")
-    check.require("resume_interrupted", _bool, "must be true or false")
-    check.require(
-        "keep_checkpoints", lambda v: v in KEEP_CHECKPOINTS, f"must be one of {', '.join(KEEP_CHECKPOINTS)}"
-    )
-    check.require(
-        "report_metrics",
-        lambda v: isinstance(v, dict) and all(d in ("lower", "higher") for d in v.values()),
-        "must map metric names to lower or higher",
-    )
-    for key, valid in (("methods", METHODS), ("inits", cells.INITS)):
-        if check.block.get(key):
-            try:
-                cells._names(check.block[key], key, valid)
-            except ValueError as error:
-                check.problems.append(f"{prefix}.{str(error).removeprefix('compare.')}")
-    check.raise_if_any()
-
-
 def validate_preprocess_params(block: dict[str, Any], prefix: str = "preprocess") -> None:
     """Raise :class:`ParameterError` naming every unknown or invalid key of a ``preprocess`` block
     (``rhd.preprocess``, ``freihand.preprocess``, or the overrides of ``pretrain_rhd.preprocess``)."""
     from mle_hand_pipeline.datasets.cropping import CropSettings
 
-    check = _Checker(dict(block or {}), prefix)
+    check = BlockChecker(dict(block or {}), prefix)
     dataset = next((d for d in PREPROCESS_KEYS if d in prefix.split(".")[0].split("_")), None)
     check.unknown_keys(PREPROCESS_KEYS[dataset] if dataset else set().union(*PREPROCESS_KEYS.values()))
     check.require("on_bad_sample", lambda v: v in ("raise", "skip"), "must be one of raise, skip")
@@ -368,7 +335,7 @@ def validate_preprocess_params(block: dict[str, Any], prefix: str = "preprocess"
         if not isinstance(sub, dict):
             check.fail(key, "must be a mapping")
             continue
-        sub_check = _Checker(sub, f"{prefix}.{key}")
+        sub_check = BlockChecker(sub, f"{prefix}.{key}")
         sub_check.unknown_keys(known)
         if key == "crop":
             sub_check.require("size", lambda v: _is_int(v) and v >= 8, "must be an integer >= 8 (pixels)")
@@ -377,6 +344,17 @@ def validate_preprocess_params(block: dict[str, Any], prefix: str = "preprocess"
             sub_check.require("image_format", lambda v: v in ("jpg", "png"), "must be one of jpg, png")
         check.problems += sub_check.problems
     check.raise_if_any()
+
+
+def dotted_keys(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested parameter mapping as ``{"a.b.c": value}`` (``--params`` syntax); lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            flat.update(dotted_keys(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def unknown_parameter_blocks(runtime: dict[str, Any], configured: dict[str, Any]) -> list[str]:

@@ -50,8 +50,12 @@ def test_a_tiny_grid_runs_reports_and_resumes(kedro_project, preprocessed_rhd_da
         "comparison/summary.csv",
         "comparison/pck_by_method.png",
     }
-    # Issue 18, row 13: no cell publishes rhd.model (predict's default model), each keeps only best.pt
+    # Issue 18, row 13: no cell publishes rhd.model (predict's default model), each keeps only best.pt;
+    # each cell's model is published in its own folder (catalog.yml, MLE_HAND_RUN_OUTPUTS)
     assert not (kedro_project / "data/06_models/rhd/model.pt").exists()
+    for key in CELLS:
+        (published,) = (report / f"compare_rhd/cells/{key}/06_models/rhd/model.pt").glob("*/model.pt")
+        assert published.stat().st_nlink == 2  # a hard link to the run folder's best.pt
     folders = [f.parent for f in (kedro_project / "data/06_models/rhd").glob("*/*/run.json")]
     assert len(folders) == 4 and all(sorted(p.name for p in f.glob("*.pt")) == ["best.pt"] for f in folders)
     for key, run in runs.items():

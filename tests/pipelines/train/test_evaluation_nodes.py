@@ -28,14 +28,20 @@ def _catalog(tiny_rhd, tmp_path, method):
     catalog["rhd.preprocess_summary"] = {"kept_total": len(tiny_rhd["hands"])}
     catalog["params:rhd.model"] = {**MODEL, "method": method}
     catalog["params:rhd.train"] = TRAIN
-    catalog["params:rhd.evaluate"] = {"checkpoint": "best", "batch_size": 16, "model": None}
+    catalog["params:rhd.evaluate"] = {
+        "checkpoint": "best",
+        "batch_size": 16,
+        "model": None,
+        "keep_checkpoints": "all",
+    }
     catalog["params:rhd.tracking"] = {"run_name": None, "tags": {}}
     # files between nodes, as in the project catalog: parquet and CSV round trips
     catalog["rhd.test_predictions"] = ParquetDataset(filepath=str(tmp_path / "predictions.parquet"))
     for name in TABLES:
         catalog[f"rhd.test_{name}"] = CSVDataset(filepath=str(tmp_path / f"{name}.csv"))
     catalog["rhd.training_report"] = JSONDataset(filepath=str(tmp_path / "training_report.json"))
-    for name in ("test_metrics", *(f"test_{f}_plot" for f in FIGURES)):
+    catalog["rhd.test_metrics"] = JSONDataset(filepath=str(tmp_path / "test_metrics.json"))
+    for name in (f"test_{f}_plot" for f in FIGURES):
         catalog[f"rhd.{name}"] = MemoryDataset()
     return catalog
 

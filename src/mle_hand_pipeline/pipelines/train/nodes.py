@@ -14,6 +14,7 @@ from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
 from mle_hand_pipeline.export import log_mlflow_model
 from mle_hand_pipeline.training.checkpoint import load_model
+from mle_hand_pipeline.training.run_dirs import BEST_CHECKPOINT, LAST_CHECKPOINT
 from mle_hand_pipeline.training.runs import evaluate_on_test, require_splits
 
 logger = logging.getLogger(__name__)
@@ -65,19 +66,44 @@ def evaluate_checkpoint(
     return ({**metrics, "run": {"mlflow_run_id": tracking.active_run_id(), "model": str(model)}}, *tables)
 
 
-def log_model(model: Path, params: dict[str, Any]) -> None:
+def log_model(model: Path, params: dict[str, Any]) -> dict[str, Any]:
     """Log the checkpoint file ``model`` to the active MLflow run as the model ``model`` (:mod:`..export`),
     unless ``params["log_model"]`` is false (a comparison's cells skip the export by default), and
     register it as a new version of ``params["register_model"]`` when set, with the alias
-    ``params["register_alias"]`` (:func:`...tracking.register_logged_model`)."""
+    ``params["register_alias"]`` (:func:`...tracking.register_logged_model`). Returns what was done
+    (``logged``, ``registered``): a node after it may then remove the checkpoint file."""
     if mlflow.active_run() and params.get("log_model", True):
         network, spec = load_model(model)
         log_mlflow_model(network, spec.input_size)
         if params.get("register_model"):
             tracking.register_logged_model(params["register_model"], params.get("register_alias"))
-    elif params.get("register_model"):
+        return {"logged": True, "registered": params.get("register_model")}
+    if params.get("register_model"):
         logger.warning(
             "evaluate.register_model=%s: nothing registered (%s)",
             params["register_model"],
             "evaluate.log_model is false" if mlflow.active_run() else "no MLflow run",
         )
+    return {"logged": False, "registered": None}
+
+
+def prune_checkpoints(
+    training_report: dict[str, Any], params: dict[str, Any], test_metrics: dict, logged_model: dict
+) -> None:
+    """Apply ``params["keep_checkpoints"]`` to the run folder once the run evaluated and logged its model
+    (``test_metrics`` and ``logged_model`` are taken so that this node runs last): ``all`` keeps both,
+    ``best`` removes ``last.pt``, ``none`` both (the published ``<dataset>.model``, a hard link, and
+    MLflow keep the evaluated one). A run that failed never gets here: its folder stays resumable."""
+    keep = params["keep_checkpoints"]
+    if keep == "all":
+        return
+    folder = Path(training_report["last_checkpoint"]).parent
+    names = (LAST_CHECKPOINT,) if keep == "best" else (LAST_CHECKPOINT, BEST_CHECKPOINT)
+    freed = 0
+    for name in names:
+        path = folder / name
+        if path.is_file():
+            freed += path.stat().st_size
+            path.unlink()
+    removed = " and ".join(names)
+    logger.info("keep_checkpoints=%s: removed %s from %s (%.1f MB)", keep, removed, folder, freed / 1e6)

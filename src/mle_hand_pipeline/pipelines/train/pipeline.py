@@ -10,6 +10,7 @@ from mle_hand_pipeline.pipelines.train.nodes import (
     evaluate_checkpoint,
     log_model,
     plot_history,
+    prune_checkpoints,
     select_model,
     train_model,
 )
@@ -56,15 +57,22 @@ def _template() -> Pipeline:
                 name="evaluate_test",
             ),
             evaluation_plot_node("test"),
-            Node(log_model, ["model", "params:evaluate"], None, name="log_model"),
+            Node(log_model, ["model", "params:evaluate"], "logged_model", name="log_model"),
+            Node(
+                prune_checkpoints,
+                ["training_report", "params:evaluate", "test_metrics", "logged_model"],
+                None,
+                name="prune_checkpoints",
+            ),
         ]
     )
 
 
 def create_pipeline(dataset: str) -> Pipeline:
     """Train ``params:<dataset>.model`` with ``params:<dataset>.train`` on ``<dataset>.hands`` and
-    evaluate on its test split. Outputs ``<dataset>.train_history``, ``<dataset>.training_report``,
-    ``<dataset>.model`` (the evaluated checkpoint, versioned),
+    evaluate on its test split, then prune the run folder's checkpoints (``evaluate.keep_checkpoints``).
+    Outputs ``<dataset>.train_history``, ``<dataset>.training_report``, ``<dataset>.model`` (the
+    evaluated checkpoint published, versioned: in the run's own folder for a comparison's cell),
     ``<dataset>.training_curves``, ``<dataset>.test_{metrics,predictions,per_keypoint,per_stage,
     pck_curve,calibration}`` and the figures ``<dataset>.test_{pck_curve,per_keypoint_nme,
     per_stage_pck,calibration,qualitative}_plot``."""
