@@ -393,7 +393,7 @@ def predict_images(
 
 def overlay(prediction: ImagePrediction, image: np.ndarray | None = None) -> np.ndarray:
     """The source image (H, W, 3) uint8 with the predicted skeleton and the crop square drawn on it."""
-    from mle_hand_pipeline.evaluation.plots import draw_skeleton
+    from mle_hand_pipeline.evaluation.drawing import draw_skeleton
 
     pixels = read_image(prediction.image) if image is None else image
     scale = max(pixels.shape[:2]) / 320  # marks sized for a 320 px image, scaled with the image

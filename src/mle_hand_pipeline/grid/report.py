@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mle_hand_pipeline.evaluation import plots
 from mle_hand_pipeline.evaluation.metrics import POOLED_PARTS
 from mle_hand_pipeline.evaluation.statistics import (
     holm,
@@ -25,6 +24,7 @@ from mle_hand_pipeline.evaluation.statistics import (
     zero_width,
     zero_width_note,
 )
+from mle_hand_pipeline.grid import plots
 from mle_hand_pipeline.methods import RESNET_METHODS
 
 GROUP = ["method", "noise", "init"]
