@@ -1,4 +1,5 @@
-"""The training methods: each method's network (:mod:`.models`) and loss (:mod:`.losses`) by name.
+"""The training methods: each method's network (:mod:`.models`), loss (:mod:`.losses`) and what the
+training code must know of them, in one table (:data:`METHOD_TABLE`).
 
 This module sits above both packages (the losses import ``models.outputs``/``models.flow``, so the
 models package cannot import the losses). Methods:
@@ -18,6 +19,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from torch import nn
@@ -30,28 +34,140 @@ from mle_hand_pipeline.models.rle_net import RLENet
 
 logger = logging.getLogger(__name__)
 
-METHODS: tuple[str, ...] = ("mle", "heatmap_l2", "integral", "rle", "cpm")
 
-# The methods built on the paper's network: (variance head, coordinate decoding) of each.
-SEQUENTIAL_HEATMAP_METHODS: dict[str, tuple[bool, str]] = {
-    "mle": (True, "soft_argmax"),
-    "integral": (False, "soft_argmax"),
-    "heatmap_l2": (False, "argmax"),
+def _paper_network(
+    with_variance: bool,
+    decode: str,
+    backbone: str,
+    stages: int,
+    input_size: int,
+    pretrained: bool,
+    head_channels: int,
+    num_keypoints: int,
+    sigma_eps: float,
+    backbone_stride: int,
+    decode_window: int,
+) -> nn.Module:
+    return SequentialHeatmapNet(
+        backbone,
+        stages,
+        input_size,
+        head_channels,
+        num_keypoints,
+        with_variance=with_variance,
+        decode=decode,
+        pretrained=pretrained,
+        sigma_eps=sigma_eps,  # used by the variance head only
+        backbone_stride=backbone_stride,
+        decode_window=decode_window if decode == "soft_argmax" else 0,
+    )
+
+
+def _rle_network(
+    backbone: str,
+    stages: int,
+    input_size: int,
+    pretrained: bool,
+    head_channels: int,
+    num_keypoints: int,
+    sigma_eps: float,
+    backbone_stride: int,
+    decode_window: int,
+) -> nn.Module:
+    return RLENet(
+        backbone, num_keypoints, pretrained=pretrained, sigma_eps=sigma_eps, backbone_stride=backbone_stride
+    )
+
+
+def _cpm_network(
+    backbone: str,
+    stages: int,
+    input_size: int,
+    pretrained: bool,
+    head_channels: int,
+    num_keypoints: int,
+    sigma_eps: float,
+    backbone_stride: int,
+    decode_window: int,
+) -> nn.Module:
+    return CPM(
+        stages,
+        num_keypoints,
+        width=max(head_channels // 4, 1),
+        stage_channels=max(head_channels // 2, 1),
+        input_size=input_size,
+    )
+
+
+@dataclass(frozen=True)
+class Method:
+    """What the training code needs to know of a method: the engine, the parameter checks, the grid and
+    the command line read it here instead of asking the model or the loss what they have.
+
+    Attributes:
+        network: builds the network (the arguments of :func:`build_model`, all by name).
+        loss: the loss class (:func:`build_loss`).
+        has_sigmas: the network predicts per-keypoint sigmas, calibrated into its ``sigma_scale`` by the
+            loss' flows (``error_rms``) after every epoch; ``train.sigma_warmup_epochs`` applies
+            (``detach_sigma_input``).
+        resnet_backbone: its features come from a ResNet: ``model.pretrained`` (ImageNet weights) and
+            pretrained backbones (``model.init_checkpoint``) apply.
+        input_multiple: ``model.input_size`` must be a multiple of it.
+        staged_loss: the loss takes the network's stage count.
+    """
+
+    network: Callable[..., nn.Module]
+    loss: type[nn.Module]
+    has_sigmas: bool
+    resnet_backbone: bool
+    input_multiple: int
+    staged_loss: bool = False
+
+
+METHOD_TABLE: dict[str, Method] = {
+    "mle": Method(
+        partial(_paper_network, True, "soft_argmax"),
+        MLELoss,
+        has_sigmas=True,
+        resnet_backbone=True,
+        input_multiple=SequentialHeatmapNet.INPUT_MULTIPLE,
+        staged_loss=True,
+    ),
+    "heatmap_l2": Method(
+        partial(_paper_network, False, "argmax"),
+        HeatmapMSELoss,
+        has_sigmas=False,
+        resnet_backbone=True,
+        input_multiple=SequentialHeatmapNet.INPUT_MULTIPLE,
+    ),
+    "integral": Method(
+        partial(_paper_network, False, "soft_argmax"),
+        IntegralL1Loss,
+        has_sigmas=False,
+        resnet_backbone=True,
+        input_multiple=SequentialHeatmapNet.INPUT_MULTIPLE,
+    ),
+    "rle": Method(_rle_network, RLELoss, has_sigmas=True, resnet_backbone=True, input_multiple=1),
+    "cpm": Method(
+        _cpm_network,
+        HeatmapMSELoss,
+        has_sigmas=False,
+        resnet_backbone=False,
+        input_multiple=CPM.INPUT_MULTIPLE,
+    ),
 }
-# The methods whose features come from a ResNet: ImageNet weights (``model.pretrained``) and pretrained
-# backbones (``model.init_checkpoint``) apply to them. CPM has its own feature extractor.
-RESNET_METHODS: tuple[str, ...] = (*SEQUENTIAL_HEATMAP_METHODS, "rle")
+METHODS: tuple[str, ...] = tuple(METHOD_TABLE)
+# The methods whose features come from a ResNet (CPM has its own feature extractor).
+RESNET_METHODS: tuple[str, ...] = tuple(
+    name for name, method in METHOD_TABLE.items() if method.resnet_backbone
+)
 
 
-def _unknown(method: str) -> ValueError:
-    return ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-
-
-def input_multiple(method: str) -> int:
-    """What ``model.input_size`` must be a multiple of for ``method``'s network (1: any size)."""
-    if method in SEQUENTIAL_HEATMAP_METHODS:
-        return SequentialHeatmapNet.INPUT_MULTIPLE
-    return CPM.INPUT_MULTIPLE if method == "cpm" else 1
+def method_of(name: str) -> Method:
+    """The :class:`Method` called ``name``; ``ValueError`` naming the valid ones for another."""
+    if name not in METHOD_TABLE:
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
+    return METHOD_TABLE[name]
 
 
 def build_model(
@@ -80,38 +196,17 @@ def build_model(
     ``decode_window`` (keyword only): soft-argmax over the whole map (0, the paper) or over the
     (2r+1)^2 cells around its argmax (r); for "mle" and "integral", ignored by the others.
     """
-    if method in SEQUENTIAL_HEATMAP_METHODS:
-        with_variance, decode = SEQUENTIAL_HEATMAP_METHODS[method]
-        return SequentialHeatmapNet(
-            backbone,
-            stages,
-            input_size,
-            head_channels,
-            num_keypoints,
-            with_variance=with_variance,
-            decode=decode,
-            pretrained=pretrained,
-            sigma_eps=sigma_eps,  # used by the variance head only
-            backbone_stride=backbone_stride,
-            decode_window=decode_window if decode == "soft_argmax" else 0,
-        )
-    elif method == "rle":
-        return RLENet(
-            backbone,
-            num_keypoints,
-            pretrained=pretrained,
-            sigma_eps=sigma_eps,
-            backbone_stride=backbone_stride,
-        )
-    elif method == "cpm":
-        return CPM(
-            stages,
-            num_keypoints,
-            width=max(head_channels // 4, 1),
-            stage_channels=max(head_channels // 2, 1),
-            input_size=input_size,
-        )
-    raise _unknown(method)
+    return method_of(method).network(
+        backbone=backbone,
+        stages=stages,
+        input_size=input_size,
+        pretrained=pretrained,
+        head_channels=head_channels,
+        num_keypoints=num_keypoints,
+        sigma_eps=sigma_eps,
+        backbone_stride=backbone_stride,
+        decode_window=decode_window,
+    )
 
 
 def build_loss(method: str, stages: int, **options: Any) -> nn.Module:
@@ -129,29 +224,18 @@ def build_loss(method: str, stages: int, **options: Any) -> nn.Module:
     loss takes (say ``residual`` for "integral") is ignored, with a debug log; a name that no loss
     takes is a typo and raises ``ValueError``.
     """
-    loss_class = _loss_class(method)
-    unknown = sorted(set(options) - set().union(*(_loss_options(_loss_class(m)) for m in METHODS)))
+    described = method_of(method)
+    loss_class = described.loss
+    unknown = sorted(set(options) - set().union(*(_loss_options(m.loss) for m in METHOD_TABLE.values())))
     if unknown:
-        valid = {m: sorted(_loss_options(_loss_class(m))) for m in METHODS}
+        valid = {name: sorted(_loss_options(m.loss)) for name, m in METHOD_TABLE.items()}
         raise ValueError(f"unknown loss option(s) {unknown}; each method's loss takes: {valid}")
     accepted = _loss_options(loss_class)
     ignored = sorted(set(options) - accepted)
     if ignored:
         logger.debug("loss options %s do not apply to %s (%s); ignored", ignored, method, loss_class.__name__)
     kwargs = {k: v for k, v in options.items() if k in accepted}
-    return loss_class(stages, **kwargs) if method == "mle" else loss_class(**kwargs)
-
-
-def _loss_class(method: str) -> type[nn.Module]:
-    if method == "mle":
-        return MLELoss
-    elif method == "rle":
-        return RLELoss
-    elif method in ("heatmap_l2", "cpm"):
-        return HeatmapMSELoss
-    elif method == "integral":
-        return IntegralL1Loss
-    raise _unknown(method)
+    return loss_class(stages, **kwargs) if described.staged_loss else loss_class(**kwargs)
 
 
 def _loss_options(loss_class: type[nn.Module]) -> set[str]:

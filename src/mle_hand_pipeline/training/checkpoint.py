@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mle_hand_pipeline.methods import build_loss, build_model
+from mle_hand_pipeline.methods import METHODS, RESNET_METHODS, build_loss, build_model
 from mle_hand_pipeline.models.heads import DEFAULT_SIGMA_EPS
 from mle_hand_pipeline.training.pretrained import is_backbone_checkpoint, load_backbone, resnet_backbone
 
@@ -182,7 +182,9 @@ def warm_start(
         return {"init_loaded_tensors": loaded, "init_fresh_tensors": len(own) - loaded}
     source = (state.get("spec") or {}).get("backbone")
     backbone = resnet_backbone(model)
-    if backbone is not None and source and (state.get("spec") or {}).get("method") != "cpm":
+    source_method = (state.get("spec") or {}).get("method")
+    source_has_resnet = source_method not in METHODS or source_method in RESNET_METHODS
+    if backbone is not None and source and source_has_resnet:
         if source != backbone.name:
             raise ValueError(
                 f"{path}: a {source} run checkpoint cannot initialise a {backbone.name} model; set "

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from mle_hand_pipeline.methods import method_of
 from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
 from mle_hand_pipeline.training.checkpoint import (
     ModelSpec,
@@ -395,9 +396,9 @@ class Trainer:
         """Copy the flows' RMS per unit of sigma into the model's ``sigma_scale``, so checkpoints, exports
         and evaluation report sigmas as predicted RMS errors (see ``losses/mle.py``). Returns the last
         stage's mean scale as ``sigma_scale`` for the epoch's metrics ({} for methods without sigmas)."""
-        scale = getattr(self.module.model, "sigma_scale", None)
-        if scale is None or not hasattr(self.module.loss, "error_rms"):
+        if not method_of(self.spec.method).has_sigmas:
             return {}
+        scale = self.module.model.sigma_scale
         scale.copy_(self.module.loss.error_rms())
         return {"sigma_scale": float(scale[-1].mean())}
 
@@ -423,7 +424,7 @@ class Trainer:
         loss (at most once a second), for the non-finite guard (every ``max_nonfinite_steps`` steps)
         and at the end: losses and counts accumulate on the device."""
         self.module.train()
-        if hasattr(self.module.model, "detach_sigma_input"):
+        if method_of(self.spec.method).has_sigmas:
             self.module.model.detach_sigma_input = epoch < self.config.sigma_warmup_epochs
         self.sampler.set_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from mle_hand_pipeline.methods import METHODS, build_loss, input_multiple
+from mle_hand_pipeline.methods import METHODS, build_loss, method_of
 from mle_hand_pipeline.models import BACKBONES, OUTPUT_STRIDES
 from mle_hand_pipeline.training.augment import AugmentSettings
 from mle_hand_pipeline.training.checkpoint import ModelSpec, check_warm_start
@@ -103,8 +103,9 @@ def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
     check.require("stages", _positive_int, "must be an integer >= 1")
     check.require("input_size", lambda v: _is_int(v) and v >= 32, "must be an integer >= 32 (pixels)")
     method, size = check.block.get("method", "mle"), check.block.get("input_size")
-    if method in METHODS and _is_int(size) and size % input_multiple(method):
-        check.fail("input_size", f"must be a multiple of {input_multiple(method)} for model.method={method}")
+    multiple = method_of(method).input_multiple if method in METHODS else 1
+    if _is_int(size) and size % multiple:
+        check.fail("input_size", f"must be a multiple of {multiple} for model.method={method}")
     check.require(
         "backbone_stride",
         lambda v: _is_int(v) and v in OUTPUT_STRIDES,
