@@ -1,4 +1,5 @@
-"""Where a trained model comes from: the one resolver behind ``predict`` and the ``evaluate`` pipelines.
+"""Where a trained model comes from: the one resolver behind ``predict`` and the ``evaluate`` pipelines,
+and the predictions of any model on a table of stored crops (:func:`predict_crop_table`).
 
 A model is named by (tried in this order):
 
@@ -19,11 +20,20 @@ project's ``mlflow.db``).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch and the training code load when a model is, not with `mle-hand --help`
+    import numpy as np
+    import pandas as pd
+    from torch import nn
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT, ONNX, MLFLOW = "checkpoint", "onnx", "mlflow"
 
@@ -224,3 +234,75 @@ def training_method(source: ModelSource) -> str:
             if key.endswith("model.method"):
                 return value
     return "mlflow model"
+
+
+@dataclass(frozen=True)
+class CropPredictions:
+    """A model's predictions on a table of stored crops (:func:`predict_crop_table`).
+
+    coords: (N, T, K, 2) in stored-crop pixels, every stage of a checkpoint (T = 1: an MLflow model's
+        final stage). sigmas: the same shape (predicted RMS errors), or None without uncertainty.
+    method: the training method (an MLflow model: its run's ``model.method``, else ``"mlflow model"``).
+    all_stages: whether every stage is there (a checkpoint) or only the final one.
+    source: the resolved model.
+    """
+
+    coords: np.ndarray
+    sigmas: np.ndarray | None
+    method: str
+    all_stages: bool
+    source: ModelSource
+
+
+def predict_crop_table(
+    model: str | Path, table: pd.DataFrame, crops_dir: Path, batch_size: int
+) -> CropPredictions:
+    """Resolve ``model`` (see the module docstring) and predict ``table``'s crops with it, on CUDA when
+    present: a checkpoint gives every stage, an MLflow model the final one.
+
+    Raises:
+        ModelNotFoundError: naming the model when it cannot be found or loaded.
+        ValueError: for an ONNX file (no stage outputs, no method: evaluate a checkpoint instead).
+    """
+    from mle_hand_pipeline.training.inference import inference_device
+    from mle_hand_pipeline.training.runs import predict_checkpoint
+
+    source = resolve_model_source(model)
+    if source.kind == CHECKPOINT:
+        coords, sigmas, spec = predict_checkpoint(source.location, table, crops_dir, batch_size)
+        return CropPredictions(coords, sigmas, spec.method, True, source)
+    if source.kind == MLFLOW:
+        device = inference_device()
+        network, input_size = load_mlflow_pytorch(source, device)
+        coords, sigmas = _predict_packed(network, input_size, table, crops_dir, batch_size, device)
+        logger.info("MLflow model %s: final stage only (per-stage metrics need a checkpoint)", source.name)
+        return CropPredictions(coords, sigmas, training_method(source), False, source)
+    raise ValueError(f"{source.name} is an ONNX file: evaluate a checkpoint or an MLflow model")
+
+
+def _predict_packed(
+    model: nn.Module, input_size: int, table: pd.DataFrame, crops_dir: Path, batch_size: int, device: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Final-stage predictions of a packed model (an MLflow PyTorch model: ``(B, K, 4)`` = x, y,
+    sigma_x, sigma_y in input-crop pixels, on ``device``) mapped to stored-crop pixels: coords
+    ``(N, 1, K, 2)``, sigmas ``(N, 1, K, 2)`` or None when the model's sigmas are all zero (methods
+    without uncertainty)."""
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader
+
+    from mle_hand_pipeline.training.augment import prepare_batch
+    from mle_hand_pipeline.training.data import HandCrops
+
+    dataset = HandCrops(table, crops_dir)
+    outputs = []
+    with torch.no_grad():
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            images, _, _ = prepare_batch(batch, input_size, torch.device(device), None, None)
+            n = len(images)
+            if n == 1:  # torch.export specialises batch sizes 0 and 1: the dynamic batch axis starts at 2
+                images = images.repeat(2, 1, 1, 1)
+            outputs.append(model(images)[:n].float().cpu())
+    packed = torch.cat(outputs).numpy().astype(np.float64) * (dataset.crop_size / input_size)
+    coords, sigmas = packed[:, None, :, :2], packed[:, None, :, 2:]
+    return coords, (None if not sigmas.any() else sigmas)

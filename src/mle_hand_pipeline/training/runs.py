@@ -16,21 +16,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
-from torch.utils.data import DataLoader
 
 from mle_hand_pipeline.datasets.crop_store import CropStore
 from mle_hand_pipeline.evaluation.report import EvaluationReport, evaluate_predictions
 from mle_hand_pipeline.machine import describe_machine
-from mle_hand_pipeline.model_source import (
-    CHECKPOINT,
-    MLFLOW,
-    ModelSource,
-    load_mlflow_pytorch,
-    training_method,
-)
-from mle_hand_pipeline.training.augment import prepare_batch
 from mle_hand_pipeline.training.checkpoint import ModelSpec, check_resumable, check_warm_start, load_model
 from mle_hand_pipeline.training.data import HandCrops
 from mle_hand_pipeline.training.engine import TrainConfig, fit
@@ -178,54 +167,6 @@ def predict_checkpoint(
         model, HandCrops(table, crops_dir), spec.input_size, device, batch_size=batch_size
     )
     return predictions.coords, predictions.sigmas, spec
-
-
-@torch.no_grad()
-def predict_packed(
-    model: nn.Module,
-    input_size: int,
-    table: pd.DataFrame,
-    crops_dir: Path,
-    batch_size: int,
-    device: str | torch.device = "cpu",
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Final-stage predictions of a packed model (an MLflow PyTorch model: ``(B, K, 4)`` = x, y,
-    sigma_x, sigma_y in input-crop pixels, on ``device``) mapped to stored-crop pixels: coords
-    ``(N, 1, K, 2)``, sigmas ``(N, 1, K, 2)`` or None when the model's sigmas are all zero (methods
-    without uncertainty)."""
-    dataset = HandCrops(table, crops_dir)
-    outputs = []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        images, _, _ = prepare_batch(batch, input_size, torch.device(device), settings=None, generator=None)
-        n = len(images)
-        if n == 1:  # torch.export specialises batch sizes 0 and 1: the dynamic batch axis starts at 2
-            images = images.repeat(2, 1, 1, 1)
-        outputs.append(model(images)[:n].float().cpu())
-    packed = torch.cat(outputs).numpy().astype(np.float64) * (dataset.crop_size / input_size)
-    coords, sigmas = packed[:, None, :, :2], packed[:, None, :, 2:]
-    return coords, (None if not sigmas.any() else sigmas)
-
-
-def predict_source(
-    source: ModelSource, table: pd.DataFrame, crops_dir: Path, batch_size: int
-) -> tuple[np.ndarray, np.ndarray | None, str, bool]:
-    """Predictions of a checkpoint or MLflow model (:mod:`..model_source`) on ``table``'s crops, on
-    CUDA when present: coords and sigmas as :func:`predict_checkpoint`, the training method, and
-    whether every stage is there (a checkpoint) or only the final one (an MLflow model).
-
-    Raises:
-        ValueError: for an ONNX file (no stage outputs, no method: evaluate a checkpoint instead).
-    """
-    if source.kind == MLFLOW:
-        device = inference_device()
-        model, input_size = load_mlflow_pytorch(source, device)
-        coords, sigmas = predict_packed(model, input_size, table, crops_dir, batch_size, device)
-        logger.info("MLflow model %s: final stage only (per-stage metrics need a checkpoint)", source.name)
-        return coords, sigmas, training_method(source), False
-    if source.kind == CHECKPOINT:
-        coords, sigmas, spec = predict_checkpoint(source.location, table, crops_dir, batch_size)
-        return coords, sigmas, spec.method, True
-    raise ValueError(f"{source.name} is an ONNX file: evaluate a checkpoint or an MLflow model")
 
 
 def evaluate_on_test(

@@ -10,8 +10,8 @@ import pandas as pd
 
 from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation.report import evaluate_predictions
-from mle_hand_pipeline.model_source import resolve_model_source
-from mle_hand_pipeline.training.runs import predict_source, split
+from mle_hand_pipeline.model_source import predict_crop_table
+from mle_hand_pipeline.training.runs import split
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +31,22 @@ def evaluate_model(
             "e.g. --params=rhd.evaluate.model=data/06_models/rhd/model.pt (the newest published model) "
             "or --params=rhd.evaluate.model=runs:/<run_id>/model"
         )
-    source = resolve_model_source(params["model"])
-    tracking.log_crop_store_inputs(crops_dir, ("test",))
     test = split(hands, "test")
-    coords, sigmas, method, all_stages = predict_source(source, test, crops_dir, params["batch_size"])
+    predicted = predict_crop_table(params["model"], test, crops_dir, params["batch_size"])
+    source = predicted.source
+    tracking.log_crop_store_inputs(crops_dir, ("test",))
     tracking.log_dict(
-        {"model": source.name, "resolved": source.location, "method": method, "all_stages": all_stages},
+        {
+            "model": source.name,
+            "resolved": source.location,
+            "method": predicted.method,
+            "all_stages": predicted.all_stages,
+        },
         "evaluation/source.json",
     )
     tracking.tag_run({"tags": {"evaluated_model": source.label}})
-    report = evaluate_predictions(test, coords, sigmas, all_stages=all_stages)
-    report.predictions.insert(0, "method", method)
+    report = evaluate_predictions(test, predicted.coords, predicted.sigmas, all_stages=predicted.all_stages)
+    report.predictions.insert(0, "method", predicted.method)
     tracking.log_metrics(report.metrics, prefix="test_")
     logger.info("test %s", report.summary())
     metrics, *tables = report.outputs()
