@@ -7,8 +7,9 @@ Two marks, in README.md, DEVELOPERS.md, CHANGELOG.md, benchmarks/README.md and d
     read from. Every decimal figure in the table must equal a number of those files at the figure's
     printed precision (``0.740`` matches ``0.73968...``; a sign is kept, a leading ``+`` dropped).
 ``<!-- generated: NAME -->`` ... ``<!-- end generated -->``
-    a block this script writes from result files (:data:`RENDERERS`); it must be what the renderer
-    writes now, so a new result file changes the documentation only by re-running this script.
+    a block this script writes from result files or the typed parameter blocks (:data:`RENDERERS`);
+    it must be what the renderer writes now, so a new result file changes the documentation only by
+    re-running this script.
 
 A table holding decimal figures with neither mark, a figure not found in its files, a named file
 that does not exist and a stale generated block are errors. Version numbers (``0.4.0``), metric
@@ -33,6 +34,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from mle_hand_pipeline.parameters import EvaluateParams, ParameterBlock, PredictParams
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP_DOCS = ("README.md", "DEVELOPERS.md", "CHANGELOG.md", "benchmarks/README.md")
@@ -165,9 +168,22 @@ def grid_040_test1000(root: Path) -> list[str]:
     return lines
 
 
+def parameter_table(block: type[ParameterBlock]) -> list[str]:
+    """A parameter block's keys, defaults and help, from its typed model (the one place they live)."""
+    execution = set(block.execution_only_keys())
+    lines = ["| key | default | what it sets | changes the results |", "|---|---|---|---|"]
+    for name, field in block.model_fields.items():
+        default = "required" if field.is_required() else f"`{json.dumps(field.default)}`"
+        help_text = (field.description or "").replace("<", "\\<")  # <run_id> is not an HTML tag
+        lines.append(f"| `{name}` | {default} | {help_text} | {'no' if name in execution else 'yes'} |")
+    return lines
+
+
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "cpu_demo": cpu_demo_table,
     "grid_0.4.0_test1000": grid_040_test1000,
+    "parameters_evaluate": lambda root: parameter_table(EvaluateParams),
+    "parameters_predict": lambda root: parameter_table(PredictParams),
 }
 
 

@@ -101,7 +101,11 @@ def test_a_key_nothing_reads_is_refused_with_the_known_ones():
             {"checkpoint": "newest"},
             "rhd.evaluate.checkpoint must be one of best, last, got 'newest'",
         ),
-        ("predict", {"backend": "tensorrt"}, "predict.backend must be one of torch, onnx, got 'tensorrt'"),
+        (
+            "predict",
+            {"images": "x", "backend": "tensorrt"},
+            "predict.backend must be one of torch, onnx, got 'tensorrt'",
+        ),
         ("predict", {"images": "x", "overlay": True}, "predict.overlay is not a parameter; known: backend, "),
         ("rhd.compare", {"methods": "mle+dsnt"}, "rhd.compare.methods: unknown ['dsnt']; valid: mle, "),
         (

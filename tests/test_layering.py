@@ -14,6 +14,7 @@ LAYERS = (
     ("models", "losses"),
     ("methods",),
     ("evaluation",),
+    ("parameters",),
     ("export",),
     ("training",),
     ("model_source",),

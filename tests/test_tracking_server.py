@@ -178,17 +178,3 @@ def test_a_dead_server_fails_check_with_its_uri():
     with pytest.raises(TrackingServerUnreachableError, match=uri):
         check_tracking_server(uri, timeout=2)
     check_tracking_server("sqlite:///mlflow.db")  # nothing to check
-
-
-def test_the_evaluate_block_knows_the_registry_keys():
-    from mle_hand_pipeline.training.validation import ParameterError, validate_evaluate_params
-
-    validate_evaluate_params({"register_model": "hand-mle", "register_alias": "champion"}, "rhd.evaluate")
-    validate_evaluate_params({"register_model": None, "register_alias": None}, "rhd.evaluate")
-    for block, problem in (
-        ({"register_model": "m", "register_alias": "latest"}, "rhd.evaluate.register_alias must be"),
-        ({"register_alias": "champion"}, "rhd.evaluate.register_alias needs register_model"),
-        ({"register_models": "m"}, "rhd.evaluate.register_models is not a parameter"),
-    ):
-        with pytest.raises(ParameterError, match=problem):
-            validate_evaluate_params(block, "rhd.evaluate")

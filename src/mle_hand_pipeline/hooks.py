@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from mle_hand_pipeline.datasets.crop_store import fcntl, open_locked, reader_lock, writer_lock
 from mle_hand_pipeline.grid.cells import validate_compare_params
+from mle_hand_pipeline.parameters import EvaluateParams, ParameterBlock, PredictParams
 from mle_hand_pipeline.tracking_server import (
     apply_http_defaults,
     check_credentials,
@@ -37,9 +38,7 @@ from mle_hand_pipeline.training.run_dirs import check_resume
 from mle_hand_pipeline.training.validation import (
     ParameterError,
     unknown_parameter_blocks,
-    validate_evaluate_params,
     validate_model_params,
-    validate_predict_params,
     validate_preprocess_params,
     validate_train_params,
 )
@@ -51,13 +50,13 @@ class MissingPreprocessOutputError(FileNotFoundError):
     pass
 
 
+_SCHEMAS: dict[str, type[ParameterBlock]] = {"evaluate": EvaluateParams, "predict": PredictParams}
 _VALIDATORS = {
     "model": validate_model_params,
     "train": validate_train_params,
-    "evaluate": validate_evaluate_params,
-    "predict": validate_predict_params,
     "compare": validate_compare_params,
     "preprocess": validate_preprocess_params,
+    **{name: schema.check for name, schema in _SCHEMAS.items()},
 }
 _BLOCK = re.compile(rf"^params:(?:(?P<namespace>.+)\.)?(?P<block>{'|'.join(_VALIDATORS)})$")
 
@@ -91,7 +90,7 @@ class ValidateRun:
                 prefix = ".".join(filter(None, (match["namespace"], match["block"])))
                 block = catalog.load(name)
                 if block is not None and not isinstance(block, dict):
-                    continue  # a value, not a block (predict.model is a path)
+                    continue  # a value, not a block (predict.model is a path), or a checked block
                 try:
                     _VALIDATORS[match["block"]](block, prefix=prefix)
                     if match["block"] == "train":

@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from mle_hand_pipeline.methods import METHODS, RESNET_METHODS
+from mle_hand_pipeline.parameters import EvaluateParams
 from mle_hand_pipeline.training.label_noise import LabelNoise
 from mle_hand_pipeline.training.validation import KEEP_CHECKPOINTS, BlockChecker, dotted_keys
 
@@ -30,14 +31,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 # comparison may resume on another machine (more loader workers, another evaluation batch size).
 EXECUTION_ONLY = {
     "train": ("devices", "num_workers", "eval_batch_size", "resume", "verify_crops"),
-    "evaluate": (
-        "batch_size",
-        "model",
-        "log_model",
-        "keep_checkpoints",
-        "register_model",
-        "register_alias",
-    ),
+    "evaluate": EvaluateParams.execution_only_keys(),
 }
 TAG_KEYS = ("comparison", "cell", "cell_config", "method", "seed", "noise", "init")
 

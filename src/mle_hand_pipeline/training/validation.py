@@ -2,7 +2,7 @@
 
 Each problem is reported with the parameter's full path (``rhd.train.lr``) and the value given, all
 problems of a block in one :class:`ParameterError`. The project's Kedro hook runs these checks before
-a pipeline starts (``hooks.ValidateParameters``); :func:`~.runs.train_method` runs them too, for
+a pipeline starts (``hooks.ValidateRun``); :func:`~.runs.train_method` runs them too, for
 callers outside Kedro.
 """
 
@@ -12,7 +12,6 @@ import difflib
 import logging
 import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 from mle_hand_pipeline.methods import METHODS, build_loss, method_of
 from mle_hand_pipeline.models import BACKBONES, OUTPUT_STRIDES
+from mle_hand_pipeline.parameters import ParameterError, describe
 from mle_hand_pipeline.training.augment import AugmentSettings
 from mle_hand_pipeline.training.checkpoint import ModelSpec, check_warm_start
 from mle_hand_pipeline.training.engine import COMPILE_MODES, TrainConfig
@@ -33,31 +33,12 @@ PRECISIONS = ("auto", "bf16", "fp32")
 VERIFY_CROPS = ("quick", "full")  # train.verify_crops: datasets.crop_store.CropStore.verify
 
 
-class ParameterError(ValueError):
-    """One or more parameters are invalid; ``problems`` has one line per parameter (``rhd.train.lr ...``)."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        super().__init__("invalid parameters:\n  " + "\n  ".join(self.problems))
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return repr(value)
-        # YAML reads 1e-3 (no dot) as a string; --params values are YAML too.
-        return f"{value!r} (a string: write numbers with a dot, e.g. 1.0e-3, or as 0.001)"
-    return repr(value)
 
 
 class BlockChecker:
@@ -71,7 +52,7 @@ class BlockChecker:
             self.fail(key, requirement)
 
     def fail(self, key: str, requirement: str) -> None:
-        self.problems.append(f"{self.prefix}.{key} {requirement}, got {_describe(self.block.get(key))}")
+        self.problems.append(f"{self.prefix}.{key} {requirement}, got {describe(self.block.get(key))}")
 
     def unknown_keys(self, known: set[str]) -> None:
         for key in sorted(set(self.block) - known):
@@ -226,17 +207,9 @@ def _check_devices(check: BlockChecker) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The other blocks a pipeline reads: evaluate, predict, compare, preprocess (known keys, enum values)
+# The preprocess block (evaluate and predict: mle_hand_pipeline.parameters; compare: grid.cells)
 # ---------------------------------------------------------------------------------------------------
 
-EVALUATE_KEYS = {
-    "checkpoint", "batch_size", "model", "log_model", "keep_checkpoints", "register_model",
-    "register_alias",
-}  # fmt: skip
-PREDICT_KEYS = {
-    "images", "model", "box", "box_scale", "mirrored", "backend", "device", "precision", "batch_size",
-    "fail_on_error",
-}  # fmt: skip
 KEEP_CHECKPOINTS = ("best", "all", "none")  # compare.keep_checkpoints: grid.cells
 _PREPROCESS_COMMON = {"seed", "min_visible", "on_bad_sample", "workers", "crop", "grid"}
 PREPROCESS_KEYS = {
@@ -247,58 +220,6 @@ PREPROCESS_KEYS = {
 
 def _bool(value: Any) -> bool:
     return isinstance(value, bool)
-
-
-def _optional_path(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value != "")
-
-
-def _optional_alias(value: Any) -> bool:
-    return value is None or (
-        isinstance(value, str)
-        and re.fullmatch(r"[A-Za-z0-9_-]+", value) is not None
-        and re.fullmatch(r"(?i)v\d+|latest", value) is None
-    )
-
-
-def validate_evaluate_params(block: dict[str, Any], prefix: str = "evaluate") -> None:
-    """Raise :class:`ParameterError` naming every unknown or invalid key of an ``evaluate`` block."""
-    check = BlockChecker(dict(block or {}), prefix)
-    check.unknown_keys(EVALUATE_KEYS)
-    check.require("checkpoint", lambda v: v in ("best", "last"), "must be one of best, last")
-    check.require("batch_size", _positive_int, "must be an integer >= 1")
-    check.require("model", _optional_path, "must be null or a checkpoint path, run id or model URI")
-    check.require("log_model", _bool, "must be true or false")
-    check.require(
-        "keep_checkpoints", lambda v: v in KEEP_CHECKPOINTS, f"must be one of {', '.join(KEEP_CHECKPOINTS)}"
-    )
-    # the MLflow model registry (train): a registered model name, an alias (not latest or v<number>)
-    check.require("register_model", _optional_path, "must be null or a registered model name")
-    check.require(
-        "register_alias", _optional_alias, "must be null or letters, digits, '_' or '-' (not latest, v<n>)"
-    )
-    if check.block.get("register_alias") and not check.block.get("register_model"):
-        check.fail("register_alias", "needs register_model (the registered model the alias points into)")
-    check.raise_if_any()
-
-
-def validate_predict_params(block: dict[str, Any], prefix: str = "predict") -> None:
-    """Raise :class:`ParameterError` naming every unknown or invalid key of the ``predict`` block."""
-    check = BlockChecker(dict(block or {}), prefix)
-    check.unknown_keys(PREDICT_KEYS)
-    check.require("backend", lambda v: v in ("torch", "onnx"), "must be one of torch, onnx")
-    check.require("precision", lambda v: v in ("fp32", "bf16"), "must be one of fp32, bf16")
-    check.require("box_scale", _positive_number, "must be a positive number")
-    check.require("batch_size", _positive_int, "must be an integer >= 1")
-    check.require("mirrored", _bool, "must be true or false")
-    check.require("fail_on_error", _bool, "must be true or false")
-    check.require("device", lambda v: isinstance(v, str) and v != "", "must be auto or a torch device")
-    check.require(
-        "box",
-        lambda v: v is None or isinstance(v, str) or (isinstance(v, list | tuple) and len(v) == 4),
-        "must be null, 'x0,y0,x1,y1' or a list of 4 numbers",
-    )
-    check.raise_if_any()
 
 
 def validate_preprocess_params(block: dict[str, Any], prefix: str = "preprocess") -> None:

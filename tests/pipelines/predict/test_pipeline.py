@@ -11,6 +11,7 @@ from helpers import kedro_run
 from PIL import Image
 from predict_helpers import FREIHAND_IMAGES, RHD_IMAGES, save_checkpoint
 
+from mle_hand_pipeline.parameters import PredictParams
 from mle_hand_pipeline.pipelines.predict import nodes
 
 
@@ -45,7 +46,8 @@ def test_predict_pipeline_writes_results_and_fails_at_the_end_on_bad_images(kedr
 
 def test_predict_node_with_onnx_backend_and_a_box(tmp_path):
     save_checkpoint(tmp_path / "best.pt")
-    params = {"model": str(tmp_path / "best.pt"), "backend": "onnx", "box": "30 30 190 200"}
+    model = str(tmp_path / "best.pt")
+    params = PredictParams(images="unused", model=model, backend="onnx", box="30 30 190 200")
     results = nodes.predict_keypoints([str(FREIHAND_IMAGES[1])], params)
     assert results["backend"] == "onnx" and not results["failures"]
     assert results["predictions"][0]["crop"]["side"] == pytest.approx(1.5 * 170)
@@ -58,7 +60,9 @@ def test_predict_node_with_onnx_backend_and_a_box(tmp_path):
 
 def test_predict_node_names_a_missing_model(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nowhere\.pt' not found"):
-        nodes.predict_keypoints([str(FREIHAND_IMAGES[0])], {"model": str(tmp_path / "nowhere.pt")})
+        nodes.predict_keypoints(
+            [str(FREIHAND_IMAGES[0])], PredictParams(images="unused", model=str(tmp_path / "nowhere.pt"))
+        )
 
 
 def test_check_failures_lists_every_bad_image_unless_told_not_to():

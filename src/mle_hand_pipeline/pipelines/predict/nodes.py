@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from mle_hand_pipeline.parameters import PredictParams
 from mle_hand_pipeline.predict import (
     ImagePrediction,
     keypoints_rows,
@@ -36,24 +37,21 @@ def find_images(images: str | list[str]) -> list[str]:
 
 
 def predict_keypoints(image_paths: list[str], params: dict[str, Any]) -> dict[str, Any]:
-    """Load ``predict.model`` and predict every image; bad images are listed under ``failures``.
+    """Load ``predict.model`` (:class:`...parameters.PredictParams`) and predict every image; bad images
+    are listed under ``failures``.
 
     Returns the JSON document of :func:`...predict.predictions_document` (keypoints and sigmas (21, 2)
     in source pixels and the crop per image; the failures).
     """
-    predictor = load_predictor(
-        params["model"],
-        params.get("backend", "torch"),
-        params.get("device", "auto"),
-        params.get("precision", "fp32"),
-    )
+    predict = PredictParams.of(params)
+    predictor = load_predictor(predict.model, predict.backend, predict.device, predict.precision)
     predictions, failures = predict_images(
         predictor,
         image_paths,
-        box=params.get("box"),
-        box_scale=params.get("box_scale", 1.5),
-        mirrored=params.get("mirrored", False),
-        batch_size=params.get("batch_size", 16),
+        box=predict.box,
+        box_scale=predict.box_scale,
+        mirrored=predict.mirrored,
+        batch_size=predict.batch_size,
     )
     for failure in failures:
         logger.warning("FAILED %s", failure.error)

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from mle_hand_pipeline import tracking
 from mle_hand_pipeline.evaluation.plots import plot_training_curves
 from mle_hand_pipeline.export import log_mlflow_model
+from mle_hand_pipeline.parameters import EvaluateParams
 from mle_hand_pipeline.training.checkpoint import load_model
 from mle_hand_pipeline.training.run_dirs import BEST_CHECKPOINT, LAST_CHECKPOINT
 from mle_hand_pipeline.training.runs import evaluate_on_test, require_splits
@@ -45,8 +46,8 @@ def plot_history(history: pd.DataFrame) -> Figure:
 
 
 def select_model(training_report: dict[str, Any], params: dict[str, Any]) -> Path:
-    """The checkpoint the run publishes as its model (``params["checkpoint"]``: best | last)."""
-    return Path(training_report[f"{params['checkpoint']}_checkpoint"])
+    """The checkpoint the run publishes as its model (``evaluate.checkpoint``: best | last)."""
+    return Path(training_report[f"{EvaluateParams.of(params).checkpoint}_checkpoint"])
 
 
 def evaluate_checkpoint(
@@ -59,7 +60,7 @@ def evaluate_checkpoint(
     per-keypoint, per-stage, PCK-curve, calibration and per-crop metric tables.
     """
     tracking.log_crop_store_inputs(crops_dir, ("test",))
-    report = evaluate_on_test(hands, crops_dir, model, params["batch_size"])
+    report = evaluate_on_test(hands, crops_dir, model, EvaluateParams.of(params).batch_size)
     tracking.log_metrics(report.metrics, prefix="test_")
     logger.info("test %s", report.summary())
     metrics, *tables = report.outputs()
@@ -68,20 +69,21 @@ def evaluate_checkpoint(
 
 def log_model(model: Path, params: dict[str, Any]) -> dict[str, Any]:
     """Log the checkpoint file ``model`` to the active MLflow run as the model ``model`` (:mod:`..export`),
-    unless ``params["log_model"]`` is false (a comparison's cells skip the export by default), and
-    register it as a new version of ``params["register_model"]`` when set, with the alias
-    ``params["register_alias"]`` (:func:`...tracking.register_logged_model`). Returns what was done
+    unless ``evaluate.log_model`` is false (a comparison's cells skip the export by default), and
+    register it as a new version of ``evaluate.register_model`` when set, with the alias
+    ``evaluate.register_alias`` (:func:`...tracking.register_logged_model`). Returns what was done
     (``logged``, ``registered``): a node after it may then remove the checkpoint file."""
-    if mlflow.active_run() and params.get("log_model", True):
+    evaluate = EvaluateParams.of(params)
+    if mlflow.active_run() and evaluate.log_model:
         network, spec = load_model(model)
         log_mlflow_model(network, spec.input_size)
-        if params.get("register_model"):
-            tracking.register_logged_model(params["register_model"], params.get("register_alias"))
-        return {"logged": True, "registered": params.get("register_model")}
-    if params.get("register_model"):
+        if evaluate.register_model:
+            tracking.register_logged_model(evaluate.register_model, evaluate.register_alias)
+        return {"logged": True, "registered": evaluate.register_model}
+    if evaluate.register_model:
         logger.warning(
             "evaluate.register_model=%s: nothing registered (%s)",
-            params["register_model"],
+            evaluate.register_model,
             "evaluate.log_model is false" if mlflow.active_run() else "no MLflow run",
         )
     return {"logged": False, "registered": None}
@@ -90,11 +92,11 @@ def log_model(model: Path, params: dict[str, Any]) -> dict[str, Any]:
 def prune_checkpoints(
     training_report: dict[str, Any], params: dict[str, Any], test_metrics: dict, logged_model: dict
 ) -> None:
-    """Apply ``params["keep_checkpoints"]`` to the run folder once the run evaluated and logged its model
+    """Apply ``evaluate.keep_checkpoints`` to the run folder once the run evaluated and logged its model
     (``test_metrics`` and ``logged_model`` are taken so that this node runs last): ``all`` keeps both,
     ``best`` removes ``last.pt``, ``none`` both (the published ``<dataset>.model``, a hard link, and
     MLflow keep the evaluated one). A run that failed never gets here: its folder stays resumable."""
-    keep = params["keep_checkpoints"]
+    keep = EvaluateParams.of(params).keep_checkpoints
     if keep == "all":
         return
     folder = Path(training_report["last_checkpoint"]).parent
