@@ -22,9 +22,22 @@ from __future__ import annotations
 import re
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+T = TypeVar("T")
+# A parameter block: unknown keys are refused, values are not coerced (YAML's "64" is not 64, `yes` is
+# not true); for Pydantic models and dataclasses alike.
+STRICT_BLOCK = ConfigDict(extra="forbid", strict=True)
 
 
 class ParameterError(ValueError):
@@ -47,25 +60,65 @@ def describe(value: Any) -> str:
     return repr(value)
 
 
-def execution_only(default: Any, description: str, **constraints: Any) -> Any:
+def execution_only(default: Any, description: str, requirement: str | None = None, **constraints: Any) -> Any:
     """A field that changes how a run executes (batch sizes, devices, what is logged or kept), never
     what it computes."""
-    return Field(default, description=description, json_schema_extra={"execution_only": True}, **constraints)
+    return setting(default, description, requirement, execution_only=True, **constraints)
+
+
+def setting(
+    default: Any,
+    description: str,
+    requirement: str | None = None,
+    *,
+    execution_only: bool = False,
+    **constraints: Any,
+) -> Any:
+    """A field with its help text and, optionally, the requirement an error states (``must be an
+    integer >= 1 (0 would train nothing)``) instead of Pydantic's wording."""
+    extra = {"execution_only": execution_only, **({"requirement": requirement} if requirement else {})}
+    return Field(default, description=description, json_schema_extra=extra, **constraints)
+
+
+def schema_fields(schema: type) -> dict[str, FieldInfo]:
+    """The fields of a Pydantic model or a Pydantic dataclass."""
+    return (
+        schema.model_fields
+        if isinstance(schema, type) and issubclass(schema, BaseModel)
+        else schema.__pydantic_fields__
+    )
+
+
+def execution_only_keys(schema: type) -> tuple[str, ...]:
+    """The keys of ``schema`` marked :func:`execution_only`."""
+    return tuple(name for name, field in schema_fields(schema).items() if _extra(field).get("execution_only"))
+
+
+def check_block(schema: type[T], block: Mapping[str, Any] | None, prefix: str) -> T:
+    """``block`` as ``schema`` (a Pydantic model or dataclass), else :class:`ParameterError` with every
+    problem of the block, each named ``<prefix>.<key>``."""
+    try:
+        if issubclass(schema, BaseModel):
+            return schema.model_validate(dict(block or {}))
+        return schema(**dict(block or {}))  # a strict Pydantic dataclass takes its fields, not a dict
+    except ValidationError as error:
+        problems = [_problem(schema, prefix, detail) for detail in error.errors()]
+        raise ParameterError(list(dict.fromkeys(problems))) from None  # a union's members say it once
+
+
+def _extra(field: FieldInfo) -> dict[str, Any]:
+    return field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
 
 
 class ParameterBlock(BaseModel):
     """A parameter block: unknown keys are refused, values are not coerced (YAML's ``"64"`` is not 64,
     ``yes`` is not true), and the object is immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(**STRICT_BLOCK, frozen=True)
 
     @classmethod
     def execution_only_keys(cls) -> tuple[str, ...]:
-        return tuple(
-            name
-            for name, field in cls.model_fields.items()
-            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("execution_only")
-        )
+        return execution_only_keys(cls)
 
     @classmethod
     def of(cls, block: Mapping[str, Any] | Self | None) -> Self:
@@ -76,23 +129,24 @@ class ParameterBlock(BaseModel):
     def check(cls, block: Mapping[str, Any] | None, prefix: str) -> Self:
         """``block`` as this model, else :class:`ParameterError` with every problem of the block, each
         named ``<prefix>.<key>``."""
-        try:
-            return cls.model_validate(dict(block or {}))
-        except ValidationError as error:
-            raise ParameterError([_problem(cls, prefix, detail) for detail in error.errors()]) from None
+        return check_block(cls, block, prefix)
 
 
-def _problem(model: type[ParameterBlock], prefix: str, detail: Mapping[str, Any]) -> str:
+def _problem(schema: type, prefix: str, detail: Mapping[str, Any]) -> str:
     location = [str(part) for part in detail["loc"]]
     path = ".".join([prefix, *location])
     kind, value = detail["type"], detail.get("input")
-    if kind == "extra_forbidden":
-        return f"{path} is not a parameter; known: {', '.join(sorted(model.model_fields))}"
-    field = model.model_fields.get(location[0]) if location else None
+    fields = schema_fields(schema)
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        return f"{path} is not a parameter; known: {', '.join(sorted(fields))}"
+    field = fields.get(location[0]) if location else None
     if kind == "missing":
         return f"{path} is required: {field.description if field is not None else 'no default'}"
     choices = _choices(field.annotation) if field is not None else ()
-    if kind == "literal_error" and choices:
+    if field is not None and _extra(field).get("requirement"):
+        path = f"{prefix}.{location[0]}"  # not the member of a union that failed (bool, literal['auto'])
+        requirement = _extra(field)["requirement"]
+    elif kind == "literal_error" and choices:
         requirement = f"must be one of {', '.join(map(str, choices))}"
     elif kind in ("bool_type", "bool_parsing"):
         requirement = "must be true or false"

@@ -21,7 +21,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from mle_hand_pipeline.methods import METHODS, RESNET_METHODS
-from mle_hand_pipeline.parameters import EvaluateParams
+from mle_hand_pipeline.parameters import EvaluateParams, execution_only_keys
+from mle_hand_pipeline.training.engine import TrainConfig
 from mle_hand_pipeline.training.label_noise import LabelNoise
 from mle_hand_pipeline.training.validation import KEEP_CHECKPOINTS, BlockChecker, dotted_keys
 
@@ -30,7 +31,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 # Keys that change how a run executes, not what it computes: left out of a cell's fingerprint, so a
 # comparison may resume on another machine (more loader workers, another evaluation batch size).
 EXECUTION_ONLY = {
-    "train": ("devices", "num_workers", "eval_batch_size", "resume", "verify_crops"),
+    "train": execution_only_keys(TrainConfig),
     "evaluate": EvaluateParams.execution_only_keys(),
 }
 TAG_KEYS = ("comparison", "cell", "cell_config", "method", "seed", "noise", "init")

@@ -14,19 +14,22 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from pydantic import field_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mle_hand_pipeline.methods import method_of
+from mle_hand_pipeline.parameters import STRICT_BLOCK, check_block, execution_only, setting
 from mle_hand_pipeline.training.augment import AugmentSettings, prepare_batch
 from mle_hand_pipeline.training.checkpoint import (
     ModelSpec,
@@ -45,52 +48,131 @@ logger = logging.getLogger(__name__)
 
 # train.compile: off | loss (torch.compile of the loss and its flows) | all (network + loss).
 COMPILE_MODES = ("off", "loss", "all")
+PRECISIONS = ("auto", "bf16", "fp32")
+VERIFY_CROPS = ("quick", "full")  # datasets.crop_store.CropStore.verify
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=STRICT_BLOCK)
 class TrainConfig:
-    """The ``train`` parameter block; see conf/base/parameters_train.yml for each knob."""
+    """The ``train`` parameter block but its ``label_noise`` (applied to the labels, not here): the one
+    place its keys, defaults (the paper's), constraints and help live; ``conf/base/parameters_train.yml``
+    holds the CPU demo's values. Keys marked execution-only change how a run executes, not its numbers
+    (the comparison grid leaves them out of a cell's fingerprint)."""
 
-    epochs: int = 120
-    batch_size: int = 128
-    lr: float = 1e-3
-    lr_milestones: tuple[int, ...] = (90,)
-    lr_gamma: float = 0.1
-    weight_decay: float = 0.0
-    seed: int = 0
-    devices: str | int = "auto"
-    precision: str = "auto"
-    resume: bool = False
-    num_workers: int = 2
-    data_on_device: str | bool = "auto"
-    grad_clip: float = 5.0
-    max_nonfinite_steps: int = 20
-    eval_batch_size: int = 64
-    sigma_warmup_epochs: int = 0
-    compile: str = "off"
-    verify_crops: str = "quick"  # quick: size, header, sampled sha256 of each array; full: every byte
-    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    epochs: int = setting(120, "epochs to train", "must be an integer >= 1 (0 would train nothing)", ge=1)
+    batch_size: int = setting(
+        128, "crops per optimiser step (over all devices)", "must be an integer >= 2", ge=2
+    )
+    lr: float = setting(
+        1e-3,
+        "the Adam learning rate",
+        "must be a positive number (the Adam learning rate)",
+        gt=0,
+        allow_inf_nan=False,
+    )
+    lr_milestones: tuple[int, ...] = setting(
+        (90,), "epochs after which lr is multiplied by lr_gamma", "must be a list of epochs (integers >= 1)"
+    )
+    lr_gamma: float = setting(
+        0.1, "the learning-rate factor at each milestone", "must be a positive number", gt=0
+    )
+    weight_decay: float = setting(
+        0.0, "Adam's weight decay", "must be a number >= 0", ge=0, allow_inf_nan=False
+    )
+    seed: int = setting(0, "initialisation, sample order and augmentation", "must be an integer")
+    devices: str | int = execution_only(
+        "auto",
+        "auto: every CUDA GPU (DDP), else the CPU; cpu; cpu:N (N gloo processes); N: N CUDA GPUs",
+        "must be 'auto', 'cpu', 'cpu:N' (N CPU processes) or N (N CUDA GPUs)",
+    )
+    precision: Literal["auto", "bf16", "fp32"] = setting(
+        "auto", "auto: bf16 autocast on CUDA, fp32 on the CPU", f"must be one of {', '.join(PRECISIONS)}"
+    )
+    resume: bool | str = execution_only(
+        False,
+        "true: continue the newest interrupted run of the method; <run id>: that run; false: start afresh",
+        "must be true, false or the run id of a run folder",
+    )
+    num_workers: int = execution_only(2, "DataLoader processes", "must be an integer >= 0", ge=0)
+    data_on_device: Literal["auto"] | bool = setting(
+        "auto",
+        "auto: copy the training crops to the GPU once when they fit in a quarter of its free memory",
+        "must be auto, true or false",
+    )
+    grad_clip: float = setting(
+        5.0, "max gradient norm", "must be a positive number", gt=0, allow_inf_nan=False
+    )
+    max_nonfinite_steps: int = setting(
+        20, "stop with an error after this many non-finite steps in a row", "must be an integer >= 1", ge=1
+    )
+    eval_batch_size: int = execution_only(
+        64, "crops per validation forward pass", "must be an integer >= 1", ge=1
+    )
+    sigma_warmup_epochs: int = setting(
+        0,
+        "mle/rle: epochs whose sigma heads see detached features (0: the paper)",
+        "must be an integer >= 0",
+        ge=0,
+    )
+    compile: Literal["off", "loss", "all"] = setting(
+        "off",
+        "off | loss (torch.compile the loss and its flows) | all (network + loss)",
+        f"must be one of {', '.join(COMPILE_MODES)}",
+    )
+    verify_crops: Literal["quick", "full"] = execution_only(
+        "quick",
+        "quick: size, header and sampled sha256 of each crop array; full: every byte",
+        f"must be one of {', '.join(VERIFY_CROPS)}",
+    )
+    augment: AugmentSettings = setting(AugmentSettings(), "per-batch augmentation on the device")
 
-    def __post_init__(self):
-        if isinstance(self.compile, bool):  # YAML reads a bare off/on as a boolean
-            object.__setattr__(self, "compile", "all" if self.compile else "off")
-        if self.compile not in COMPILE_MODES:
-            raise ValueError(f"train.compile must be one of {COMPILE_MODES}, got {self.compile!r}")
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _yaml_off_is_false(cls, value: Any) -> Any:
+        return ("all" if value else "off") if isinstance(value, bool) else value  # YAML reads off as false
+
+    @field_validator("lr_milestones", mode="before")
+    @classmethod
+    def _milestones(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in value
+        ):
+            raise ValueError("not a list of epochs")
+        return tuple(value)
+
+    @field_validator("resume")
+    @classmethod
+    def _run_id(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and (value == "" or "/" in value):
+            raise ValueError("not a run id")
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: str | int) -> str | int:
+        if (isinstance(value, int) and value < 1) or (
+            isinstance(value, str) and not (value in ("auto", "cpu") or value.startswith("cpu:"))
+        ):
+            raise ValueError("not a device setting")
+        return value
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            known = {f.name for f in fields(AugmentSettings)}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise ValueError(f"has unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
+            return AugmentSettings(
+                **{**value, **({"scale": tuple(value["scale"])} if "scale" in value else {})}
+            )
+        return value
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainConfig:
         """The ``train`` parameter block (its ``label_noise`` is applied to the labels, not here)."""
-        params = {k: v for k, v in params.items() if k != "label_noise"}
-        augment = dict(params.get("augment") or {})
-        if "scale" in augment:
-            augment["scale"] = tuple(augment["scale"])
-        return cls(
-            **{
-                **params,
-                "augment": AugmentSettings(**augment),
-                "lr_milestones": tuple(params.get("lr_milestones", ())),
-            }
-        )
+        return check_block(cls, {k: v for k, v in params.items() if k != "label_noise"}, "train")
 
 
 @dataclass
@@ -316,9 +398,6 @@ class Trainer:
         """Training batches: gathered on the device from crops copied there once (``data_on_device``), or
         read from the memory-mapped crop array by ``DataLoader`` workers. Same batches either way."""
         setting = self.config.data_on_device
-        setting = {"true": True, "false": False}.get(str(setting).lower(), setting)
-        if setting not in ("auto", True, False):
-            raise ValueError(f"train.data_on_device must be auto, true or false, got {setting!r}")
         on_device = fits_on_device(self.train_set, self.device) if setting == "auto" else setting
         if self.is_main:
             logger.info(

@@ -21,16 +21,12 @@ import torch
 
 from mle_hand_pipeline.methods import METHODS, build_loss, method_of
 from mle_hand_pipeline.models import BACKBONES, OUTPUT_STRIDES
-from mle_hand_pipeline.parameters import ParameterError, describe
-from mle_hand_pipeline.training.augment import AugmentSettings
+from mle_hand_pipeline.parameters import ParameterError, check_block, describe
 from mle_hand_pipeline.training.checkpoint import ModelSpec, check_warm_start
-from mle_hand_pipeline.training.engine import COMPILE_MODES, TrainConfig
+from mle_hand_pipeline.training.engine import TrainConfig
 from mle_hand_pipeline.training.label_noise import LabelNoise
 
 logger = logging.getLogger(__name__)
-
-PRECISIONS = ("auto", "bf16", "fp32")
-VERIFY_CROPS = ("quick", "full")  # train.verify_crops: datasets.crop_store.CropStore.verify
 
 
 def _is_int(value: Any) -> bool:
@@ -120,89 +116,62 @@ def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
 
 
 def validate_train_params(block: dict[str, Any], prefix: str = "train") -> None:
-    """Raise :class:`ParameterError` naming every invalid key of a ``train`` block.
+    """Raise :class:`ParameterError` naming every invalid key of a ``train`` block: the keys and
+    constraints of :class:`~.engine.TrainConfig` and :class:`~.label_noise.LabelNoise`, and the devices
+    this machine has.
 
     ``devices`` as an integer N means N CUDA GPUs: on a machine without CUDA that is an error (it used
     to start N CPU processes silently); ``cpu:N`` asks for N CPU processes explicitly.
     """
-    check = BlockChecker(dict(block or {}), prefix)
-    check.unknown_keys({f.name for f in fields(TrainConfig)} | {"label_noise"})
-    check.require("epochs", _positive_int, "must be an integer >= 1 (0 would train nothing)")
-    check.require("batch_size", lambda v: _is_int(v) and v >= 2, "must be an integer >= 2")
-    check.require("eval_batch_size", _positive_int, "must be an integer >= 1")
-    check.require("lr", _positive_number, "must be a positive number (the Adam learning rate)")
-    check.require("lr_gamma", _positive_number, "must be a positive number")
-    check.require("weight_decay", lambda v: _is_number(v) and v >= 0, "must be a number >= 0")
-    check.require("grad_clip", _positive_number, "must be a positive number")
-    check.require("seed", _is_int, "must be an integer")
-    check.require("num_workers", _non_negative_int, "must be an integer >= 0")
-    check.require("max_nonfinite_steps", _positive_int, "must be an integer >= 1")
-    check.require("sigma_warmup_epochs", _non_negative_int, "must be an integer >= 0")
-    check.require("precision", lambda v: v in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}")
-    check.require(
-        "data_on_device", lambda v: v == "auto" or isinstance(v, bool), "must be auto, true or false"
-    )
-    check.require(
-        "compile",
-        lambda v: isinstance(v, bool) or v in COMPILE_MODES,
-        f"must be one of {', '.join(COMPILE_MODES)}",
-    )
-    check.require("verify_crops", lambda v: v in VERIFY_CROPS, f"must be one of {', '.join(VERIFY_CROPS)}")
-    check.require(
-        "resume",
-        lambda v: isinstance(v, bool) or (isinstance(v, str) and v != "" and "/" not in v),
-        "must be true, false or the run id of a run folder",
-    )
-    milestones = check.block.get("lr_milestones", [])
-    if not isinstance(milestones, list | tuple) or not all(_positive_int(m) for m in milestones):
-        check.fail("lr_milestones", "must be a list of epochs (integers >= 1)")
-    elif _positive_int(epochs := check.block.get("epochs")) and any(m > epochs for m in milestones):
-        logger.warning(
-            "%s.lr_milestones %s: milestones after epoch %s (%s.epochs) never lower the learning rate",
-            prefix,
-            list(milestones),
-            epochs,
-            prefix,
-        )
-    _check_devices(check)
-    for key, settings in (("augment", AugmentSettings), ("label_noise", LabelNoise)):
-        sub = check.block.get(key) or {}
-        if not isinstance(sub, dict):
-            check.fail(key, "must be a mapping")
-            continue
-        unknown = sorted(set(sub) - {f.name for f in fields(settings)})
+    block = dict(block or {})
+    problems: list[str] = []
+    try:
+        config = check_block(TrainConfig, {k: v for k, v in block.items() if k != "label_noise"}, prefix)
+    except ParameterError as error:
+        problems += error.problems
+    else:
+        _check_devices(config.devices, prefix, problems)
+        if any(m > config.epochs for m in config.lr_milestones):
+            logger.warning(
+                "%s.lr_milestones %s: milestones after epoch %s (%s.epochs) never lower the learning rate",
+                prefix,
+                list(config.lr_milestones),
+                config.epochs,
+                prefix,
+            )
+    noise = block.get("label_noise") or {}
+    if not isinstance(noise, dict):
+        problems.append(f"{prefix}.label_noise must be a mapping, got {describe(noise)}")
+    else:
+        unknown = sorted(set(noise) - {f.name for f in fields(LabelNoise)})
         if unknown:
-            check.problems.append(f"{prefix}.{key}: unknown key(s) {unknown}")
-        elif key == "label_noise":
+            problems.append(f"{prefix}.label_noise: unknown key(s) {unknown}")
+        else:
             try:
-                LabelNoise(**sub)
+                LabelNoise(**noise)
             except (TypeError, ValueError) as error:
-                check.problems.append(f"{prefix}.{error}")
-    check.raise_if_any()
+                problems.append(f"{prefix}.{error}")
+    if problems:
+        raise ParameterError(problems)
 
 
-def _check_devices(check: BlockChecker) -> None:
-    devices = check.block.get("devices", "auto")
-    if devices in ("auto", "cpu"):
-        return
+def _check_devices(devices: str | int, prefix: str, problems: list[str]) -> None:
     if isinstance(devices, str) and devices.startswith("cpu:"):
         count = devices.partition(":")[2]
         if not (count.isdigit() and int(count) >= 1):
-            check.fail("devices", "must be 'cpu:N' with N >= 1")
+            problems.append(f"{prefix}.devices must be 'cpu:N' with N >= 1, got {describe(devices)}")
         elif int(count) > (os.cpu_count() or 1):
             logger.warning(
-                "%s.devices=%s: more processes than the %d CPU cores", check.prefix, devices, os.cpu_count()
+                "%s.devices=%s: more processes than the %d CPU cores", prefix, devices, os.cpu_count()
             )
         return
-    if not _positive_int(devices):
-        check.fail("devices", "must be 'auto', 'cpu', 'cpu:N' (N CPU processes) or N (N CUDA GPUs)")
+    if not isinstance(devices, int):
         return
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if devices > available:
-        check.fail(
-            "devices",
-            f"asks for {devices} CUDA GPUs but {available} are available; use 'auto' (every GPU, else "
-            f"one CPU process) or 'cpu:{devices}' for {devices} CPU processes",
+        problems.append(
+            f"{prefix}.devices asks for {devices} CUDA GPUs but {available} are available; use 'auto' "
+            f"(every GPU, else one CPU process) or 'cpu:{devices}' for {devices} CPU processes"
         )
 
 
