@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from mle_hand_pipeline.parameters import EvaluateParams, ParameterBlock, PredictParams
+from mle_hand_pipeline.parameters import CompareParams, EvaluateParams, ParameterBlock, PredictParams
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP_DOCS = ("README.md", "DEVELOPERS.md", "CHANGELOG.md", "benchmarks/README.md")
@@ -171,10 +171,11 @@ def grid_040_test1000(root: Path) -> list[str]:
 def parameter_table(block: type[ParameterBlock]) -> list[str]:
     """A parameter block's keys, defaults and help, from its typed model (the one place they live)."""
     execution = set(block.execution_only_keys())
-    lines = ["| key | default | what it sets | changes the results |", "|---|---|---|---|"]
+    lines = ["| key | default | what it sets | changes what is computed |", "|---|---|---|---|"]
     for name, field in block.model_fields.items():
         default = "required" if field.is_required() else f"`{json.dumps(field.default)}`"
-        help_text = (field.description or "").replace("<", "\\<")  # <run_id> is not an HTML tag
+        # <run_id> is not an HTML tag; a | inside a cell would end it
+        help_text = (field.description or "").replace("<", "\\<").replace("|", "\\|")
         lines.append(f"| `{name}` | {default} | {help_text} | {'no' if name in execution else 'yes'} |")
     return lines
 
@@ -184,6 +185,7 @@ RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "grid_0.4.0_test1000": grid_040_test1000,
     "parameters_evaluate": lambda root: parameter_table(EvaluateParams),
     "parameters_predict": lambda root: parameter_table(PredictParams),
+    "parameters_compare": lambda root: parameter_table(CompareParams),
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mle_hand_pipeline.parameters import EvaluateParams, ParameterError, PredictParams
+from mle_hand_pipeline.parameters import CompareParams, EvaluateParams, ParameterError, PredictParams
 
 CONF = Path(__file__).parents[1] / "conf" / "base"
 
@@ -18,6 +18,20 @@ def test_the_configured_blocks_are_valid_and_the_defaults_are_the_configured_val
     predict = yaml.safe_load((CONF / "parameters_predict.yml").read_text())["predict"]
     checked = PredictParams.check({**predict, "images": "photos/*.jpg"}, "predict")
     assert checked == PredictParams(images="photos/*.jpg")
+    compare = yaml.safe_load((CONF / "parameters_compare.yml").read_text())["rhd"]["compare"]
+    assert CompareParams.check(compare, "rhd.compare") == CompareParams()
+
+
+def test_a_compare_block_takes_lists_from_the_command_line():
+    compare = CompareParams.check({"methods": "mle+integral", "seeds": "0+1", "inits": "scratch"}, "c")
+    assert (compare.methods, compare.seeds, compare.inits) == (("mle", "integral"), (0, 1), ("scratch",))
+    with pytest.raises(ParameterError) as error:
+        CompareParams.check({"methods": "mle+dsnt", "seeds": [0, 0], "inits": ["imagenet"]}, "rhd.compare")
+    assert error.value.problems == [
+        "rhd.compare.methods: unknown ['dsnt']; valid: mle, heatmap_l2, integral, rle, cpm",
+        "rhd.compare.seeds must list distinct integers, got [0, 0]",
+        "rhd.compare.inits: unknown ['imagenet']; valid: scratch, pretrained",
+    ]
 
 
 def test_the_evaluate_block_knows_the_registry_keys():

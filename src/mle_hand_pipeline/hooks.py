@@ -26,8 +26,7 @@ from kedro.pipeline import Node, Pipeline
 from mlflow.tracking import MlflowClient
 
 from mle_hand_pipeline.datasets.crop_store import fcntl, open_locked, reader_lock, writer_lock
-from mle_hand_pipeline.grid.cells import validate_compare_params
-from mle_hand_pipeline.parameters import EvaluateParams, ParameterBlock, PredictParams
+from mle_hand_pipeline.parameters import CompareParams, EvaluateParams, ParameterBlock, PredictParams
 from mle_hand_pipeline.tracking_server import (
     apply_http_defaults,
     check_credentials,
@@ -50,11 +49,14 @@ class MissingPreprocessOutputError(FileNotFoundError):
     pass
 
 
-_SCHEMAS: dict[str, type[ParameterBlock]] = {"evaluate": EvaluateParams, "predict": PredictParams}
+_SCHEMAS: dict[str, type[ParameterBlock]] = {
+    "evaluate": EvaluateParams,
+    "predict": PredictParams,
+    "compare": CompareParams,
+}
 _VALIDATORS = {
     "model": validate_model_params,
     "train": validate_train_params,
-    "compare": validate_compare_params,
     "preprocess": validate_preprocess_params,
     **{name: schema.check for name, schema in _SCHEMAS.items()},
 }

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -33,6 +33,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+
+from mle_hand_pipeline.methods import METHODS
 
 T = TypeVar("T")
 # A parameter block: unknown keys are refused, values are not coerced (YAML's "64" is not 64, `yes` is
@@ -115,6 +117,7 @@ class ParameterBlock(BaseModel):
     ``yes`` is not true), and the object is immutable."""
 
     model_config = ConfigDict(**STRICT_BLOCK, frozen=True)
+    block: ClassVar[str]  # the block's name in the configuration (``evaluate`` of ``rhd.evaluate``)
 
     @classmethod
     def execution_only_keys(cls) -> tuple[str, ...]:
@@ -122,8 +125,9 @@ class ParameterBlock(BaseModel):
 
     @classmethod
     def of(cls, block: Mapping[str, Any] | Self | None) -> Self:
-        """``block`` (a node's ``params:`` input, already checked before the run) as this model."""
-        return block if isinstance(block, cls) else cls.check(block, cls.__name__)
+        """``block`` (a node's ``params:`` input, already checked before the run) as this model; errors
+        name its keys ``<block>.<key>`` (the dataset namespace is the hook's to add)."""
+        return block if isinstance(block, cls) else cls.check(block, cls.block)
 
     @classmethod
     def check(cls, block: Mapping[str, Any] | None, prefix: str) -> Self:
@@ -152,6 +156,8 @@ def _problem(schema: type, prefix: str, detail: Mapping[str, Any]) -> str:
         requirement = "must be true or false"
     elif kind == "value_error":
         requirement = str(detail["msg"]).removeprefix("Value error, ")
+        if location and not requirement.startswith("must "):  # a finding, not a requirement
+            return f"{path}: {requirement}"
     else:
         requirement = "must be " + _lower_first(str(detail["msg"]).removeprefix("Input should be "))
     if not location:  # a check across keys (a model validator): its message starts with the key
@@ -180,6 +186,8 @@ _ALIAS = re.compile(r"[A-Za-z0-9_-]+")
 class EvaluateParams(ParameterBlock):
     """``<dataset>.evaluate``: how a model is evaluated on the test split, by the train pipelines (their
     own checkpoint), the compare pipelines and ``evaluate_<dataset>`` (the model given here)."""
+
+    block: ClassVar[str] = "evaluate"
 
     checkpoint: Literal["best", "last"] = Field(
         "best",
@@ -225,6 +233,8 @@ class EvaluateParams(ParameterBlock):
 class PredictParams(ParameterBlock):
     """``predict``: keypoints on new images (``kedro run --pipelines=predict``)."""
 
+    block: ClassVar[str] = "predict"
+
     images: str | list[str] = Field(description="a glob (** allowed), a path, or a list of them")
     model: str = Field(
         "data/06_models/rhd/model.pt",
@@ -250,3 +260,110 @@ class PredictParams(ParameterBlock):
     @classmethod
     def _box_as_tuple(cls, box: Any) -> Any:
         return tuple(box) if isinstance(box, list) else box
+
+
+INITS = ("scratch", "pretrained")
+REPORT_DIRECTIONS = ("lower", "higher")
+
+
+def _listed(value: Any) -> Any:
+    """A list from YAML or the command line (``"mle+integral"``: ``--params`` splits on commas) as a
+    tuple; anything else is left to the field's type."""
+    if isinstance(value, str):
+        return tuple(value.replace("+", " ").split())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def _distinct_names(names: tuple[str, ...], valid: tuple[str, ...]) -> tuple[str, ...]:
+    if not names:
+        raise ValueError("is empty")
+    if unknown := sorted(set(names) - set(valid)):
+        raise ValueError(f"unknown {unknown}; valid: {', '.join(valid)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"lists a value twice: {list(names)}")
+    return names
+
+
+class CompareParams(ParameterBlock):
+    """``<dataset>.compare``: a grid of independent training runs, one per cell (method, training-label
+    noise level, init, seed); see ``conf/base/parameters_compare.yml`` and docs/comparison.md."""
+
+    block: ClassVar[str] = "compare"
+
+    name: str | None = setting(
+        None, "the MLflow tag `comparison` of every cell's run; null: compare_<dataset>"
+    )
+    methods: tuple[str, ...] = setting(
+        ("mle", "heatmap_l2", "integral", "rle", "cpm"), "methods, as a list or a string mle+cpm"
+    )
+    seeds: tuple[int, ...] = setting((0, 1, 2), "train.seed of the cells", "must list distinct integers")
+    inits: tuple[str, ...] = setting(("scratch",), "scratch | pretrained (compare.pretrained_backbone)")
+    pretrained_backbone: str | None = setting(
+        "data/06_models/{dataset}/pretrained_backbone.pt",
+        "model.init_checkpoint of the pretrained cells: the backbone the pretraining pipeline "
+        "(pretrain_rhd) writes",
+    )
+    loss_overrides: dict[str, dict[str, Any]] = setting(
+        {"rle": {"residual": "laplace"}}, "per-method keys over model.loss"
+    )
+    noise_levels: tuple[dict[str, Any], ...] = setting(
+        (
+            {"name": "clean"},
+            {"name": "jitter8", "fraction": 0.5, "jitter_px": 8.0},
+            {"name": "outliers10", "outlier_fraction": 0.1},
+            {"name": "outliers30", "outlier_fraction": 0.3},
+        ),
+        "training-label noise levels, each over train.label_noise (name, fraction, jitter_px, "
+        "outlier_fraction, seed)",
+    )
+    keep_checkpoints: Literal["best", "all", "none"] = execution_only(
+        "best", "each cell's run folder after it finished: best | all | none"
+    )
+    resume_interrupted: bool = execution_only(
+        True, "a cell whose run was interrupted continues it from its last.pt; false: starts again"
+    )
+    jobs: int = execution_only(1, "cells run at once, each a process", "must be an integer >= 1", ge=1)
+    log_model: bool = execution_only(False, "export each cell's MLflow model (pt2 + ONNX + pyfunc)")
+    report_metrics: dict[str, Literal["lower", "higher"]] = execution_only(
+        {
+            "test_nme": "lower",
+            "test_pck_0.2": "higher",
+            "test_pck_0.05": "higher",
+            "test_auc_0.2": "higher",
+            "test_epe_px": "lower",
+        },
+        "metrics summarised over seeds in the report, and which direction is better",
+        "must map metric names to lower or higher",
+    )
+
+    @field_validator("methods", "inits", "noise_levels", mode="before")
+    @classmethod
+    def _as_tuple(cls, value: Any) -> Any:
+        return _listed(value)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_as_tuple(cls, value: Any) -> Any:
+        value = _listed(value)
+        if isinstance(value, tuple) and all(isinstance(v, str) and v.lstrip("-").isdigit() for v in value):
+            return tuple(int(v) for v in value)  # "0+1+2" on the command line
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
+        return _distinct_names(methods, METHODS)
+
+    @field_validator("inits")
+    @classmethod
+    def _known_inits(cls, inits: tuple[str, ...]) -> tuple[str, ...]:
+        return _distinct_names(inits, INITS)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError("must list distinct integers")
+        return seeds

@@ -6,6 +6,7 @@ from omegaconf import OmegaConf
 
 from mle_hand_pipeline.grid import cells as C
 from mle_hand_pipeline.methods import METHODS
+from mle_hand_pipeline.parameters import CompareParams
 
 MODEL = {**TINY_MODEL_PARAMS, "method": "mle", "init_checkpoint": None}
 TRAIN = {**TINY_TRAIN_PARAMS, "seed": 0}
@@ -90,10 +91,12 @@ def test_bad_grids_fail_before_training_naming_the_parameter():
         C.plan_cells(MODEL, TRAIN, EVALUATE, {"inits": ["pretrained"]}, None)
     with pytest.raises(ValueError, match="name 'a b'"):
         plan({"noise_levels": [{"name": "a b"}]})
-    # defaults: every method, clean labels, scratch, the train block's seed
-    assert [c.key for c in plan({})] == [f"{m}-clean-scratch-s0" for m in METHODS]
+    # defaults (CompareParams, as conf/base): every method, four noise levels, scratch, seeds 0, 1, 2
+    default = [c.key for c in plan({})]
+    assert len(default) == 5 * 4 * 3 and default[:5] == [f"{m}-clean-scratch-s0" for m in METHODS]
     # from the command line: "mle+integral", "0+1"
-    assert [c.key for c in plan({"methods": "mle+integral", "seeds": "0+1"})] == [
+    from_command_line = {"methods": "mle+integral", "seeds": "0+1", "noise_levels": [{"name": "clean"}]}
+    assert [c.key for c in plan(from_command_line)] == [
         "mle-clean-scratch-s0",
         "integral-clean-scratch-s0",
         "mle-clean-scratch-s1",
@@ -104,7 +107,7 @@ def test_bad_grids_fail_before_training_naming_the_parameter():
 def test_the_command_is_a_train_run_whose_params_kedro_reads_back_unchanged():
     cell = {c.key: c for c in plan()}["rle-j0f0o0.3-pretrained-s1"]
     runtime = {"rhd": {"train": {"epochs": 4}, "compare": {"methods": "mle+rle"}}, "other": 1}
-    params = C.cell_params(cell, "rhd", "study1", runtime, log_model=False)
+    params = C.cell_params(cell, "rhd", "study1", runtime, CompareParams(log_model=False))
     argv = C.kedro_command(params, "rhd", env="paper")
     assert argv[:4] == ["kedro", "run", "--pipelines=train_rhd", "--env=paper"]
     # what `kedro run --params` makes of it (kedro.framework.cli.utils._split_params)

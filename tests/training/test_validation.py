@@ -41,7 +41,7 @@ def test_the_shipped_blocks_are_valid(env, dataset, monkeypatch):
         ({"lr_milestones": [0]}, "rhd.train.lr_milestones must be a list of epochs"),
         ({"precision": "fp16"}, "rhd.train.precision must be one of auto, bf16, fp32"),
         ({"epoch": 3}, "rhd.train.epoch is not a parameter"),
-        ({"augment": {"rotate": 1}}, "rhd.train.augment has unknown key(s) ['rotate']"),
+        ({"augment": {"rotate": 1}}, "rhd.train.augment: unknown key(s) ['rotate']"),
         ({"label_noise": {"fraction": 2.0}}, "rhd.train.label_noise.fraction must be in [0, 1]"),
         ({"resume": ""}, "rhd.train.resume must be true, false or the run id"),
         ({"data_on_device": "maybe"}, "rhd.train.data_on_device must be auto, true or false, got 'maybe'"),

@@ -20,13 +20,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mle_hand_pipeline.methods import METHODS, RESNET_METHODS
-from mle_hand_pipeline.parameters import EvaluateParams, execution_only_keys
+from mle_hand_pipeline.methods import RESNET_METHODS
+from mle_hand_pipeline.parameters import CompareParams, EvaluateParams, execution_only_keys
 from mle_hand_pipeline.training.engine import TrainConfig
 from mle_hand_pipeline.training.label_noise import LabelNoise
-from mle_hand_pipeline.training.validation import KEEP_CHECKPOINTS, BlockChecker, dotted_keys
+from mle_hand_pipeline.training.validation import dotted_keys
 
-INITS = ("scratch", "pretrained")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 # Keys that change how a run executes, not what it computes: left out of a cell's fingerprint, so a
 # comparison may resume on another machine (more loader workers, another evaluation batch size).
@@ -69,29 +68,6 @@ def noise_name(level: Mapping[str, Any]) -> str:
     return f"j{noise.jitter_px:g}f{noise.fraction:g}o{noise.outlier_fraction:g}"
 
 
-def _names(value: Any, what: str, valid: Sequence[str] | None = None) -> list[str]:
-    """A list from YAML or the command line (``"mle+integral"``: ``--params`` splits on commas)."""
-    if isinstance(value, str):
-        value = value.replace("+", " ").split()
-    names = [str(v) for v in value]
-    if not names:
-        raise ValueError(f"compare.{what} is empty")
-    if valid is not None and (unknown := sorted(set(names) - set(valid))):
-        raise ValueError(f"compare.{what}: unknown {unknown}; valid: {', '.join(valid)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"compare.{what} lists a value twice: {names}")
-    return names
-
-
-def _seeds(value: Any) -> list[int]:
-    if isinstance(value, int | str):
-        value = [value] if isinstance(value, int) else value.replace("+", " ").split()
-    seeds = [int(v) for v in value]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"compare.seeds must list distinct integers, got {value!r}")
-    return seeds
-
-
 def _fingerprint(settings: Mapping[str, Any]) -> str:
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -105,7 +81,7 @@ def plan_cells(
     model: Mapping[str, Any],
     train: Mapping[str, Any],
     evaluate: Mapping[str, Any],
-    compare: Mapping[str, Any],
+    compare: Mapping[str, Any] | CompareParams,
     pretrained_backbone: str | None,
 ) -> list[Cell]:
     """Every cell of ``compare`` (``methods``, ``noise_levels``, ``inits``, ``seeds``), ordered init,
@@ -123,19 +99,18 @@ def plan_cells(
             noise levels, invalid label noise, a pretrained init without a backbone path, or a plan
             without cells (only methods without a ResNet, only pretrained).
     """
-    methods = _names(compare.get("methods") or METHODS, "methods", METHODS)
-    inits = _names(compare.get("inits") or ["scratch"], "inits", INITS)
-    seeds = _seeds(compare.get("seeds", [train.get("seed", 0)]))
+    compare = CompareParams.of(compare)
+    methods, inits, seeds = list(compare.methods), list(compare.inits), list(compare.seeds)
     if "pretrained" in inits and not pretrained_backbone:
         raise ValueError("compare.inits has 'pretrained' but compare.pretrained_backbone is not set")
-    loss_overrides = compare.get("loss_overrides") or {}
+    loss_overrides = compare.loss_overrides
     base = {
         "model": _without(model, ("method", "init_checkpoint", "init_partial")),
         "train": _without(train, (*EXECUTION_ONLY["train"], "seed", "label_noise")),
         "evaluate": _without(evaluate, EXECUTION_ONLY["evaluate"]),
     }
     levels, names = [], []
-    for level in compare.get("noise_levels") or [{}]:
+    for level in compare.noise_levels or ({},):
         name = noise_name(level)
         if not NAME_PATTERN.match(name):
             raise ValueError(f"compare.noise_levels: name {name!r} must be letters, digits, '_' or '.'")
@@ -210,22 +185,22 @@ def cell_params(
     dataset: str,
     comparison: str,
     runtime_params: Mapping[str, Any] | None = None,
-    log_model: bool = False,
-    keep_checkpoints: str = "best",
+    compare: CompareParams | None = None,
     resume: str | None = None,
 ) -> dict[str, Any]:
     """The ``--params`` of a cell's run: the parent's runtime parameters (except its ``compare``
-    block), then the cell's overrides, ``evaluate.log_model``, ``evaluate.keep_checkpoints``,
-    ``evaluate.register_model``
-    null (a cell never registers a model version), ``tracking``, and ``train.resume`` = ``resume``
-    when the run continues that interrupted run of the cell (an execution-only key: same fingerprint)."""
+    block), then the cell's overrides, ``evaluate.log_model`` and ``evaluate.keep_checkpoints`` from
+    ``compare`` (its defaults when None), ``evaluate.register_model`` null (a cell never registers a
+    model version), ``tracking``, and ``train.resume`` = ``resume`` when the run continues that
+    interrupted run of the cell (an execution-only key: same fingerprint)."""
+    compare = compare or CompareParams()
     inherited = {
         k: v for k, v in dotted_keys(runtime_params or {}).items() if not k.startswith(f"{dataset}.compare.")
     }
     own = {
         **cell.overrides,
-        "evaluate.log_model": log_model,
-        "evaluate.keep_checkpoints": keep_checkpoints,
+        "evaluate.log_model": compare.log_model,
+        "evaluate.keep_checkpoints": compare.keep_checkpoints,
         "evaluate.register_model": None,  # a cell never registers a model version
         "tracking.run_name": f"{dataset}-{cell.key}",
         **{f"tracking.tags.{k}": v for k, v in {**cell.tags(comparison), "seed": cell.seed}.items()},
@@ -267,42 +242,3 @@ def validate_comparison_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
         raise ValueError(f"compare.name {name!r} must be letters, digits, '_' or '.'")
     return name
-
-
-COMPARE_KEYS = {
-    "name", "methods", "seeds", "inits", "pretrained_backbone", "loss_overrides", "noise_levels", "jobs",
-    "log_model", "report_metrics", "keep_checkpoints", "resume_interrupted",
-}  # fmt: skip
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _bool(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
-def validate_compare_params(block: dict[str, Any], prefix: str = "compare") -> None:
-    """Raise ``ParameterError`` naming every unknown or invalid key of a ``compare`` block (the plan
-    itself, e.g. unknown methods, is checked by :func:`plan_cells` with the same names)."""
-    check = BlockChecker(dict(block or {}), prefix)
-    check.unknown_keys(COMPARE_KEYS)
-    check.require("jobs", _positive_int, "must be an integer >= 1")
-    check.require("log_model", _bool, "must be true or false")
-    check.require("resume_interrupted", _bool, "must be true or false")
-    check.require(
-        "keep_checkpoints", lambda v: v in KEEP_CHECKPOINTS, f"must be one of {', '.join(KEEP_CHECKPOINTS)}"
-    )
-    check.require(
-        "report_metrics",
-        lambda v: isinstance(v, dict) and all(d in ("lower", "higher") for d in v.values()),
-        "must map metric names to lower or higher",
-    )
-    for key, valid in (("methods", METHODS), ("inits", INITS)):
-        if check.block.get(key):
-            try:
-                _names(check.block[key], key, valid)
-            except ValueError as error:
-                check.problems.append(f"{prefix}.{str(error).removeprefix('compare.')}")
-    check.raise_if_any()

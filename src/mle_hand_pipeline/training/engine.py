@@ -163,7 +163,7 @@ class TrainConfig:
             known = {f.name for f in fields(AugmentSettings)}
             unknown = sorted(set(value) - known)
             if unknown:
-                raise ValueError(f"has unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
+                raise ValueError(f"unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
             return AugmentSettings(
                 **{**value, **({"scale": tuple(value["scale"])} if "scale" in value else {})}
             )

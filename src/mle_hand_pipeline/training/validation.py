@@ -179,7 +179,6 @@ def _check_devices(devices: str | int, prefix: str, problems: list[str]) -> None
 # The preprocess block (evaluate and predict: mle_hand_pipeline.parameters; compare: grid.cells)
 # ---------------------------------------------------------------------------------------------------
 
-KEEP_CHECKPOINTS = ("best", "all", "none")  # compare.keep_checkpoints: grid.cells
 _PREPROCESS_COMMON = {"seed", "min_visible", "on_bad_sample", "workers", "crop", "grid"}
 PREPROCESS_KEYS = {
     "rhd": _PREPROCESS_COMMON | {"parts", "val_ratio"},

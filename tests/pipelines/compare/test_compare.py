@@ -12,6 +12,7 @@ from helpers import TINY_MODEL_PARAMS, TINY_TRAIN_PARAMS, log_fake_cell_run
 from mlflow.tracking import MlflowClient
 
 from mle_hand_pipeline.grid.runner import Outcome
+from mle_hand_pipeline.parameters import CompareParams
 from mle_hand_pipeline.pipeline_registry import register_pipelines
 from mle_hand_pipeline.pipelines.compare import nodes
 
@@ -25,7 +26,7 @@ COMPARE = {
     "jobs": 2,
     "report_metrics": {"test_nme": "lower", "test_pck_0.2": "higher"},
 }
-BLOCKS = (MODEL, TRAIN, EVALUATE, COMPARE)
+BLOCKS = (MODEL, TRAIN, EVALUATE, CompareParams.of(COMPARE))
 KEDRO_RUN = {"project_path": "/project", "env": None, "runtime_params": {"rhd": {"train": {"epochs": 1}}}}
 
 
@@ -129,7 +130,7 @@ def test_the_grid_skips_finished_cells_runs_the_rest_and_reports(store, tmp_path
 def test_changed_settings_under_the_same_name_stop_the_grid(store, tmp_path, monkeypatch):
     client, experiment = store
     compare = {**COMPARE, "name": "stale"}
-    cell = nodes._plan("rhd", MODEL, TRAIN, EVALUATE, compare)[0]
+    cell = nodes._plan("rhd", MODEL, TRAIN, EVALUATE, CompareParams.of(compare))[0]
     log_fake_cell_run(client, experiment, "stale", cell, {"test_nme": 0.3})
     monkeypatch.setattr(nodes, "run_jobs", lambda *a, **k: pytest.fail("nothing may run"))
     longer = {**TRAIN, "epochs": 5}
@@ -140,7 +141,7 @@ def test_changed_settings_under_the_same_name_stop_the_grid(store, tmp_path, mon
 def test_an_interrupted_cell_continues_its_newest_interrupted_run(store, tmp_path, monkeypatch):
     client, experiment = store
     compare = {**COMPARE, "name": "interrupted", "methods": ["mle"], "seeds": [0, 1, 2], "jobs": 1}
-    blocks = (MODEL, TRAIN, EVALUATE, compare)
+    blocks = (MODEL, TRAIN, EVALUATE, CompareParams.of(compare))
     cells = {c.key: c for c in nodes._plan("rhd", *blocks)}
     checkpoints = tmp_path / "checkpoints"
 

@@ -29,6 +29,7 @@ from mle_hand_pipeline.grid.mlflow_runs import (
     unfinished_runs,
 )
 from mle_hand_pipeline.grid.runner import Job, run_jobs
+from mle_hand_pipeline.parameters import CompareParams
 from mle_hand_pipeline.training.run_dirs import is_interrupted
 
 logger = logging.getLogger(__name__)
@@ -48,12 +49,12 @@ FIGURES = (
 )
 
 
-def _name(dataset: str, compare: dict[str, Any]) -> str:
-    return C.validate_comparison_name(str(compare.get("name") or f"compare_{dataset}"))
+def _name(dataset: str, compare: CompareParams) -> str:
+    return C.validate_comparison_name(compare.name or f"compare_{dataset}")
 
 
-def _plan(dataset: str, model: dict, train: dict, evaluate: dict, compare: dict) -> list[C.Cell]:
-    backbone = compare.get("pretrained_backbone")
+def _plan(dataset: str, model: dict, train: dict, evaluate: dict, compare: CompareParams) -> list[C.Cell]:
+    backbone = compare.pretrained_backbone
     return C.plan_cells(
         model, train, evaluate, compare, backbone.format(dataset=dataset) if backbone else None
     )
@@ -65,7 +66,7 @@ def _plan_table(cells: list[C.Cell]) -> pd.DataFrame:
 
 
 def _todo(
-    dataset: str, compare: dict, cells: list[C.Cell], kedro_run: dict, checkpoints: Path
+    dataset: str, compare: CompareParams, cells: list[C.Cell], kedro_run: dict, checkpoints: Path
 ) -> tuple[list[C.Cell], dict[str, str], dict[str, str]]:
     """The cells without a finished run of the same settings, ``{key: run id}`` of the others, and
     ``{key: run id}`` of the cells to run that continue an interrupted run: the newest of the cell's
@@ -77,7 +78,7 @@ def _todo(
         logger.info("%d of %d cells already have a finished run: skipped", len(done), len(cells))
     todo = [c for c in cells if c.key not in done]
     resume = {}
-    if compare.get("resume_interrupted", True):
+    if compare.resume_interrupted:
         methods = {c.key: c.method for c in todo}
         folder = Path(kedro_run["project_path"]) / checkpoints
         for key, run_ids in unfinished_runs(runs, todo).items():
@@ -89,15 +90,19 @@ def _todo(
 
 
 def _command(
-    dataset: str, compare: dict, cell: C.Cell, kedro_run: dict, kedro: list[str], resume: str | None
+    dataset: str,
+    compare: CompareParams,
+    cell: C.Cell,
+    kedro_run: dict,
+    kedro: list[str],
+    resume: str | None,
 ) -> list[str]:
     params = C.cell_params(
         cell,
         dataset,
         _name(dataset, compare),
         kedro_run.get("runtime_params"),
-        bool(compare.get("log_model")),
-        str(compare.get("keep_checkpoints") or "best"),
+        compare,
         resume,
     )
     return C.kedro_command(params, dataset, kedro_run.get("env"), kedro)
@@ -111,6 +116,7 @@ def plan_comparison(
     compare: dict[str, Any],
 ) -> pd.DataFrame:
     """The planned cells (``PLAN_COLUMNS``), for a report of runs made elsewhere."""
+    compare = CompareParams.of(compare)
     return _plan_table(_plan(dataset, model, train, evaluate, compare)).assign(status="planned")
 
 
@@ -132,6 +138,7 @@ def run_grid(
     Returns the plan with ``status`` (``finished``, ``skipped`` = finished before, ``failed``),
     ``run_id``, ``returncode``, ``wall_s``, ``log`` and ``error`` (the failed run's last log line).
     """
+    compare = CompareParams.of(compare)
     cells = _plan(dataset, model, train, evaluate, compare)
     todo, done, resume = _todo(dataset, compare, cells, kedro_run, checkpoints)
     kedro = [sys.executable, "-m", "kedro"]
@@ -145,7 +152,7 @@ def run_grid(
         )
         for c in todo
     ]
-    outcomes = {o.key: o for o in run_jobs(jobs, int(compare.get("jobs", 1)), cwd=kedro_run["project_path"])}
+    outcomes = {o.key: o for o in run_jobs(jobs, compare.jobs, cwd=kedro_run["project_path"])}
     finished = latest_per_cell(comparison_runs(MlflowClient(), _name(dataset, compare)))
     run_ids = dict(zip(finished["cell"], finished["run_id"], strict=True))
     rows = []
@@ -182,6 +189,7 @@ def grid_commands(
     """One shell command per cell still to run (run each from the project folder, in any order or
     all at once), printed and returned as the text of ``commands.txt``: line N is cell N. A cell whose
     run was interrupted continues it, as in :func:`run_grid`."""
+    compare = CompareParams.of(compare)
     cells = _plan(dataset, model, train, evaluate, compare)
     todo, _, resume = _todo(dataset, compare, cells, kedro_run, checkpoints)
     lines = [
@@ -210,11 +218,9 @@ def report_comparison(
         interval per method x noise x init, the same of stage 1, the last stage and their paired
         difference for the multi-stage methods, the markdown verdict, and :data:`FIGURES`.
     """
+    compare = CompareParams.of(compare)
     name = _name(dataset, compare)
-    directions = {str(k): str(v) for k, v in compare["report_metrics"].items()}
-    if bad := {k: v for k, v in directions.items() if v not in ("higher", "lower")}:
-        raise ValueError(f"compare.report_metrics: each metric is 'higher' or 'lower' (is better), got {bad}")
-    metrics = {k: v == "higher" for k, v in directions.items()}
+    metrics = {k: v == "higher" for k, v in compare.report_metrics.items()}
     runs = latest_per_cell(comparison_runs(MlflowClient(), name))
     if runs.empty:
         failed = cells[cells["status"] == "failed"] if "status" in cells else cells.iloc[:0]
