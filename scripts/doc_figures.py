@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
+import dataclasses
 import json
 import re
 import sys
@@ -35,7 +36,15 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from mle_hand_pipeline.parameters import CompareParams, EvaluateParams, ParameterBlock, PredictParams
+from mle_hand_pipeline.parameters import (
+    CompareParams,
+    EvaluateParams,
+    PredictParams,
+    execution_only_keys,
+    schema_fields,
+)
+from mle_hand_pipeline.training.checkpoint import ModelSpec
+from mle_hand_pipeline.training.engine import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP_DOCS = ("README.md", "DEVELOPERS.md", "CHANGELOG.md", "benchmarks/README.md")
@@ -168,12 +177,17 @@ def grid_040_test1000(root: Path) -> list[str]:
     return lines
 
 
-def parameter_table(block: type[ParameterBlock]) -> list[str]:
+def parameter_table(block: type) -> list[str]:
     """A parameter block's keys, defaults and help, from its typed model (the one place they live)."""
-    execution = set(block.execution_only_keys())
+    execution = set(execution_only_keys(block))
     lines = ["| key | default | what it sets | changes what is computed |", "|---|---|---|---|"]
-    for name, field in block.model_fields.items():
-        default = "required" if field.is_required() else f"`{json.dumps(field.default)}`"
+    for name, field in schema_fields(block).items():
+        if field.is_required():
+            default = "required"
+        else:
+            value = field.get_default(call_default_factory=True)
+            value = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+            default = f"`{json.dumps(value)}`"
         # <run_id> is not an HTML tag; a | inside a cell would end it
         help_text = (field.description or "").replace("<", "\\<").replace("|", "\\|")
         lines.append(f"| `{name}` | {default} | {help_text} | {'no' if name in execution else 'yes'} |")
@@ -186,6 +200,8 @@ RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "parameters_evaluate": lambda root: parameter_table(EvaluateParams),
     "parameters_predict": lambda root: parameter_table(PredictParams),
     "parameters_compare": lambda root: parameter_table(CompareParams),
+    "parameters_model": lambda root: parameter_table(ModelSpec),
+    "parameters_train": lambda root: parameter_table(TrainConfig),
 }
 
 

@@ -12,15 +12,19 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field, field_validator, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import nn
 
-from mle_hand_pipeline.methods import METHODS, RESNET_METHODS, build_loss, build_model
+from mle_hand_pipeline.methods import METHODS, RESNET_METHODS, build_loss, build_model, method_of
+from mle_hand_pipeline.models import BACKBONES, OUTPUT_STRIDES
 from mle_hand_pipeline.models.heads import DEFAULT_SIGMA_EPS
+from mle_hand_pipeline.parameters import STRICT_BLOCK, check_block, setting
 from mle_hand_pipeline.training.pretrained import is_backbone_checkpoint, load_backbone, resnet_backbone
 
 logger = logging.getLogger(__name__)
@@ -30,27 +34,83 @@ logger = logging.getLogger(__name__)
 INIT_FIELDS = ("pretrained", "init_checkpoint", "init_partial")
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=STRICT_BLOCK)
 class ModelSpec:
-    """Everything needed to rebuild a model and its loss (the ``model`` parameter block)."""
+    """Everything needed to rebuild a model and its loss: the ``model`` parameter block (its keys,
+    defaults (the paper's), constraints and help live here; ``conf/base/parameters_train.yml`` holds the
+    CPU demo's values), and the ``spec`` every checkpoint stores."""
 
-    method: str = "mle"
-    backbone: str = "resnet50"
-    stages: int = 5
-    input_size: int = 256
-    pretrained: bool = False
-    head_channels: int = 256
-    loss: dict[str, Any] = field(default_factory=dict)
-    backbone_stride: int = 32
-    decode_window: int = 0  # soft-argmax over the whole map (0) or the (2r+1)^2 cells around its argmax
-    init_checkpoint: str | None = None
-    init_partial: bool = False  # allow a run checkpoint's warm start to leave tensors fresh (warm_start)
+    method: str = setting("mle", "the training method", f"must be one of {', '.join(METHODS)}")
+    backbone: str = setting("resnet50", "the ResNet (torchvision)", f"must be one of {', '.join(BACKBONES)}")
+    stages: int = setting(5, "refinement stages (T)", "must be an integer >= 1", ge=1)
+    input_size: int = setting(
+        256, "crop side the network sees, in pixels", "must be an integer >= 32 (pixels)", ge=32
+    )
+    pretrained: bool = setting(False, "ImageNet weights from torchvision (needs the file or internet)")
+    head_channels: int = setting(256, "width of each stage's head", "must be an integer >= 1", ge=1)
+    loss: dict[str, Any] = Field(
+        default_factory=dict,
+        description="options of the method's loss (methods.build_loss); a method ignores the ones its "
+        "loss does not take",
+        json_schema_extra={"requirement": "must be a mapping of loss options"},
+    )
+    backbone_stride: int = setting(
+        32,
+        "where the ResNet stops: 32 (all of it, the paper), 16 or 8",
+        f"must be one of {', '.join(map(str, OUTPUT_STRIDES))} (where the ResNet stops)",
+    )
+    decode_window: int = setting(
+        0,
+        "soft-argmax over the whole map (0) or the (2r+1)^2 cells around its argmax (r)",
+        "must be an integer >= 0 (0: soft-argmax over the whole map)",
+        ge=0,
+    )
+    init_checkpoint: str | None = setting(
+        None,
+        "a run's best.pt/last.pt or a pretrained backbone to start from",
+        "must be null or the path of an existing best.pt/last.pt",
+    )
+    init_partial: bool = setting(False, "allow a run checkpoint's warm start to leave tensors fresh")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
+        method_of(method)
+        return method
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, backbone: str) -> str:
+        if backbone not in BACKBONES:
+            raise ValueError("unknown backbone")
+        return backbone
+
+    @field_validator("backbone_stride")
+    @classmethod
+    def _known_stride(cls, stride: int) -> int:
+        if stride not in OUTPUT_STRIDES:
+            raise ValueError("unknown stride")
+        return stride
+
+    @model_validator(mode="after")
+    def _network_and_loss_can_be_built(self) -> ModelSpec:
+        multiple = method_of(self.method).input_multiple
+        if self.input_size % multiple:
+            raise ValueError(
+                f"input_size must be a multiple of {multiple} for model.method={self.method}, "
+                f"got {self.input_size}"
+            )
+        try:
+            build_loss(self.method, stages=self.stages, **self.loss)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"loss: {error}") from None
+        return self
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ModelSpec:
         """The ``model`` parameter block (loss options another method's loss takes are ignored by
         :func:`~mle_hand_pipeline.methods.build_loss`, so one block serves every method)."""
-        return cls(**params)
+        return check_block(cls, params, "model")
 
     def build_model(self, pretrained: bool | None = None) -> nn.Module:
         return build_model(

@@ -19,8 +19,6 @@ from typing import Any
 
 import torch
 
-from mle_hand_pipeline.methods import METHODS, build_loss, method_of
-from mle_hand_pipeline.models import BACKBONES, OUTPUT_STRIDES
 from mle_hand_pipeline.parameters import ParameterError, check_block, describe
 from mle_hand_pipeline.training.checkpoint import ModelSpec, check_warm_start
 from mle_hand_pipeline.training.engine import TrainConfig
@@ -72,47 +70,23 @@ def _positive_number(value: Any) -> bool:
 
 
 def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
-    """Raise :class:`ParameterError` naming every invalid key of a ``model`` block."""
-    check = BlockChecker(dict(block or {}), prefix)
-    check.unknown_keys({f.name for f in fields(ModelSpec)})
-    check.require("method", lambda v: v in METHODS, f"must be one of {', '.join(METHODS)}")
-    check.require("backbone", lambda v: v in BACKBONES, f"must be one of {', '.join(BACKBONES)}")
-    check.require("stages", _positive_int, "must be an integer >= 1")
-    check.require("input_size", lambda v: _is_int(v) and v >= 32, "must be an integer >= 32 (pixels)")
-    method, size = check.block.get("method", "mle"), check.block.get("input_size")
-    multiple = method_of(method).input_multiple if method in METHODS else 1
-    if _is_int(size) and size % multiple:
-        check.fail("input_size", f"must be a multiple of {multiple} for model.method={method}")
-    check.require(
-        "backbone_stride",
-        lambda v: _is_int(v) and v in OUTPUT_STRIDES,
-        f"must be one of {', '.join(map(str, OUTPUT_STRIDES))} (where the ResNet stops)",
-    )
-    check.require("head_channels", _positive_int, "must be an integer >= 1")
-    check.require(
-        "decode_window", _non_negative_int, "must be an integer >= 0 (0: soft-argmax over the whole map)"
-    )
-    check.require("pretrained", lambda v: isinstance(v, bool), "must be true or false")
-    check.require("init_partial", lambda v: isinstance(v, bool), "must be true or false")
-    check.require(
-        "init_checkpoint",
-        lambda v: v is None or (isinstance(v, str) and Path(v).is_file()),
-        "must be null or the path of an existing best.pt/last.pt",
-    )
-    loss = check.block.get("loss") or {}
-    if not isinstance(loss, dict):
-        check.fail("loss", "must be a mapping of loss options")
-    elif not check.problems:
-        try:
-            build_loss(check.block.get("method", "mle"), stages=check.block.get("stages", 1), **loss)
-        except (TypeError, ValueError) as error:
-            check.problems.append(f"{prefix}.loss: {error}")
-    if not check.problems and check.block.get("init_checkpoint"):
-        try:  # another backbone, or a partial load without init_partial: refused before the run starts
-            check_warm_start(ModelSpec.from_params(check.block))
-        except ValueError as error:
-            check.problems.append(f"{prefix}.init_checkpoint: {error}")
-    check.raise_if_any()
+    """Raise :class:`ParameterError` naming every invalid key of a ``model`` block: the keys and
+    constraints of :class:`~.checkpoint.ModelSpec`, and the checkpoint it starts from (the file exists
+    and fits: another backbone, or a partial load without ``init_partial``, is refused before the run)."""
+    spec = check_block(ModelSpec, block, prefix)
+    if spec.init_checkpoint is None:
+        return
+    if not Path(spec.init_checkpoint).is_file():
+        raise ParameterError(
+            [
+                f"{prefix}.init_checkpoint must be null or the path of an existing best.pt/last.pt, "
+                f"got {describe(spec.init_checkpoint)}"
+            ]
+        )
+    try:
+        check_warm_start(spec)
+    except ValueError as error:
+        raise ParameterError([f"{prefix}.init_checkpoint: {error}"]) from None
 
 
 def validate_train_params(block: dict[str, Any], prefix: str = "train") -> None:
