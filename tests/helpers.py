@@ -18,6 +18,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
+from mle_hand_pipeline.keypoints import NUM_KEYPOINTS
+
 PROJECT_ROOT = Path(__file__).parents[1]
 
 
@@ -221,3 +225,14 @@ def running_mlflow_server(folder: Path, **env: str) -> Iterator[str]:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         assert not _group_alive(process.pid), "server processes left behind"
+
+
+def open_hand(cx: float = 32.0, cy: float = 40.0, s: float = 1.0) -> np.ndarray:
+    """A plausible open right hand (21, 2) in a 64x64 image: wrist below, fingers fanning upwards."""
+    kp = np.zeros((NUM_KEYPOINTS, 2))
+    kp[0] = (cx, cy + 14 * s)
+    for f, angle in enumerate(np.deg2rad([-150, -110, -90, -70, -50])):
+        d = np.array([np.cos(angle), np.sin(angle)])
+        for j in range(4):
+            kp[1 + 4 * f + j] = kp[0] + d * (8 + 5 * j) * s
+    return kp

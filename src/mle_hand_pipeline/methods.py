@@ -64,32 +64,14 @@ def _paper_network(
 
 
 def _rle_network(
-    backbone: str,
-    stages: int,
-    input_size: int,
-    pretrained: bool,
-    head_channels: int,
-    num_keypoints: int,
-    sigma_eps: float,
-    backbone_stride: int,
-    decode_window: int,
+    backbone: str, num_keypoints: int, pretrained: bool, sigma_eps: float, backbone_stride: int, **_: Any
 ) -> nn.Module:
     return RLENet(
         backbone, num_keypoints, pretrained=pretrained, sigma_eps=sigma_eps, backbone_stride=backbone_stride
     )
 
 
-def _cpm_network(
-    backbone: str,
-    stages: int,
-    input_size: int,
-    pretrained: bool,
-    head_channels: int,
-    num_keypoints: int,
-    sigma_eps: float,
-    backbone_stride: int,
-    decode_window: int,
-) -> nn.Module:
+def _cpm_network(stages: int, input_size: int, head_channels: int, num_keypoints: int, **_: Any) -> nn.Module:
     return CPM(
         stages,
         num_keypoints,
@@ -105,7 +87,8 @@ class Method:
     the command line read it here instead of asking the model or the loss what they have.
 
     Attributes:
-        network: builds the network (the arguments of :func:`build_model`, all by name).
+        network: builds the network from the arguments of :func:`build_model`, all by name (a network
+            ignores the ones it has no use for).
         loss: the loss class (:func:`build_loss`).
         has_sigmas: the network predicts per-keypoint sigmas, calibrated into its ``sigma_scale`` by the
             loss' flows (``error_rms``) after every epoch; ``train.sigma_warmup_epochs`` applies

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+from helpers import open_hand
 
 from mle_hand_pipeline.evaluation import drawing as D
 from mle_hand_pipeline.keypoints import FINGER_COLOURS, NUM_KEYPOINTS
 
 
-def _hand(cx=32.0, cy=40.0, s=1.0):
-    """A plausible open right hand in a 64x64 image: wrist below, fingers fanning upwards."""
-    kp = np.zeros((NUM_KEYPOINTS, 2))
-    kp[0] = (cx, cy + 14 * s)
-    for f, angle in enumerate(np.deg2rad([-150, -110, -90, -70, -50])):
-        d = np.array([np.cos(angle), np.sin(angle)])
-        for j in range(4):
-            kp[1 + 4 * f + j] = kp[0] + d * (8 + 5 * j) * s
-    return kp
-
-
 def test_draw_skeleton_changes_pixels_at_keypoints():
     img = np.zeros((64, 64, 3), np.uint8)
-    kp = _hand()
+    kp = open_hand()
     vis = np.ones(NUM_KEYPOINTS, bool)
     vis[20] = False
     out = D.draw_skeleton(img, kp, vis, radius=2)
@@ -43,7 +33,7 @@ def test_draw_skeleton_changes_pixels_at_keypoints():
 
 def test_draw_skeleton_hollow_invisible():
     img = np.zeros((64, 64, 3), np.uint8)
-    kp = _hand()
+    kp = open_hand()
     vis = np.zeros(NUM_KEYPOINTS, bool)
     out = D.draw_skeleton(img, kp, vis, radius=4, show_invisible=True)
     x, y = np.round(kp[12]).astype(int)

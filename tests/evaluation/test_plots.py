@@ -5,22 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import open_hand
 from matplotlib.figure import Figure
 
 from mle_hand_pipeline.evaluation import metrics as M
 from mle_hand_pipeline.evaluation import plots as P
 from mle_hand_pipeline.keypoints import NUM_KEYPOINTS, PAPER_KEYPOINTS
-
-
-def _hand(cx=32.0, cy=40.0, s=1.0):
-    """A plausible open right hand in a 64x64 image: wrist below, fingers fanning upwards."""
-    kp = np.zeros((NUM_KEYPOINTS, 2))
-    kp[0] = (cx, cy + 14 * s)
-    for f, angle in enumerate(np.deg2rad([-150, -110, -90, -70, -50])):
-        d = np.array([np.cos(angle), np.sin(angle)])
-        for j in range(4):
-            kp[1 + 4 * f + j] = kp[0] + d * (8 + 5 * j) * s
-    return kp
 
 
 def _save(fig, tmp_path, name):
@@ -99,7 +89,7 @@ def test_plot_training_curves_missing_columns(tmp_path):
 def test_qualitative_and_keypoint_grids(tmp_path):
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 80, (64, 64, 3), dtype=np.uint8) for _ in range(5)]
-    gt = np.stack([_hand() for _ in range(5)])
+    gt = np.stack([open_hand() for _ in range(5)])
     pred = gt + rng.normal(0, 1.5, gt.shape)
     vis = np.ones((5, NUM_KEYPOINTS), bool)
     fig = P.qualitative_grid(images, gt, pred, vis, titles=[f"s{i}" for i in range(5)], ncols=3)
