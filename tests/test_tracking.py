@@ -6,6 +6,7 @@ import logging
 import math
 
 import mlflow
+import pytest
 
 from mle_hand_pipeline.tracking import EpochLogger, log_metrics
 
@@ -87,3 +88,41 @@ def test_the_crop_store_splits_a_run_reads_are_its_dataset_inputs(tiny_rhd, tmp_
     assert str(tiny_rhd["crops"].resolve()) in train.dataset.source
     tags = {t.key: t.value for t in train.tags}
     assert tags["mlflow.data.context"] == "training" and tags["rows"] == str(manifest["splits"]["train"]["n"])
+
+
+def test_a_dataset_another_run_logged_at_the_same_moment_is_linked_not_fatal(tiny_rhd, tmp_path, monkeypatch):
+    """A grid's two first cells logged the same new crop store at once: MLflow's SQL store looked it up,
+    the other cell inserted it, and the insert failed on the unique key, failing the cell."""
+    from mlflow.exceptions import MlflowException
+
+    from mle_hand_pipeline.tracking import log_crop_store_inputs
+
+    real, calls = mlflow.log_input, []
+
+    def racing(dataset, **kwargs):
+        calls.append(dataset.name)
+        if len(calls) == 1:  # the other cell inserts it between this run's lookup and insert
+            with mlflow.start_run(nested=True):
+                real(dataset, **kwargs)
+            raise MlflowException(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, "
+                "datasets.digest"
+            )
+        real(dataset, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_input", racing)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:
+            log_crop_store_inputs(tiny_rhd["crops"], ("train",))
+        inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+
+        def refused(dataset, **kwargs):
+            raise MlflowException("RESOURCE_DOES_NOT_EXIST: no such run")
+
+        monkeypatch.setattr(mlflow, "log_input", refused)
+        with mlflow.start_run(), pytest.raises(MlflowException, match="no such run"):  # other errors fail
+            log_crop_store_inputs(tiny_rhd["crops"], ("train",))
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert calls == ["crops/train", "crops/train"] and [i.dataset.name for i in inputs] == ["crops/train"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import tempfile
 import time
 import warnings
@@ -243,7 +244,25 @@ def log_crop_store_inputs(crops_dir: str | Path, splits: tuple[str, ...]) -> Non
             continue
         digest = (entry.get("array") or {}).get("sha256") or entry["fingerprint"]
         dataset = MetaDataset(source=source, name=f"{store.root.name}/{split}", digest=digest[:32])
-        mlflow.log_input(dataset, context=SPLIT_CONTEXTS.get(split, split), tags={"rows": str(entry["n"])})
+        _log_input(dataset, context=SPLIT_CONTEXTS.get(split, split), tags={"rows": str(entry["n"])})
+
+
+# MLflow's SQL store looks a dataset up, then inserts it: two runs logging the same new dataset at once
+# (a grid's first cells) race, and the second fails on the table's unique key. The dataset exists then.
+_DATASET_RACE = re.compile(
+    r"UNIQUE constraint failed: datasets\.|duplicate key value .*datasets", re.IGNORECASE
+)
+
+
+def _log_input(dataset: Any, **kwargs: Any) -> None:
+    """``mlflow.log_input``, tried a second time when a concurrent run inserted the same dataset first."""
+    try:
+        mlflow.log_input(dataset, **kwargs)
+    except MlflowException as error:
+        if not _DATASET_RACE.search(str(error)):
+            raise
+        logger.info("dataset %s was logged by another run at the same moment: linking it", dataset.name)
+        mlflow.log_input(dataset, **kwargs)
 
 
 def train_tracked(
