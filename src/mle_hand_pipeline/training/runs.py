@@ -22,7 +22,7 @@ from mle_hand_pipeline.evaluation.report import EvaluationReport, evaluate_predi
 from mle_hand_pipeline.machine import describe_machine
 from mle_hand_pipeline.training.checkpoint import ModelSpec, check_resumable, check_warm_start, load_model
 from mle_hand_pipeline.training.data import HandCrops
-from mle_hand_pipeline.training.engine import TrainConfig, fit
+from mle_hand_pipeline.training.engine import fit
 from mle_hand_pipeline.training.inference import inference_device, predict_crops
 from mle_hand_pipeline.training.label_noise import LabelNoise, corrupt_labels
 from mle_hand_pipeline.training.run_dirs import RunDirClaim, claim_local_run_dir
@@ -87,9 +87,7 @@ def train_method(
     validation NME, epochs, wall time, the label-noise statistics and the machine
     (:func:`~mle_hand_pipeline.machine.describe_machine`: CPU results are bit-identical per machine kind).
     """
-    validate_model_params(model_params)
-    validate_train_params(train_params)
-    spec, config = ModelSpec.from_params(model_params), TrainConfig.from_params(train_params)
+    spec, config = validate_model_params(model_params), validate_train_params(train_params)
     if log_metrics is not None and spec.init_checkpoint:
         log_metrics(check_warm_start(spec))  # init_loaded_tensors, init_fresh_tensors
     noise = LabelNoise.from_params(train_params.get("label_noise"))

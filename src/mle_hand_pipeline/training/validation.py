@@ -69,13 +69,14 @@ def _positive_number(value: Any) -> bool:
     return _is_number(value) and value > 0
 
 
-def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
+def validate_model_params(block: dict[str, Any], prefix: str = "model") -> ModelSpec:
     """Raise :class:`ParameterError` naming every invalid key of a ``model`` block: the keys and
     constraints of :class:`~.checkpoint.ModelSpec`, and the checkpoint it starts from (the file exists
-    and fits: another backbone, or a partial load without ``init_partial``, is refused before the run)."""
+    and fits: another backbone, or a partial load without ``init_partial``, is refused before the run).
+    Returns the block as a :class:`~.checkpoint.ModelSpec`."""
     spec = check_block(ModelSpec, block, prefix)
     if spec.init_checkpoint is None:
-        return
+        return spec
     if not Path(spec.init_checkpoint).is_file():
         raise ParameterError(
             [
@@ -87,15 +88,17 @@ def validate_model_params(block: dict[str, Any], prefix: str = "model") -> None:
         check_warm_start(spec)
     except ValueError as error:
         raise ParameterError([f"{prefix}.init_checkpoint: {error}"]) from None
+    return spec
 
 
-def validate_train_params(block: dict[str, Any], prefix: str = "train") -> None:
+def validate_train_params(block: dict[str, Any], prefix: str = "train") -> TrainConfig:
     """Raise :class:`ParameterError` naming every invalid key of a ``train`` block: the keys and
     constraints of :class:`~.engine.TrainConfig` and :class:`~.label_noise.LabelNoise`, and the devices
     this machine has.
 
     ``devices`` as an integer N means N CUDA GPUs: on a machine without CUDA that is an error (it used
-    to start N CPU processes silently); ``cpu:N`` asks for N CPU processes explicitly.
+    to start N CPU processes silently); ``cpu:N`` asks for N CPU processes explicitly. Returns the
+    block but its ``label_noise`` as a :class:`~.engine.TrainConfig`.
     """
     block = dict(block or {})
     problems: list[str] = []
@@ -127,6 +130,7 @@ def validate_train_params(block: dict[str, Any], prefix: str = "train") -> None:
                 problems.append(f"{prefix}.{error}")
     if problems:
         raise ParameterError(problems)
+    return config
 
 
 def _check_devices(devices: str | int, prefix: str, problems: list[str]) -> None:
